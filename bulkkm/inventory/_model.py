@@ -1,0 +1,129 @@
+"""The resolved inventory: frozen values, every default and group already applied."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from enum import StrEnum
+from pathlib import Path
+
+from bulkkm.secret import Secret
+from bulkkm.servers import join_host_port
+
+__all__ = [
+    "Cluster",
+    "DesiredServer",
+    "Inventory",
+    "Limits",
+    "SelectorKind",
+    "SvmSelector",
+    "Tls",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DesiredServer:
+    """One key server a key manager must have; names already normalised (``host:port``)."""
+
+    server: str
+    secondary_key_servers: tuple[str, ...] = ()
+    password: Secret | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Tls:
+    """How to reach a cluster's HTTPS endpoint; paths are absolute once resolved."""
+
+    verify: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """The load bulkkm may put on one cluster."""
+
+    concurrency: int = 4
+    rate: float | None = None
+    timeout: float = 30.0
+
+
+class SelectorKind(StrEnum):
+    """How an entry of ``svms:`` names SVMs."""
+
+    NAME = "name"
+    GLOB = "glob"
+    ALL = "all"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SvmSelector:
+    """One entry of a cluster's ``svms:`` and the key servers its SVMs must have.
+
+    Resolved against the live SVM list by the engine: a ``NAME`` that is not there, or has
+    no external key manager, is a blocked target; ``GLOB`` and ``ALL`` select only SVMs
+    that have an external key manager.
+    """
+
+    kind: SelectorKind
+    pattern: str
+    key_servers: tuple[DesiredServer, ...]
+
+    def matches(self, svm_name: str) -> bool:
+        """Whether this entry selects the SVM called ``svm_name``."""
+        if self.kind is SelectorKind.NAME:
+            return svm_name == self.pattern
+        return self.kind is SelectorKind.ALL or fnmatch.fnmatchcase(svm_name, self.pattern)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Cluster:
+    """One cluster of the fleet, fully resolved."""
+
+    name: str
+    host: str
+    port: int = 443
+    username: str | None = None
+    password: Secret | None = None
+    tls: Tls = Tls()
+    limits: Limits = Limits()
+    groups: tuple[str, ...] = ()
+    svms: tuple[SvmSelector, ...] = ()
+    exclude_svms: tuple[str, ...] = ()
+    cluster_scope: bool = False
+    key_servers: tuple[DesiredServer, ...] = ()
+    """The cluster's own resolved key servers: those of its cluster-scoped key manager."""
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as written in URLs (IPv6 in brackets)."""
+        return join_host_port(self.host, self.port)
+
+    def selector_for(self, svm_name: str) -> SvmSelector | None:
+        """The entry that selects ``svm_name``: explicit names first, then globs in order."""
+        if any(fnmatch.fnmatchcase(svm_name, pattern) for pattern in self.exclude_svms):
+            return None
+        named = [s for s in self.svms if s.kind is SelectorKind.NAME and s.matches(svm_name)]
+        if named:
+            return named[0]
+        return next((s for s in self.svms if s.matches(svm_name)), None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Inventory:
+    """A validated fleet file."""
+
+    path: Path
+    sha256: str
+    clusters: tuple[Cluster, ...]
+    warnings: tuple[str, ...] = ()
+
+    def filter(self, patterns: tuple[str, ...]) -> Inventory:
+        """A new inventory with only the clusters whose name matches one of the globs."""
+        if not patterns:
+            return self
+        kept = tuple(
+            c for c in self.clusters if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)
+        )
+        return dataclasses.replace(self, clusters=kept)
