@@ -1,1 +1,256 @@
-def main() -> int: return 0
+"""The command line: argument parsing, logging setup, signals and exit codes.
+
+Every mistake the user can make ends here as one clear line on stderr and exit code 2,
+before anything is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import orjson
+from rich.console import Console
+
+from bulkkm import engine
+from bulkkm.console import EventLog, ProgressView, Tally, render_summary
+from bulkkm.errors import BulkkmError, InventoryError, UsageError
+from bulkkm.events import RunFinished, Subscriber
+from bulkkm.inventory import Inventory, describe, inventory_schema, load_inventory
+from bulkkm.logs import configure_logging, printable
+from bulkkm.report import ReportWriter, finished_targets, summarize
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """``bulkkm apply: error: ...`` and exit 2, without the usage block."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    """An integer >= 0 for ``--max-failures``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _percent(text: str) -> float:
+    """A percentage from 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage from 0 to 100")
+    return value
+
+
+def _parser() -> _Parser:
+    """The whole command line."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-format", choices=("json", "console"), help="log lines on stderr (default: console on a terminal, json otherwise)")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (debug)")
+    common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+    parser = _Parser(prog="bulkkm", description="Add KMIP key servers to ONTAP external key managers across a fleet.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    validate = sub.add_parser("validate", parents=[common], help="check an inventory; no network")
+    validate.add_argument("inventory", type=Path)
+
+    def fleet_command(name: str, help_text: str, report_required: bool) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        p.add_argument("inventory", type=Path)
+        p.add_argument("--report", type=Path, required=report_required, help="the JSON-lines report to write")
+        p.add_argument("--limit", action="append", default=[], metavar="GLOB", help="only clusters whose name matches (repeatable)")
+        return p
+
+    fleet_command("plan", "discover and show what apply would do (GET only)", report_required=False)
+    fleet_command("check", "compliance audit: exit 4 when targets lack their servers (GET only)", report_required=False)
+    apply = fleet_command("apply", "add the missing key servers", report_required=True)
+    apply.add_argument("--resume", type=Path, metavar="OLD_REPORT", help="skip targets OLD_REPORT shows added or present")
+    apply.add_argument("--dry-run", action="store_true", help="discover and plan; nothing but GET is sent")
+    apply.add_argument("--max-failures", type=_positive_int, metavar="N", help="stop starting new work after more than N failures (exit 3)")
+    apply.add_argument("--max-fail-percent", type=_percent, metavar="P", help="stop starting new work once more than P%% of targets failed (exit 3)")
+
+    report = sub.add_parser("report", help="read a report back")
+    report_sub = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
+    summarize_cmd = report_sub.add_parser("summarize", parents=[common], help="counts by outcome, error code and cluster")
+    summarize_cmd.add_argument("file", type=Path)
+    summarize_cmd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    sub.add_parser("schema", parents=[common], help="print the inventory format as JSON Schema")
+    sub.add_parser("simulate", help="serve a simulated ONTAP fleet on loopback (see simulate --help)", add_help=False)
+    demo = sub.add_parser("demo", parents=[common], help="apply a rollout to an in-process simulated fleet")
+    demo.add_argument("--clusters", type=int, default=200)
+    demo.add_argument("--svms", type=int, default=8)
+    demo.add_argument("--report", type=Path, default=None, help="where to write the report")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["simulate"]:
+        from bulkkm.simulator import main as simulate  # noqa: PLC0415 -- only this command needs it
+
+        return simulate(args_list[1:])
+    args = _parser().parse_args(args_list)
+    verbosity = -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0)
+    configure_logging(fmt=getattr(args, "log_format", None), verbosity=verbosity)
+    try:
+        return _dispatch(args)
+    except InventoryError as exc:
+        for problem in exc.problems:
+            print(printable(str(problem)), file=sys.stderr)
+        print(f"bulkkm: {len(exc.problems)} problem(s) in the inventory; nothing was sent", file=sys.stderr)
+        return EXIT_USAGE
+    except BulkkmError as exc:
+        print(f"bulkkm: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """The command's body."""
+    match args.command:
+        case "validate":
+            inventory = _load(args.inventory)
+            for line in describe(inventory):
+                print(printable(line))
+            return 0
+        case "schema":
+            sys.stdout.write(orjson.dumps(inventory_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+            return 0
+        case "report":
+            return _summarize(args.file, as_json=args.json)
+        case "demo":
+            from bulkkm.demo import demo  # noqa: PLC0415 -- the simulator loads only for the demo
+
+            return demo(clusters=args.clusters, svms=args.svms, report=args.report, quiet=args.quiet)
+        case _:
+            return _fleet(args)
+
+
+def _load(path: Path) -> Inventory:
+    """Load the inventory; warnings go to the log on every run."""
+    inventory = load_inventory(path)
+    for warning in inventory.warnings:
+        engine.log.warning("inventory_warning", message=warning)
+    return inventory
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    """``plan``, ``check`` and ``apply``."""
+    inventory = _load(args.inventory)
+    limited = inventory.filter(tuple(args.limit))
+    if args.limit and not limited.clusters:
+        raise UsageError(f"--limit {' '.join(args.limit)} matches no cluster of the inventory")
+    skipped = tuple(c.name for c in inventory.clusters if c not in limited.clusters)
+    resume = None
+    if getattr(args, "resume", None) is not None:
+        if args.report is not None and args.report.resolve() == args.resume.resolve():
+            raise UsageError("--report must not be the --resume report: it would be overwritten")
+        run_id, done = finished_targets(args.resume)
+        resume = engine.Resume(run_id=run_id, done=done)
+    options = engine.Options(
+        command=engine.Command(args.command),
+        dry_run=getattr(args, "dry_run", False),
+        max_failures=getattr(args, "max_failures", None),
+        max_fail_percent=getattr(args, "max_fail_percent", None),
+        resume=resume,
+        skipped_clusters=skipped,
+    )
+    summary = asyncio.run(run_with_console(limited, options, report=args.report, quiet=args.quiet))
+    return summary.exit_code
+
+
+async def run_with_console(
+    inventory: Inventory, options: engine.Options, *, report: Path | None, quiet: bool
+) -> RunFinished:
+    """Run the engine with the report, the log, the progress view and the closing summary."""
+    writer = ReportWriter(report) if report is not None else None
+    tally = Tally()
+    subscribers: list[Subscriber] = [tally, EventLog()]
+    if writer is not None:
+        subscribers.insert(0, writer)
+    if not quiet:
+        subscribers.append(ProgressView(sys.stderr, live=sys.stderr.isatty()))
+    try:
+        summary = await _run_interruptible(inventory, options, subscribers)
+    finally:
+        if writer is not None:
+            writer.close()
+    if not quiet:
+        render_summary(Console(), tally, summary, str(report) if report else None)
+    return summary
+
+
+async def _run_interruptible(
+    inventory: Inventory, options: engine.Options, subscribers: list[Subscriber]
+) -> RunFinished:
+    """The engine under SIGINT/SIGTERM handlers: the first stops new work, a second exits now."""
+    control = engine.RunControl()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if control.interrupted.is_set():
+            os._exit(EXIT_INTERRUPTED)  # every report line already written is whole
+        control.interrupt()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await engine.run(inventory, options, subscribers, control=control)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _summarize(path: Path, *, as_json: bool) -> int:
+    """``bulkkm report summarize``."""
+    result = summarize(path)
+    if as_json:
+        body = {
+            "run": result.run,
+            "complete": result.complete,
+            "outcomes": result.outcomes,
+            "errors": result.errors,
+            "failing_clusters": result.failing_clusters,
+            "clusters_failed": list(result.clusters_failed),
+            "summary": result.summary,
+        }
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    run = result.run or {}
+    print(printable(f"run {run.get('run_id')} ({run.get('command')}) started {run.get('started_at')}"))
+    if not result.complete:
+        print("no summary line: the run did not finish (killed?); counts are of the lines written")
+    for title, counts in (("outcome", result.outcomes), ("error", result.errors), ("cluster with targets not done", result.failing_clusters)):
+        if counts:
+            print(f"\n{title}s:" if not title.startswith("cluster") else f"\n{title}:")
+            for key, count in list(counts.items())[:20]:
+                print(printable(f"  {key:<40} {count:>8}"))
+    if result.clusters_failed:
+        print(printable(f"\nclusters not discovered: {', '.join(result.clusters_failed)}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

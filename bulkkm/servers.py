@@ -12,7 +12,9 @@ from typing import Final
 __all__ = ["KMIP_PORT", "join_host_port", "normalize_server", "split_host_port"]
 
 KMIP_PORT: Final = 5696
-_HOSTNAME: Final = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+_HOSTNAME: Final = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$"
+)
 
 
 def split_host_port(text: str, default_port: int) -> tuple[str, int]:

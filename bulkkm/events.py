@@ -1,0 +1,160 @@
+"""What a run tells its front ends: outcomes and progress, as frozen events.
+
+The engine never prints. It hands every event to its subscribers (the report writer, the
+log, the progress bar, a future web service), in the order things happen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+
+from bulkkm.errors import ErrorCategory, OntapError
+
+__all__ = [
+    "ClusterDiscovered",
+    "ClusterResult",
+    "ErrorInfo",
+    "Event",
+    "Outcome",
+    "Retrying",
+    "RunFinished",
+    "RunStarted",
+    "Subscriber",
+    "TargetResult",
+    "TargetsKnown",
+]
+
+
+class Outcome(StrEnum):
+    """How one target ended (the report's ``outcome``)."""
+
+    ADDED = "added"
+    PRESENT = "present"
+    WOULD_ADD = "would_add"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """The report's ``error`` object."""
+
+    category: ErrorCategory
+    message: str
+    code: str | None = None
+    http_status: int | None = None
+
+    @classmethod
+    def from_exception(cls, exc: OntapError) -> ErrorInfo:
+        """The error a failed exchange leaves in the report."""
+        return cls(
+            category=exc.category, message=exc.message, code=exc.code, http_status=exc.http_status
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted:
+    """The run's identity: the report's ``run`` line."""
+
+    run_id: str
+    command: str
+    dry_run: bool
+    started_at: datetime
+    inventory: str
+    inventory_sha256: str
+    version: str
+    resumed_from: str | None
+    clusters: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterDiscovered:
+    """A cluster's live state was read and its targets planned."""
+
+    cluster: str
+    version: str
+    targets: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TargetsKnown:
+    """Every cluster has been discovered (or given up on): the run's target count is final."""
+
+    targets: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Retrying:
+    """A request failed transiently and will be tried again after ``wait`` seconds."""
+
+    cluster: str
+    svm: str | None
+    servers: tuple[str, ...]
+    attempt: int
+    wait: float
+    error: ErrorInfo
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TargetResult:
+    """One target's final outcome: the report's ``target`` line."""
+
+    cluster: str
+    svm: str | None
+    key_manager_uuid: str | None
+    server: str
+    outcome: Outcome
+    error: ErrorInfo | None = None
+    reason: str | None = None
+    """Why a target was blocked, skipped or cancelled: a short token (``max_failures`` …)."""
+    attempts: int = 0
+    started_at: datetime
+    finished_at: datetime
+    carried_over: bool = False
+    """True when the outcome comes from the report a ``--resume`` run started from."""
+
+    @property
+    def duration_ms(self) -> int:
+        """Milliseconds from the first attempt to the outcome."""
+        return round((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterResult:
+    """A cluster whose targets could not be known: the report's ``cluster`` line."""
+
+    cluster: str
+    outcome: Outcome
+    error: ErrorInfo | None = None
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished:
+    """The run is over: the report's ``summary`` line."""
+
+    run_id: str
+    finished_at: datetime
+    duration_ms: int
+    counts: dict[str, int]
+    clusters_failed: int
+    exit_code: int
+    aborted: bool
+    stop_reason: str | None = None
+
+
+Event = (
+    RunStarted
+    | ClusterDiscovered
+    | TargetsKnown
+    | Retrying
+    | TargetResult
+    | ClusterResult
+    | RunFinished
+)
+Subscriber = Callable[[Event], None]

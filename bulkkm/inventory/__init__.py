@@ -1,0 +1,33 @@
+"""The inventory: a fleet file read, checked and resolved into frozen values.
+
+``load_inventory`` reports every problem of a file at once (``InventoryError``);
+``inventory_schema`` is the format as JSON Schema; ``describe`` is what ``validate`` prints.
+"""
+
+from __future__ import annotations
+
+from bulkkm.inventory._describe import describe
+from bulkkm.inventory._load import load_inventory
+from bulkkm.inventory._model import (
+    Cluster,
+    DesiredServer,
+    Inventory,
+    Limits,
+    SelectorKind,
+    SvmSelector,
+    Tls,
+)
+from bulkkm.inventory._schema import inventory_schema
+
+__all__ = [
+    "Cluster",
+    "DesiredServer",
+    "Inventory",
+    "Limits",
+    "SelectorKind",
+    "SvmSelector",
+    "Tls",
+    "describe",
+    "inventory_schema",
+    "load_inventory",
+]

@@ -1,0 +1,85 @@
+"""What ``bulkkm validate`` prints: each cluster as resolved, then the totals."""
+
+from __future__ import annotations
+
+from bulkkm.inventory._model import Cluster, DesiredServer, Inventory, Limits, SelectorKind
+
+__all__ = ["describe"]
+
+
+def describe(inventory: Inventory) -> tuple[str, ...]:
+    """Lines describing every cluster (address, limits, key managers, servers), then totals."""
+    lines: list[str] = []
+    for cluster in inventory.clusters:
+        lines.extend(_cluster_lines(cluster))
+    lines.append(_totals(inventory))
+    lines.extend(f"warning: {warning}" for warning in inventory.warnings)
+    return tuple(lines)
+
+
+def _number(value: float) -> str:
+    """``30.0`` -> ``30``, ``2.5`` -> ``2.5``."""
+    return f"{value:g}"
+
+
+def _limits(limits: Limits) -> str:
+    """``concurrency 4, rate 20/s, timeout 30s``."""
+    rate = "no rate limit" if limits.rate is None else f"rate {_number(limits.rate)}/s"
+    return f"concurrency {limits.concurrency}, {rate}, timeout {_number(limits.timeout)}s"
+
+
+def _servers(servers: tuple[DesiredServer, ...]) -> str:
+    """``a:5696 (secondary b:5696), c:5696``."""
+    parts = []
+    for server in servers:
+        text = server.server
+        if server.secondary_key_servers:
+            text += f" (secondary {', '.join(server.secondary_key_servers)})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _cluster_lines(cluster: Cluster) -> list[str]:
+    """One header line and one line per key manager selected."""
+    details = [_limits(cluster.limits)]
+    if cluster.groups:
+        details.insert(0, f"groups {', '.join(cluster.groups)}")
+    if not cluster.tls.verify:
+        details.append("TLS NOT VERIFIED")
+    lines = [f"{cluster.name} at {cluster.address} ({'; '.join(details)})"]
+    for selector in cluster.svms:
+        if selector.kind is SelectorKind.ALL:
+            what = "all SVMs (*)"
+        elif selector.kind is SelectorKind.GLOB:
+            what = f"SVMs matching {selector.pattern}"
+        else:
+            what = f"SVM {selector.pattern}"
+        lines.append(f"  {what}: {_servers(selector.key_servers)}")
+    if cluster.exclude_svms:
+        lines.append(f"  excluding SVMs matching {', '.join(cluster.exclude_svms)}")
+    if cluster.cluster_scope:
+        lines.append(f"  cluster scope: {_servers(cluster.key_servers)}")
+    return lines
+
+
+def _totals(inventory: Inventory) -> str:
+    """Counts of clusters, key managers by kind, distinct servers and known targets."""
+    kinds = dict.fromkeys(SelectorKind, 0)
+    scopes = known_targets = 0
+    servers: set[str] = set()
+    for cluster in inventory.clusters:
+        for selector in cluster.svms:
+            kinds[selector.kind] += 1
+            servers.update(s.server for s in selector.key_servers)
+            if selector.kind is SelectorKind.NAME:
+                known_targets += len(selector.key_servers)
+        if cluster.cluster_scope:
+            scopes += 1
+            known_targets += len(cluster.key_servers)
+            servers.update(s.server for s in cluster.key_servers)
+    return (
+        f"{len(inventory.clusters)} clusters; key managers: {kinds[SelectorKind.NAME]} named "
+        f"SVMs, {kinds[SelectorKind.GLOB]} globs, {kinds[SelectorKind.ALL]} all-SVMs, "
+        f"{scopes} cluster scopes; {len(servers)} distinct key servers; {known_targets} "
+        "targets named explicitly (globs and all-SVMs expand on discovery)"
+    )

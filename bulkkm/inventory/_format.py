@@ -1,0 +1,73 @@
+"""The vocabulary of the inventory file: its keys, name rules and key paths.
+
+The parser, the JSON Schema and the tests all read these constants, so the keys the parser
+accepts and the keys the schema documents cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, TypeAlias
+
+__all__ = [
+    "CLUSTER_KEYS",
+    "CLUSTER_ONLY_KEYS",
+    "GLOB_CHARS",
+    "LIMITS_KEYS",
+    "NAME_RE",
+    "SECRET_PREFIXES",
+    "SERVER_KEYS",
+    "SETTINGS_KEYS",
+    "SVM_KEYS",
+    "SVM_NAME_RE",
+    "TLS_KEYS",
+    "TOP_KEYS",
+    "VERSION",
+    "KeyPath",
+    "render_path",
+]
+
+KeyPath: TypeAlias = tuple[str | int, ...]
+"""Where a value sits in the file: mapping keys are ``str``, list indexes ``int``."""
+
+VERSION: Final = 1
+
+TOP_KEYS: Final = ("version", "allow_plaintext_secrets", "defaults", "groups", "clusters")
+SETTINGS_KEYS: Final = (
+    "username",
+    "password",
+    "tls",
+    "limits",
+    "key_servers",
+    "svms",
+    "exclude_svms",
+    "cluster_scope",
+)
+"""Keys that ``defaults``, a group and a cluster may all set (the inherited ones)."""
+CLUSTER_ONLY_KEYS: Final = ("name", "address", "groups")
+CLUSTER_KEYS: Final = CLUSTER_ONLY_KEYS + SETTINGS_KEYS
+TLS_KEYS: Final = ("verify", "ca_file", "client_cert", "client_key")
+LIMITS_KEYS: Final = ("concurrency", "rate", "timeout")
+SERVER_KEYS: Final = ("server", "secondary_key_servers", "password")
+SVM_KEYS: Final = ("name", "key_servers")
+
+SECRET_PREFIXES: Final = ("env:", "file:")
+NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+"""Cluster and group names: letters, digits, ``_``, ``-``, ``.``, not starting with ``-``/``.``."""
+SVM_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]+")
+GLOB_CHARS: Final = frozenset("*?[")
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def render_path(path: KeyPath) -> str:
+    """``("clusters", 3, "svms", 1)`` -> ``clusters[3].svms[1]``; odd keys are quoted."""
+    parts: list[str] = []
+    for step in path:
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        elif _PLAIN_KEY.fullmatch(step):
+            parts.append(f".{step}" if parts else step)
+        else:
+            quoted = step.replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f'["{quoted}"]')
+    return "".join(parts)

@@ -1,0 +1,671 @@
+"""Checking the file's data against the format, layer by layer, into ``_layers`` values.
+
+Every problem is recorded in ``Issues`` and parsing carries on, so that one pass finds
+them all. Nothing here looks outside the data: secrets and TLS files are resolved later,
+for the clusters that use them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Final, TypeVar
+
+from bulkkm.inventory._format import (
+    CLUSTER_KEYS,
+    CLUSTER_ONLY_KEYS,
+    GLOB_CHARS,
+    LIMITS_KEYS,
+    NAME_RE,
+    SERVER_KEYS,
+    SETTINGS_KEYS,
+    SVM_KEYS,
+    SVM_NAME_RE,
+    TLS_KEYS,
+    TOP_KEYS,
+    VERSION,
+    KeyPath,
+    render_path,
+)
+from bulkkm.inventory._issues import Issues, describe_type
+from bulkkm.inventory._layers import (
+    EMPTY_LIMITS,
+    EMPTY_SETTINGS,
+    EMPTY_TLS,
+    INVALID,
+    At,
+    ClusterSpec,
+    Document,
+    Field,
+    LimitsLayer,
+    Selection,
+    ServerList,
+    ServerSpec,
+    Settings,
+    SvmSpec,
+    TlsLayer,
+)
+from bulkkm.inventory._model import SelectorKind
+from bulkkm.inventory._secrets import SecretRef, parse_secret
+from bulkkm.servers import normalize_server, split_host_port
+
+__all__ = ["parse_document"]
+
+T = TypeVar("T")
+
+MAX_PRIMARIES: Final = 4
+MAX_SECONDARIES: Final = 3
+_HTTPS_PORT: Final = 443
+_GLOB_OK: Final = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]+")
+
+# Where a key that is unknown at one level belongs, for a better hint than "unknown".
+_UNDER_TLS: Final = dict.fromkeys(TLS_KEYS, "under 'tls:'")
+_UNDER_LIMITS: Final = dict.fromkeys(LIMITS_KEYS, "under 'limits:'")
+_SETTINGS_HINTS: Final = {
+    **_UNDER_TLS,
+    **_UNDER_LIMITS,
+    "server": "in an entry of 'key_servers:'",
+    "secondary_key_servers": "in an entry of 'key_servers:'",
+}
+_INHERITED_HINTS: Final = {
+    **_SETTINGS_HINTS,
+    **dict.fromkeys(CLUSTER_ONLY_KEYS, "in a cluster entry (it is not inherited)"),
+}
+_CLUSTER_HINTS: Final = {
+    **_SETTINGS_HINTS,
+    "allow_plaintext_secrets": "at the top of the file",
+    "version": "at the top of the file",
+}
+_TOP_HINTS: Final = {
+    **dict.fromkeys(SETTINGS_KEYS, "under 'defaults:' or in a cluster"),
+    **dict.fromkeys(CLUSTER_ONLY_KEYS, "in a cluster entry"),
+}
+
+
+def parse_document(data: Mapping[object, object], issues: Issues) -> Document:
+    """Check the top-level mapping and everything in it; problems go to ``issues``."""
+    return _Parser(issues).document(data)
+
+
+def _show(value: str, limit: int = 60) -> str:
+    """A quoted value for a message, cut short when long."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _unknown_key(key: str, allowed: tuple[str, ...], hints: Mapping[str, str]) -> str:
+    """The message for a key the format does not have, with the best hint there is."""
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f"unknown key {_show(key)}; did you mean {close[0]!r}?"
+    if key in hints:
+        return f"unknown key {_show(key)} here; it belongs {hints[key]}"
+    return f"unknown key {_show(key)}; expected one of {', '.join(allowed)}"
+
+
+def _glob_problem(pattern: str) -> str | None:
+    """Why a glob is not usable on SVM names, or None: bad characters or an open ``[``."""
+    if not _GLOB_OK.fullmatch(pattern):
+        return "may hold only letters, digits, _, -, . and the glob characters * ? [ ] !"
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "[":
+            j = i + 1
+            if j < len(pattern) and pattern[j] == "!":
+                j += 1
+            if j < len(pattern) and pattern[j] == "]":
+                j += 1
+            while j < len(pattern) and pattern[j] != "]":
+                j += 1
+            if j >= len(pattern):
+                return "has a '[' that is never closed"
+            i = j
+        i += 1
+    try:
+        re.compile(fnmatch.translate(pattern))
+    except re.error as exc:  # a range such as [z-a]
+        return f"does not compile ({exc})"
+    return None
+
+
+class _Parser:
+    """One pass over the data; holds the problems and the file-wide switches."""
+
+    __slots__ = ("_allow_plaintext", "_issues", "_literals")
+
+    def __init__(self, issues: Issues) -> None:
+        """Report to ``issues``."""
+        self._issues = issues
+        self._allow_plaintext = False
+        self._literals: list[KeyPath] = []
+
+    def _add(self, path: KeyPath, message: str) -> None:
+        """Record one problem."""
+        self._issues.add(path, message)
+
+    # -- shapes ------------------------------------------------------------------------
+
+    def _mapping(
+        self,
+        value: object,
+        path: KeyPath,
+        allowed: tuple[str, ...],
+        what: str,
+        hints: Mapping[str, str],
+    ) -> dict[str, object] | None:
+        """The known keys of a mapping; unknown keys and a non-mapping are reported."""
+        if not isinstance(value, dict):
+            self._add(path, f"expected {what}, got {describe_type(value)}")
+            return None
+        known: dict[str, object] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                self._add(path, f"the key {key!r} is {describe_type(key)}; keys are names")
+            elif key in allowed:
+                known[key] = item
+            else:
+                self._add((*path, key), _unknown_key(key, allowed, hints))
+        return known
+
+    def _list(self, value: object, path: KeyPath, what: str) -> list[object] | None:
+        """``value`` when it is a list, else None (reported as ``expected a list of …``)."""
+        if isinstance(value, list):
+            return value
+        self._add(path, f"expected a list of {what}, got {describe_type(value)}")
+        return None
+
+    def _string(self, value: object, path: KeyPath, what: str = "a string") -> str | None:
+        """A non-empty string, else None (reported)."""
+        if not isinstance(value, str):
+            self._add(path, f"expected {what}, got {describe_type(value)}")
+            return None
+        if not value.strip():
+            self._add(path, f"expected {what}, got an empty string")
+            return None
+        return value
+
+    def _flag(self, value: object, path: KeyPath) -> Field[bool]:
+        """A boolean setting."""
+        if isinstance(value, bool):
+            return At(value, path)
+        self._add(path, f"expected true or false, got {describe_type(value)}")
+        return INVALID
+
+    def _number(self, value: object, path: KeyPath, *, whole: bool) -> float | None:
+        """A positive finite number (a whole one if ``whole``); booleans are not numbers."""
+        kind = "a whole number" if whole else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._add(path, f"expected {kind} greater than 0, got {describe_type(value)}")
+            return None
+        if not math.isfinite(value) or value <= 0 or (whole and value != int(value)):
+            self._add(path, f"expected {kind} greater than 0, got {value!r}")
+            return None
+        return value
+
+    # -- the document ------------------------------------------------------------------
+
+    def document(self, data: Mapping[object, object]) -> Document:
+        """The whole file."""
+        top = self._mapping(dict(data), (), TOP_KEYS, "a mapping", _TOP_HINTS) or {}
+        self._version(top)
+        if "allow_plaintext_secrets" in top:
+            allow = self._flag(top["allow_plaintext_secrets"], ("allow_plaintext_secrets",))
+            self._allow_plaintext = isinstance(allow, At) and allow.value
+        defaults = EMPTY_SETTINGS
+        if "defaults" in top:
+            defaults = self._inherited(top["defaults"], ("defaults",), "defaults")
+        groups = self._groups(top["groups"]) if "groups" in top else {}
+        clusters: tuple[ClusterSpec, ...] = ()
+        if "clusters" not in top:
+            self._add(("clusters",), "clusters is required: the list of clusters to work on")
+        else:
+            clusters = self._clusters(top["clusters"], groups)
+        return Document(
+            defaults=defaults,
+            groups=groups,
+            clusters=clusters,
+            literal_secrets=tuple(self._literals),
+        )
+
+    def _version(self, top: Mapping[str, object]) -> None:
+        """``version: 1``, required."""
+        if "version" not in top:
+            self._add(("version",), f"version is required: write 'version: {VERSION}'")
+            return
+        version = top["version"]
+        if isinstance(version, bool) or not isinstance(version, int):
+            self._add(("version",), f"expected the number {VERSION}, got {describe_type(version)}")
+        elif version != VERSION:
+            self._add(
+                ("version",),
+                f"unsupported version {version}: this bulkkm reads version {VERSION}",
+            )
+
+    def _groups(self, value: object) -> dict[str, Settings]:
+        """The ``groups`` mapping: name -> settings."""
+        path: KeyPath = ("groups",)
+        if not isinstance(value, dict):
+            self._add(
+                path, f"expected a mapping of group names to settings, got {describe_type(value)}"
+            )
+            return {}
+        groups: dict[str, Settings] = {}
+        for name, body in value.items():
+            if not isinstance(name, str):
+                self._add(path, f"the group name {name!r} is {describe_type(name)}; write a name")
+                continue
+            if not NAME_RE.fullmatch(name):
+                self._add(
+                    (*path, name),
+                    f"{_show(name)} is not a valid group name (letters, digits, _, -, .)",
+                )
+            groups[name] = self._inherited(body, (*path, name), f"group {name!r}")
+        return groups
+
+    def _inherited(self, value: object, path: KeyPath, what: str) -> Settings:
+        """``defaults`` or a group: only the inheritable settings."""
+        known = self._mapping(
+            value, path, SETTINGS_KEYS, f"a mapping of settings for {what}", _INHERITED_HINTS
+        )
+        return self._settings(known or {}, path)
+
+    def _clusters(self, value: object, groups: Mapping[str, Settings]) -> tuple[ClusterSpec, ...]:
+        """The ``clusters`` list, with names and addresses unique and groups existing."""
+        items = self._list(value, ("clusters",), "clusters")
+        if items is None:
+            return ()
+        if not items:
+            self._add(("clusters",), "the list of clusters is empty")
+        clusters: list[ClusterSpec] = []
+        names: dict[str, KeyPath] = {}
+        addresses: dict[tuple[str, int], KeyPath] = {}
+        for index, item in enumerate(items):
+            path: KeyPath = ("clusters", index)
+            cluster = self._cluster(item, path, groups)
+            if cluster is None:
+                continue
+            if cluster.name is not None:
+                first = names.setdefault(cluster.name, path)
+                if first != path:
+                    self._add(
+                        (*path, "name"),
+                        f"cluster name {cluster.name!r} is also used by {render_path(first)}",
+                    )
+            if cluster.address is not None:
+                first = addresses.setdefault(cluster.address, path)
+                if first != path:
+                    self._add(
+                        (*path, "address"),
+                        f"this address is also the address of {render_path(first)}",
+                    )
+            clusters.append(cluster)
+        return tuple(clusters)
+
+    def _cluster(
+        self, value: object, path: KeyPath, groups: Mapping[str, Settings]
+    ) -> ClusterSpec | None:
+        """One cluster entry."""
+        known = self._mapping(
+            value,
+            path,
+            CLUSTER_KEYS,
+            "a cluster (a mapping with name: and address:)",
+            _CLUSTER_HINTS,
+        )
+        if known is None:
+            return None
+        name: str | None = None
+        if "name" not in known:
+            self._add((*path, "name"), "name is required")
+        else:
+            name = self._string(known["name"], (*path, "name"), "a cluster name")
+            if name is not None and not NAME_RE.fullmatch(name):
+                self._add(
+                    (*path, "name"),
+                    f"{_show(name)} is not a valid cluster name (letters, digits, _, -, .)",
+                )
+                name = None
+        address = None
+        if "address" not in known:
+            self._add((*path, "address"), "address is required (host, host:port, [v6]:port)")
+        else:
+            address = self._address(known["address"], (*path, "address"))
+        member_of: tuple[str, ...] = ()
+        if "groups" in known:
+            member_of = self._memberships(known["groups"], (*path, "groups"), groups)
+        return ClusterSpec(
+            path=path,
+            name=name,
+            address=address,
+            groups=member_of,
+            settings=self._settings(known, path),
+        )
+
+    def _address(self, value: object, path: KeyPath) -> tuple[str, int] | None:
+        """A cluster's management address: host and port (443 by default)."""
+        text = self._string(value, path, "a host name or IP address")
+        if text is None:
+            return None
+        if "://" in text:
+            self._add(path, f"{_show(text)} has a scheme: always https; write the host only")
+            return None
+        try:
+            return split_host_port(text, _HTTPS_PORT)
+        except ValueError as exc:
+            self._add(path, f"not a valid address: {exc}")
+            return None
+
+    def _memberships(
+        self, value: object, path: KeyPath, groups: Mapping[str, Settings]
+    ) -> tuple[str, ...]:
+        """A cluster's ``groups`` list: the names that exist, each once."""
+        items = self._list(value, path, "group names")
+        if items is None:
+            return ()
+        member_of: list[str] = []
+        for index, item in enumerate(items):
+            name = self._string(item, (*path, index), "a group name")
+            if name is None:
+                continue
+            if name not in groups:
+                close = difflib.get_close_matches(name, list(groups), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else " under 'groups:'"
+                self._add((*path, index), f"there is no group {_show(name)}{hint}")
+            elif name in member_of:
+                self._add((*path, index), f"group {name!r} is listed twice")
+            else:
+                member_of.append(name)
+        return tuple(member_of)
+
+    # -- settings ----------------------------------------------------------------------
+
+    def _settings(self, known: Mapping[str, object], path: KeyPath) -> Settings:
+        """The inheritable settings present in a layer's (already filtered) keys."""
+        if not any(key in known for key in SETTINGS_KEYS):
+            return EMPTY_SETTINGS
+        return Settings(
+            username=self._optional(known, path, "username", self._username),
+            password=self._optional(known, path, "password", self._password),
+            tls=self._tls(known["tls"], (*path, "tls")) if "tls" in known else EMPTY_TLS,
+            limits=(
+                self._limits(known["limits"], (*path, "limits"))
+                if "limits" in known
+                else EMPTY_LIMITS
+            ),
+            key_servers=self._optional(known, path, "key_servers", self._server_list),
+            svms=self._optional(known, path, "svms", self._selection),
+            exclude_svms=self._optional(known, path, "exclude_svms", self._excludes),
+            cluster_scope=self._optional(known, path, "cluster_scope", self._flag),
+        )
+
+    @staticmethod
+    def _optional(
+        known: Mapping[str, object],
+        path: KeyPath,
+        key: str,
+        read: Callable[[object, KeyPath], Field[T]],
+    ) -> Field[T]:
+        """``read`` the key when the layer has it; None when it does not."""
+        return read(known[key], (*path, key)) if key in known else None
+
+    def _username(self, value: object, path: KeyPath) -> Field[str]:
+        """The ONTAP user name."""
+        text = self._string(value, path, "a user name")
+        return INVALID if text is None else At(text, path)
+
+    def _password(self, value: object, path: KeyPath) -> Field[SecretRef]:
+        """A password reference; literals only where allowed (and then remembered)."""
+        ref = parse_secret(value, path, self._issues, allow_plaintext=self._allow_plaintext)
+        if ref is None:
+            return INVALID
+        if ref.kind == "literal":
+            self._literals.append(path)
+        return At(ref, path)
+
+    def _tls(self, value: object, path: KeyPath) -> TlsLayer:
+        """The ``tls`` mapping; when it is not a mapping every key counts as invalid."""
+        known = self._mapping(value, path, TLS_KEYS, "a mapping of TLS settings", {})
+        if known is None:
+            return TlsLayer(
+                verify=INVALID, ca_file=INVALID, client_cert=INVALID, client_key=INVALID
+            )
+
+        def file(key: str) -> Field[str]:
+            """One of the file paths."""
+            if key not in known:
+                return None
+            text = self._string(known[key], (*path, key), "a file path")
+            return INVALID if text is None else At(text, (*path, key))
+
+        return TlsLayer(
+            verify=self._flag(known["verify"], (*path, "verify")) if "verify" in known else None,
+            ca_file=file("ca_file"),
+            client_cert=file("client_cert"),
+            client_key=file("client_key"),
+        )
+
+    def _limits(self, value: object, path: KeyPath) -> LimitsLayer:
+        """The ``limits`` mapping; when it is not a mapping every key counts as invalid."""
+        known = self._mapping(value, path, LIMITS_KEYS, "a mapping of limits", {})
+        if known is None:
+            return LimitsLayer(concurrency=INVALID, rate=INVALID, timeout=INVALID)
+        concurrency: Field[int] = None
+        if "concurrency" in known:
+            number = self._number(known["concurrency"], (*path, "concurrency"), whole=True)
+            concurrency = INVALID if number is None else At(int(number), (*path, "concurrency"))
+        rate: Field[float | None] = None
+        if "rate" in known:
+            if known["rate"] is None:  # written as null: no rate limit, whatever is inherited
+                rate = At(None, (*path, "rate"))
+            else:
+                number = self._number(known["rate"], (*path, "rate"), whole=False)
+                rate = INVALID if number is None else At(float(number), (*path, "rate"))
+        timeout: Field[float] = None
+        if "timeout" in known:
+            number = self._number(known["timeout"], (*path, "timeout"), whole=False)
+            timeout = INVALID if number is None else At(float(number), (*path, "timeout"))
+        return LimitsLayer(concurrency=concurrency, rate=rate, timeout=timeout)
+
+    # -- key servers -------------------------------------------------------------------
+
+    def _server_name(self, value: object, path: KeyPath) -> str | None:
+        """A key server name, normalised (``host:port``, port 5696 implied)."""
+        text = self._string(value, path, "a key server name (host or host:port)")
+        if text is None:
+            return None
+        if "://" in text:
+            self._add(path, f"{_show(text)} has a scheme: write the host (and port) only")
+            return None
+        try:
+            return normalize_server(text)
+        except ValueError as exc:
+            self._add(path, f"not a valid key server: {exc}")
+            return None
+
+    def _server_list(self, value: object, path: KeyPath) -> Field[ServerList]:
+        """A ``key_servers`` list: at most 4, no name twice (secondaries included)."""
+        items = self._list(value, path, "key servers")
+        if items is None:
+            return INVALID
+        valid = True
+        if len(items) > MAX_PRIMARIES:
+            self._add(
+                path,
+                f"{len(items)} key servers: ONTAP allows at most {MAX_PRIMARIES} per key manager",
+            )
+            valid = False
+        entries: list[ServerSpec] = []
+        seen: dict[str, KeyPath] = {}
+        for index, item in enumerate(items):
+            read = self._server(item, (*path, index))
+            if read is None:
+                valid = False
+                continue
+            spec, names = read
+            for name, name_path in names:
+                first = seen.setdefault(name, name_path)
+                if first != name_path:
+                    self._add(name_path, f"{name} is listed twice (also at {render_path(first)})")
+                    valid = False
+            entries.append(spec)
+        return At(ServerList(entries=tuple(entries)), path) if valid else INVALID
+
+    def _server(
+        self, value: object, path: KeyPath
+    ) -> tuple[ServerSpec, list[tuple[str, KeyPath]]] | None:
+        """One key server entry and the names it uses (with where each was written)."""
+        if isinstance(value, str):
+            server = self._server_name(value, path)
+            return (
+                None if server is None else (ServerSpec(path=path, server=server), [(server, path)])
+            )
+        known = self._mapping(
+            value,
+            path,
+            SERVER_KEYS,
+            "a key server name or a mapping with server:",
+            {"key_servers": "on the key manager, not in one of its key servers"},
+        )
+        if known is None:
+            return None
+        valid = True
+        server = None
+        if "server" not in known:
+            self._add((*path, "server"), "server is required")
+            valid = False
+        else:
+            server = self._server_name(known["server"], (*path, "server"))
+        names: list[tuple[str, KeyPath]] = []
+        if server is not None:
+            names.append((server, (*path, "server")))
+        secondaries: list[str] = []
+        if "secondary_key_servers" in known:
+            spath: KeyPath = (*path, "secondary_key_servers")
+            items = self._list(known["secondary_key_servers"], spath, "key server names")
+            if items is None:
+                valid = False
+            else:
+                if len(items) > MAX_SECONDARIES:
+                    self._add(
+                        spath,
+                        f"{len(items)} secondary key servers: ONTAP allows at most "
+                        f"{MAX_SECONDARIES} per key server",
+                    )
+                    valid = False
+                for index, item in enumerate(items):
+                    name = self._server_name(item, (*spath, index))
+                    if name is None:
+                        valid = False
+                    else:
+                        secondaries.append(name)
+                        names.append((name, (*spath, index)))
+        password: Field[SecretRef] = None
+        if "password" in known:
+            password = self._password(known["password"], (*path, "password"))
+        if server is None or not valid or password is INVALID:
+            return None
+        spec = ServerSpec(
+            path=path, server=server, secondaries=tuple(secondaries), password=password
+        )
+        return spec, names
+
+    # -- SVM selection -----------------------------------------------------------------
+
+    def _pattern(self, value: object, path: KeyPath) -> str | None:
+        """An SVM name, or a glob over SVM names."""
+        text = self._string(value, path, "an SVM name or glob")
+        if text is None:
+            return None
+        if GLOB_CHARS.isdisjoint(text):
+            if not SVM_NAME_RE.fullmatch(text):
+                self._add(path, f"{_show(text)} is not a valid SVM name (letters, digits, _, -, .)")
+                return None
+            return text
+        problem = _glob_problem(text)
+        if problem is not None:
+            self._add(path, f"the glob {_show(text)} {problem}")
+            return None
+        return text
+
+    def _selection(self, value: object, path: KeyPath) -> Field[Selection]:
+        """``svms``: ``all``, or a list of names, globs and ``{name, key_servers}`` entries."""
+        if value == "all":
+            return At(
+                Selection(entries=(SvmSpec(path=path, kind=SelectorKind.ALL, pattern="*"),)), path
+            )
+        if isinstance(value, str):
+            self._add(
+                path,
+                f"expected 'all' or a list of SVM names, globs or {{name, key_servers}} "
+                f"entries, got the string {_show(value)}",
+            )
+            return INVALID
+        items = self._list(value, path, "SVM names, globs or {name, key_servers} entries")
+        if items is None:
+            return INVALID
+        entries: list[SvmSpec] = []
+        complete = True
+        seen: dict[str, KeyPath] = {}
+        for index, item in enumerate(items):
+            entry = self._svm_entry(item, (*path, index))
+            if entry is None:
+                complete = False
+                continue
+            first = seen.setdefault(entry.pattern, entry.path)
+            if first != entry.path:
+                self._add(
+                    entry.path,
+                    f"SVM {entry.pattern!r} is listed twice (also at {render_path(first)})",
+                )
+                complete = False
+                continue
+            entries.append(entry)
+        return At(Selection(entries=tuple(entries), complete=complete), path)
+
+    def _svm_entry(self, value: object, path: KeyPath) -> SvmSpec | None:
+        """One entry of an ``svms`` list."""
+        if value == "all":
+            self._add(path, "'all' cannot be one entry of a list: write 'svms: all'")
+            return None
+        if isinstance(value, str):
+            pattern = self._pattern(value, path)
+            return None if pattern is None else _svm_spec(path, pattern, None)
+        known = self._mapping(
+            value,
+            path,
+            SVM_KEYS,
+            "an SVM name, a glob or a mapping with name: (and key_servers:)",
+            _SETTINGS_HINTS,
+        )
+        if known is None:
+            return None
+        pattern = None
+        if "name" not in known:
+            self._add((*path, "name"), "name is required (an SVM name or glob)")
+        elif known["name"] == "all":
+            self._add((*path, "name"), "'all' is not an SVM name: write 'svms: all'")
+        else:
+            pattern = self._pattern(known["name"], (*path, "name"))
+        key_servers: Field[ServerList] = None
+        if "key_servers" in known:
+            key_servers = self._server_list(known["key_servers"], (*path, "key_servers"))
+        if pattern is None:
+            return None
+        return _svm_spec(path, pattern, key_servers)
+
+    def _excludes(self, value: object, path: KeyPath) -> Field[tuple[str, ...]]:
+        """``exclude_svms``: SVM names and globs."""
+        items = self._list(value, path, "SVM names or globs")
+        if items is None:
+            return INVALID
+        patterns = [self._pattern(item, (*path, index)) for index, item in enumerate(items)]
+        valid = [p for p in patterns if p is not None]
+        return At(tuple(valid), path) if len(valid) == len(patterns) else INVALID
+
+
+def _svm_spec(path: KeyPath, pattern: str, key_servers: Field[ServerList]) -> SvmSpec:
+    """A name or glob entry, its kind told by the glob characters."""
+    kind = SelectorKind.NAME if GLOB_CHARS.isdisjoint(pattern) else SelectorKind.GLOB
+    return SvmSpec(path=path, kind=kind, pattern=pattern, key_servers=key_servers)

@@ -1,0 +1,94 @@
+"""Reading an inventory file into plain data, a line locator and its digest."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from bulkkm.errors import InventoryError, Problem
+from bulkkm.inventory._format import KeyPath
+from bulkkm.inventory._issues import describe_type
+from bulkkm.inventory._toml import parse_toml, toml_error_line
+from bulkkm.inventory._yaml import parse_yaml
+
+__all__ = ["Source", "read_source"]
+
+
+def _no_line(_: KeyPath) -> int | None:
+    """A locator for documents without positions."""
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """The top-level mapping of an inventory file, with what is needed to report on it."""
+
+    data: dict[object, object]
+    sha256: str
+    locate: Callable[[KeyPath], int | None] = _no_line
+    duplicates: tuple[tuple[KeyPath, int], ...] = ()
+    """Keys written twice in one mapping (YAML; TOML refuses them itself)."""
+
+
+def read_source(path: Path) -> Source:
+    """Read and parse ``path`` (``.toml`` as TOML, anything else as YAML).
+
+    Raises ``InventoryError`` with a single problem when the file cannot be read, is not
+    valid YAML or TOML, is empty, or does not hold a mapping.
+    """
+    file = str(path)
+
+    def fail(message: str, line: int | None = None) -> InventoryError:
+        """The error for a file that cannot be read as an inventory at all."""
+        return InventoryError((Problem(file=file, line=line, key_path="", message=message),))
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read the file: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fail("the file is not UTF-8 text", raw[: exc.start].count(b"\n") + 1) from None
+    if not text.strip():
+        raise fail("the file is empty")
+
+    locate: Callable[[KeyPath], int | None]
+    duplicates: tuple[tuple[KeyPath, int], ...] = ()
+    if path.suffix.lower() == ".toml":
+        try:
+            toml_doc = parse_toml(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise fail(f"invalid TOML: {exc}", toml_error_line(exc)) from None
+        data, locate = toml_doc.data, toml_doc.locate
+    else:
+        try:
+            yaml_doc = parse_yaml(text)
+        except yaml.MarkedYAMLError as exc:
+            # Only the problem and its context: the rendered snippet of the offending line
+            # could show a password.
+            mark = exc.problem_mark or exc.context_mark
+            message = f"invalid YAML: {exc.problem or exc.context}"
+            if exc.problem and exc.context:
+                message += f" ({exc.context})"
+            raise fail(message, mark.line + 1 if mark else None) from None
+        except yaml.YAMLError as exc:
+            raise fail(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+        except RecursionError:
+            raise fail("invalid YAML: nested too deeply") from None
+        data, locate, duplicates = yaml_doc.data, yaml_doc.locate, yaml_doc.duplicates()
+
+    if data is None or data == {}:
+        raise fail("the file is empty")
+    if not isinstance(data, dict):
+        raise fail(
+            f"expected a mapping at the top (version: 1, clusters: ...), got {describe_type(data)}",
+            locate(()),
+        )
+    return Source(data=data, sha256=digest, locate=locate, duplicates=duplicates)

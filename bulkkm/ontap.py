@@ -1,0 +1,417 @@
+"""The ONTAP REST client: the only module that speaks HTTP.
+
+Every aiohttp failure and every ONTAP error answer is translated here, once, into the most
+specific ``OntapError`` (see ``bulkkm.errors``). Each request passes through a *gate* the
+engine supplies (the cluster's concurrency semaphore and rate limiter), held for that one
+request only. A read-only client refuses anything but GET before it reaches the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import ssl
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from importlib.metadata import version as _package_version
+from typing import Final
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from bulkkm.errors import (
+    ApiError,
+    AuthError,
+    ProtocolError,
+    RequestTimeout,
+    TlsError,
+    TransportError,
+    WriteRefused,
+)
+from bulkkm.inventory import Cluster, DesiredServer, Tls
+from bulkkm.plan import LiveKeyManager, OntapVersion
+from bulkkm.retry import classify
+from bulkkm.servers import normalize_server
+
+__all__ = ["USER_AGENT", "Gate", "OntapClient", "ssl_context"]
+
+USER_AGENT: Final = f"bulkkm-{_package_version('bulkkm')}"
+MAX_BODY: Final = 16 * 1024 * 1024
+"""The largest answer read; ONTAP's biggest here (all key managers of a cluster) is far less."""
+MAX_MESSAGE: Final = 500
+KEY_MANAGER_FIELDS: Final = "uuid,scope,svm.name,external.servers,onboard.enabled"
+JOB_POLL_INITIAL: Final = 0.2
+JOB_POLL_MAX: Final = 2.0
+
+Gate = Callable[[], AbstractAsyncContextManager[None]]
+Json = dict[str, object]
+
+
+@functools.cache
+def ssl_context(tls: Tls) -> ssl.SSLContext | bool:
+    """The TLS settings for one ``tls:`` block, built once per distinct block."""
+    if not tls.verify:
+        return False
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.client_cert is not None:
+        key = str(tls.client_key) if tls.client_key else None
+        context.load_cert_chain(str(tls.client_cert), key)
+    return context
+
+
+class OntapClient:
+    """One cluster's REST API, over the run's shared session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        cluster: Cluster,
+        *,
+        gate: Gate,
+        read_only: bool,
+    ) -> None:
+        """Bind the session to ``cluster``; ``read_only`` lets nothing but GET out."""
+        self._session = session
+        self._cluster = cluster
+        self._gate = gate
+        self._read_only = read_only
+        self._base = f"https://{cluster.address}"
+        self._ssl = ssl_context(cluster.tls)
+        self._timeout = aiohttp.ClientTimeout(total=cluster.limits.timeout)
+        self._headers = {"X-Dot-Client-App": USER_AGENT, "Accept": "application/hal+json"}
+        if cluster.username is not None and cluster.password is not None:
+            token = f"{cluster.username}:{cluster.password.reveal()}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+
+    def __repr__(self) -> str:
+        """Name the cluster only."""
+        return f"OntapClient({self._cluster.name!r})"
+
+    async def version(self) -> OntapVersion:
+        """The cluster's ONTAP release."""
+        body = await self._json("GET", "/api/cluster", params={"fields": "version"})
+        try:
+            v = _mapping(body["version"])
+            return OntapVersion(
+                int(str(v["generation"])), int(str(v["major"])), int(str(v["minor"]))
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._protocol("GET /api/cluster: no usable version") from exc
+
+    async def key_managers(self) -> tuple[LiveKeyManager, ...]:
+        """Every key manager of the cluster, following ``_links.next``."""
+        records = await self._collection(
+            "/api/security/key-managers", {"fields": KEY_MANAGER_FIELDS}
+        )
+        try:
+            return tuple(_key_manager(r) for r in records)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._protocol("GET /api/security/key-managers: malformed record") from exc
+
+    async def svm_names(self) -> frozenset[str]:
+        """The names of every SVM of the cluster."""
+        records = await self._collection("/api/svm/svms", {"fields": "name"})
+        try:
+            return frozenset(str(r["name"]) for r in records)
+        except (KeyError, TypeError) as exc:
+            raise self._protocol("GET /api/svm/svms: malformed record") from exc
+
+    async def key_server_names(self, key_manager_uuid: str) -> frozenset[str]:
+        """The primary servers a key manager has now (the read-back after an ambiguous POST)."""
+        path = f"/api/security/key-managers/{quote(key_manager_uuid, safe='')}/key-servers"
+        records = await self._collection(path, {"fields": "server"})
+        try:
+            return frozenset(normalize_server(str(r["server"])) for r in records)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._protocol(f"GET {path}: malformed record") from exc
+
+    async def add_key_servers(
+        self, key_manager_uuid: str, servers: tuple[DesiredServer, ...]
+    ) -> None:
+        """POST the servers to a key manager (one ``server`` or ``records[]``); wait for its job."""
+        path = f"/api/security/key-managers/{quote(key_manager_uuid, safe='')}/key-servers"
+        records = [_record(s) for s in servers]
+        body = records[0] if len(records) == 1 else {"records": records}
+        target = ",".join(s.server for s in servers)
+        status, answer = await self._send("POST", path, body=body, target=target)
+        if status == 202:
+            await self._wait_for_job(answer, target)
+        elif status not in (200, 201):
+            raise self._protocol(f"POST {path}: unexpected HTTP {status}", target=target)
+
+    async def _wait_for_job(self, answer: object, target: str) -> None:
+        """Poll a 202's job until it succeeds; its failure becomes an ApiError."""
+        try:
+            href = str(
+                _mapping(_mapping(_mapping(_mapping(answer)["job"])["_links"])["self"])["href"]
+            )
+        except (KeyError, TypeError) as exc:
+            raise self._protocol("202 without a job link", target=target) from exc
+        delay = JOB_POLL_INITIAL
+        while True:
+            try:
+                job = _mapping(
+                    await self._json("GET", href, params={"fields": "state,message,code,error"})
+                )
+            except ApiError as exc:
+                if exc.http_status == 404:  # the job is gone: whether it applied is unknown
+                    raise TransportError(
+                        "the job vanished before it finished",
+                        cluster=self._cluster.name,
+                        target=target,
+                        sent=True,
+                    ) from exc
+                raise
+            state = job.get("state")
+            if state == "success":
+                return
+            if state == "failure":
+                error = _mapping(job.get("error") or {})
+                code = error.get("code", job.get("code"))
+                message = str(error.get("message", job.get("message", "job failed")))
+                raise self._api_error(message, None, None if code is None else str(code), target)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, JOB_POLL_MAX)
+
+    async def _collection(self, path: str, params: Mapping[str, str]) -> list[Json]:
+        """Every record of a collection, following ``_links.next.href``."""
+        records: list[Json] = []
+        url: str | None = path
+        query: Mapping[str, str] | None = params
+        while url is not None:
+            body = _mapping(await self._json("GET", url, params=query))
+            page = body.get("records", [])
+            if not isinstance(page, list):
+                raise self._protocol(f"GET {path}: records is not a list")
+            records += [_mapping(r) for r in page]
+            nxt = _mapping(_mapping(body.get("_links") or {}).get("next") or {}).get("href")
+            url, query = (str(nxt), None) if nxt else (None, None)
+        return records
+
+    async def _json(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+    ) -> object:
+        """A request whose 2xx answer is returned as parsed JSON."""
+        return (await self._send(method, path, params=params))[1]
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        target: str | None = None,
+    ) -> tuple[int, object]:
+        """Send one request through the gate; a 2xx answer comes back, anything else raises."""
+        if self._read_only and method != "GET":
+            raise WriteRefused(
+                f"{method} refused: this run may only read",
+                cluster=self._cluster.name,
+                target=target,
+            )
+        headers = self._headers
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers = {**headers, "Content-Type": "application/json"}
+        if not path.startswith("/"):
+            raise self._protocol(
+                f"refusing a link outside the cluster: {path[:80]!r}", target=target
+            )
+        try:
+            async with (
+                self._gate(),
+                self._session.request(
+                    method,
+                    self._base + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    ssl=self._ssl,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                ) as response,
+            ):
+                raw = await _read_bounded(response)
+                status, content_type = response.status, response.content_type
+                location = response.headers.get("Location", "")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise self._tls(exc, target) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise self._tls(exc, target) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                f"cannot connect: {exc.os_error.strerror or exc.os_error}",
+                cluster=self._cluster.name,
+                target=target,
+                sent=False,
+            ) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise RequestTimeout(
+                "timed out connecting", cluster=self._cluster.name, target=target, sent=False
+            ) from exc
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"no answer within {self._cluster.limits.timeout:g} s",
+                cluster=self._cluster.name,
+                target=target,
+                sent=True,
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(
+                f"connection lost: {type(exc).__name__}",
+                cluster=self._cluster.name,
+                target=target,
+                sent=True,
+            ) from exc
+        return status, self._answer(
+            method=method,
+            path=path,
+            status=status,
+            content_type=content_type,
+            raw=raw,
+            location=location,
+            target=target,
+        )
+
+    def _answer(
+        self,
+        *,
+        method: str,
+        path: str,
+        status: int,
+        content_type: str,
+        raw: bytes,
+        location: str,
+        target: str | None,
+    ) -> object:
+        """Turn a received answer into its JSON body, or raise the error it carries."""
+        if 300 <= status < 400:
+            where = _clean(location)[:120]
+            raise self._protocol(
+                f"{method} {path}: redirect to {where!r} not followed", target=target
+            )
+        parsed: object = None
+        if raw:
+            if "json" not in content_type:
+                raise self._protocol(
+                    f"{method} {path}: HTTP {status} with content type {_clean(content_type)!r}",
+                    target=target,
+                    http_status=status,
+                )
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise self._protocol(
+                    f"{method} {path}: HTTP {status} with malformed JSON",
+                    target=target,
+                    http_status=status,
+                ) from exc
+        if status < 300:
+            return {} if parsed is None else parsed
+        error = _mapping(_mapping(parsed).get("error") or {}) if isinstance(parsed, dict) else {}
+        code = error.get("code")
+        message = _clean(str(error.get("message") or f"HTTP {status}"))
+        if status in (401, 403):
+            raise AuthError(
+                "authentication failed" if status == 401 else f"not allowed: {message}",
+                cluster=self._cluster.name,
+                target=target,
+                http_status=status,
+                code=None if code is None else str(code),
+            )
+        raise self._api_error(message, status, None if code is None else str(code), target)
+
+    def _api_error(
+        self, message: str, status: int | None, code: str | None, target: str | None
+    ) -> ApiError:
+        """An ONTAP error answer, classified by the retry table."""
+        return ApiError(
+            _clean(message),
+            cluster=self._cluster.name,
+            target=target,
+            http_status=status,
+            code=code,
+            category=classify(code, status),
+        )
+
+    def _protocol(
+        self, message: str, *, target: str | None = None, http_status: int | None = None
+    ) -> ProtocolError:
+        """An answer ONTAP would not send."""
+        return ProtocolError(
+            message, cluster=self._cluster.name, target=target, http_status=http_status
+        )
+
+    def _tls(self, exc: Exception, target: str | None) -> TlsError:
+        """A certificate that cannot be verified, or a failed handshake."""
+        reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+        return TlsError(
+            f"TLS failed: {_clean(str(reason))}", cluster=self._cluster.name, target=target
+        )
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or a ProtocolError-worthy failure past ``MAX_BODY`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise aiohttp.ClientPayloadError(f"answer larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _record(server: DesiredServer) -> Json:
+    """The POST body of one key server."""
+    record: Json = {"server": server.server}
+    if server.secondary_key_servers:
+        record["secondary_key_servers"] = list(server.secondary_key_servers)
+    if server.password is not None:
+        record["password"] = server.password.reveal()
+    return record
+
+
+def _key_manager(record: Json) -> LiveKeyManager:
+    """A key-manager record as discovery keeps it."""
+    scope = record.get("scope", "svm")
+    svm = None if scope == "cluster" else str(_mapping(record["svm"])["name"])
+    external = record.get("external")
+    servers: tuple[str, ...] = ()
+    if isinstance(external, dict):
+        raw = external.get("servers") or []
+        if not isinstance(raw, list):
+            raise TypeError("external.servers is not a list")
+        servers = tuple(_normalized(str(_mapping(s)["server"])) for s in raw)
+    onboard = _mapping(record.get("onboard") or {}).get("enabled") is True
+    return LiveKeyManager(
+        uuid=str(record["uuid"]),
+        svm=svm,
+        external=isinstance(external, dict) and not onboard,
+        servers=servers,
+    )
+
+
+def _normalized(server: str) -> str:
+    """A live server name in the form desired names take; odd ones kept as they are."""
+    try:
+        return normalize_server(server)
+    except ValueError:
+        return server.lower()
+
+
+def _mapping(value: object) -> Json:
+    """``value`` as a JSON object, or TypeError."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _clean(text: str) -> str:
+    """A server-supplied string made safe to log: no control characters, bounded length."""
+    cleaned = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in text)
+    return cleaned[:MAX_MESSAGE]

@@ -1,0 +1,207 @@
+"""Desired x live -> what to do for each target. Pure: no I/O, no clock.
+
+A cluster's plan is a tuple of ``Decision``s, one per target. The missing servers of one
+key manager are grouped into ``Batch``es: one POST each (a ``records[]`` POST where the
+ONTAP version takes it), with outcomes still reported per server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from enum import StrEnum
+
+from bulkkm.inventory import Cluster, DesiredServer, SelectorKind
+
+__all__ = [
+    "MAX_PRIMARIES",
+    "Action",
+    "Batch",
+    "ClusterState",
+    "Decision",
+    "LiveKeyManager",
+    "OntapVersion",
+    "batches",
+    "plan_cluster",
+]
+
+MAX_PRIMARIES = 4
+
+
+@dataclasses.dataclass(frozen=True, slots=True, order=True)
+class OntapVersion:
+    """An ONTAP release, ordered (``9.8`` < ``9.13``)."""
+
+    generation: int
+    major: int
+    minor: int = 0
+
+    def __str__(self) -> str:
+        """``9.13.1``."""
+        return f"{self.generation}.{self.major}.{self.minor}"
+
+
+SECONDARIES_SINCE = OntapVersion(9, 8)
+# The records[] body is documented without a release; 9.8, with secondaries, is an inference.
+RECORDS_SINCE = OntapVersion(9, 8)
+MULTITENANT_SINCE = OntapVersion(9, 6)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LiveKeyManager:
+    """A key manager as discovered on the cluster."""
+
+    uuid: str
+    svm: str | None
+    """The SVM's name; None for the cluster-scoped key manager."""
+    external: bool
+    servers: tuple[str, ...] = ()
+    """Primary servers present, normalised."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterState:
+    """What discovery found on one cluster."""
+
+    version: OntapVersion
+    key_managers: tuple[LiveKeyManager, ...]
+    svms: frozenset[str] | None = None
+    """Every SVM name, when discovery needed it (an explicit name had no key manager)."""
+
+
+class Action(StrEnum):
+    """What the plan decided for a target."""
+
+    ADD = "add"
+    PRESENT = "present"
+    BLOCKED = "blocked"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """One target and what to do about it."""
+
+    cluster: str
+    svm: str | None
+    key_manager_uuid: str | None
+    desired: DesiredServer
+    action: Action
+    reason: str | None = None
+    """For ``blocked``: a short token (``too_many_servers``, ``no_external_key_manager`` …)."""
+    detail: str | None = None
+    """For ``blocked``: the sentence an operator reads."""
+
+    @property
+    def server(self) -> str:
+        """The target's key server."""
+        return self.desired.server
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """The missing servers of one key manager that go out in one POST."""
+
+    cluster: str
+    svm: str | None
+    key_manager_uuid: str
+    decisions: tuple[Decision, ...]
+
+    @property
+    def servers(self) -> tuple[DesiredServer, ...]:
+        """The key servers this POST adds."""
+        return tuple(d.desired for d in self.decisions)
+
+
+def plan_cluster(cluster: Cluster, state: ClusterState) -> tuple[Decision, ...]:
+    """Every target of ``cluster`` with its action, from the discovered ``state``."""
+    by_svm = {km.svm: km for km in state.key_managers}
+    decisions: list[Decision] = []
+    if cluster.cluster_scope:
+        decisions += _decide(cluster, state, None, by_svm.get(None), cluster.key_servers)
+    explicit = {s.pattern for s in cluster.svms if s.kind is SelectorKind.NAME}
+    for svm in sorted({km.svm for km in state.key_managers if km.svm is not None} | explicit):
+        selector = cluster.selector_for(svm)
+        if selector is None:
+            continue
+        km = by_svm.get(svm)
+        if selector.kind is not SelectorKind.NAME and (km is None or not km.external):
+            continue  # `all` and globs select only SVMs that have an external key manager
+        decisions += _decide(cluster, state, svm, km, selector.key_servers)
+    return tuple(decisions)
+
+
+def _decide(
+    cluster: Cluster,
+    state: ClusterState,
+    svm: str | None,
+    km: LiveKeyManager | None,
+    desired: tuple[DesiredServer, ...],
+) -> list[Decision]:
+    """The decisions for one key manager."""
+    missing = [d for d in desired if km is None or d.server not in km.servers]
+    reason, detail = _blocker(state, svm, km, missing) or (None, None)
+
+    def decision(d: DesiredServer) -> Decision:
+        if km is not None and d.server in km.servers:
+            return Decision(
+                cluster=cluster.name,
+                svm=svm,
+                key_manager_uuid=km.uuid,
+                desired=d,
+                action=Action.PRESENT,
+            )
+        return Decision(
+            cluster=cluster.name,
+            svm=svm,
+            key_manager_uuid=km.uuid if km else None,
+            desired=d,
+            action=Action.BLOCKED if reason else Action.ADD,
+            reason=reason,
+            detail=detail,
+        )
+
+    return [decision(d) for d in desired]
+
+
+def _blocker(
+    state: ClusterState, svm: str | None, km: LiveKeyManager | None, missing: list[DesiredServer]
+) -> tuple[str, str] | None:
+    """Why the missing servers of one key manager cannot be added (token, sentence), or None."""
+    if not missing:
+        return None
+    where = f"SVM {svm!r}" if svm is not None else "the cluster"
+    if svm is not None and km is None and state.svms is not None and svm not in state.svms:
+        return "svm_not_found", f"SVM {svm!r} not found on the cluster"
+    if km is None or not km.external:
+        return "no_external_key_manager", f"no external key manager on {where}"
+    if svm is not None and state.version < MULTITENANT_SINCE:
+        return "ontap_too_old", (
+            f"SVM key managers need ONTAP {MULTITENANT_SINCE} (cluster runs {state.version})"
+        )
+    if any(d.secondary_key_servers for d in missing) and state.version < SECONDARIES_SINCE:
+        return "ontap_too_old", (
+            f"secondary_key_servers need ONTAP {SECONDARIES_SINCE} (cluster runs {state.version})"
+        )
+    if len(km.servers) + len(missing) > MAX_PRIMARIES:
+        return "too_many_servers", (
+            f"would exceed {MAX_PRIMARIES} primary key servers "
+            f"({len(km.servers)} present + {len(missing)} missing)"
+        )
+    return None
+
+
+def batches(decisions: Iterable[Decision], version: OntapVersion) -> tuple[Batch, ...]:
+    """Group the ``add`` decisions per key manager; one server per POST before 9.8."""
+    groups: dict[str, list[Decision]] = {}
+    for d in decisions:
+        if d.action is Action.ADD and d.key_manager_uuid is not None:
+            groups.setdefault(d.key_manager_uuid, []).append(d)
+    together = version >= RECORDS_SINCE
+    out: list[Batch] = []
+    for uuid, group in groups.items():
+        chunks = [group] if together else [[d] for d in group]
+        out += [
+            Batch(cluster=c[0].cluster, svm=c[0].svm, key_manager_uuid=uuid, decisions=tuple(c))
+            for c in chunks
+        ]
+    return tuple(out)

@@ -1,0 +1,24 @@
+"""A simulated ONTAP fleet: clusters that answer bulkkm's REST calls over HTTPS on loopback.
+
+Used by tests, benchmarks, ``bulkkm simulate`` and ``bulkkm demo``; never by the engine.
+"""
+
+from bulkkm.simulator._cli import main
+from bulkkm.simulator._fleet import SimulatedFleet
+from bulkkm.simulator._journal import RequestRecord, WriteRecord
+from bulkkm.simulator._model import Mode, Scope, SimCluster, SimKeyManager, SimSvm
+from bulkkm.simulator._spec import Faults, FleetSpec
+
+__all__ = [
+    "Faults",
+    "FleetSpec",
+    "Mode",
+    "RequestRecord",
+    "Scope",
+    "SimCluster",
+    "SimKeyManager",
+    "SimSvm",
+    "SimulatedFleet",
+    "WriteRecord",
+    "main",
+]

@@ -1,0 +1,359 @@
+"""One cluster's REST API over its model: routes, answers and key-server writes, without sockets.
+
+``route`` names a path's template; ``ClusterApi.handle`` answers a request with a ``Reply``.
+Faults that need the cluster's RNG or the event loop (a transient KMIP failure, an answer
+dropped after applying, a job finishing later) are asked of the ``Hooks`` the server gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Final, Protocol
+
+from bulkkm.servers import normalize_server
+from bulkkm.simulator import _errors as codes
+from bulkkm.simulator import _query, _records
+from bulkkm.simulator._errors import SimError, error_body
+from bulkkm.simulator._journal import WriteRecord
+from bulkkm.simulator._model import SimCluster, SimKeyManager
+from bulkkm.simulator._query import JsonObj
+from bulkkm.simulator._records import SimJob
+from bulkkm.simulator._rules import NewServer, check_add, parse_patch, parse_post
+
+__all__ = ["ClusterApi", "Hooks", "Reply", "Route", "route"]
+
+_KM: Final = "/api/security/key-managers"
+
+
+class Hooks(Protocol):
+    """What the API asks of the server that runs it."""
+
+    def transient(self) -> str | None:
+        """A transient KMIP code to fail a key-server POST with, or None."""
+        ...
+
+    def ambiguous(self) -> bool:
+        """Whether to drop the answer to a POST that was just applied."""
+        ...
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after ``delay`` seconds (job progress)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """An answer to send, or (``drop``) a connection to close without one."""
+
+    status: int = 200
+    body: JsonObj = dataclasses.field(default_factory=dict)
+    location: str | None = None
+    drop: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """A request path resolved: its template, the resource kind and the path's parameters."""
+
+    template: str
+    kind: str
+    uuid: str = ""
+    server: str = ""
+
+
+def route(raw_path: str) -> Route:
+    """Name the resource a path addresses (kind ``unknown`` if none)."""
+    path = raw_path.split("?", 1)[0]
+    parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+    match parts:
+        case ["api", "cluster"]:
+            return Route(template="/api/cluster", kind="cluster")
+        case ["api", "cluster", "jobs", job]:
+            return Route(template="/api/cluster/jobs/{uuid}", kind="job", uuid=job)
+        case ["api", "svm", "svms"]:
+            return Route(template="/api/svm/svms", kind="svms")
+        case ["api", "svm", "svms", svm]:
+            return Route(template="/api/svm/svms/{uuid}", kind="svm", uuid=svm)
+        case ["api", "security", "key-managers"]:
+            return Route(template=_KM, kind="key_managers")
+        case ["api", "security", "key-managers", km]:
+            return Route(template=f"{_KM}/{{uuid}}", kind="key_manager", uuid=km)
+        case ["api", "security", "key-managers", km, "key-servers"]:
+            return Route(template=f"{_KM}/{{uuid}}/key-servers", kind="key_servers", uuid=km)
+        case ["api", "security", "key-managers", km, "key-servers", server]:
+            return Route(
+                template=f"{_KM}/{{uuid}}/key-servers/{{server}}",
+                kind="key_server",
+                uuid=km,
+                server=server,
+            )
+    return Route(template=path, kind="unknown")
+
+
+_METHODS: Final[dict[str, frozenset[str]]] = {
+    "cluster": frozenset({"GET"}),
+    "job": frozenset({"GET"}),
+    "svms": frozenset({"GET"}),
+    "svm": frozenset({"GET"}),
+    "key_managers": frozenset({"GET"}),
+    "key_manager": frozenset({"GET"}),
+    "key_servers": frozenset({"GET", "POST"}),
+    "key_server": frozenset({"GET", "PATCH", "DELETE"}),
+}
+
+
+class ClusterApi:
+    """The REST API of one simulated cluster."""
+
+    def __init__(
+        self,
+        cluster: SimCluster,
+        *,
+        hooks: Hooks,
+        writes: list[WriteRecord],
+        job_mode: bool,
+        job_delay: float,
+    ) -> None:
+        """Serve ``cluster``, logging writes to ``writes``."""
+        self.cluster = cluster
+        self.jobs: dict[str, SimJob] = {}
+        self._hooks = hooks
+        self._writes = writes
+        self._job_mode = job_mode
+        self._job_delay = job_delay
+
+    def handle(
+        self, method: str, where: Route, raw_path: str, query: Mapping[str, str], body: bytes
+    ) -> Reply:
+        """Answer one authenticated request; ONTAP errors become error replies."""
+        allowed = _METHODS.get(where.kind)
+        if allowed is None:
+            return Reply(status=404, body=error_body(codes.API_NOT_FOUND, "API not found."))
+        if method not in allowed:
+            return Reply(
+                status=405,
+                body=error_body(codes.METHOD_NOT_ALLOWED, f"Method {method} is not allowed."),
+            )
+        try:
+            return self._dispatch(method, where, raw_path, query, body)
+        except SimError as exc:
+            return Reply(status=exc.status, body=exc.body())
+
+    def _dispatch(
+        self, method: str, where: Route, raw_path: str, query: Mapping[str, str], body: bytes
+    ) -> Reply:
+        """Call the handler of the route."""
+        path = raw_path.split("?", 1)[0]
+        cluster = self.cluster
+        match where.kind, method:
+            case "cluster", _:
+                record = _records.cluster_record(cluster)
+                return Reply(body=_query.instance(record, query=query, schema=_records.CLUSTER))
+            case "job", _:
+                job = self.jobs.get(where.uuid)
+                if job is None:
+                    raise _not_found("job", where.uuid)
+                record = _records.job_record(job)
+                return Reply(body=_query.instance(record, query=query, schema=_records.JOB))
+            case "svms", _:
+                records = [_records.svm_record(svm) for svm in cluster.svms]
+                return Reply(body=_collection(records, path, raw_path, query, _records.SVM))
+            case "svm", _:
+                for svm in cluster.svms:
+                    if svm.uuid == where.uuid:
+                        record = _records.svm_record(svm)
+                        return Reply(body=_query.instance(record, query=query, schema=_records.SVM))
+                raise _not_found("svm", where.uuid)
+            case "key_managers", _:
+                records = [
+                    _records.key_manager_record(cluster, km) for km in cluster.key_managers.values()
+                ]
+                return Reply(body=_collection(records, path, raw_path, query, _records.KEY_MANAGER))
+            case "key_manager", _:
+                record = _records.key_manager_record(cluster, self._key_manager(where.uuid))
+                return Reply(body=_query.instance(record, query=query, schema=_records.KEY_MANAGER))
+            case "key_servers", "GET":
+                records = _records.key_server_records(cluster, self._key_manager(where.uuid))
+                return Reply(body=_collection(records, path, raw_path, query, _records.KEY_SERVER))
+            case "key_servers", _:
+                return self._post(self._key_manager(where.uuid), query, body)
+            case "key_server", "GET":
+                km = self._key_manager(where.uuid)
+                server = _existing(km, where.server)
+                records = [
+                    r for r in _records.key_server_records(cluster, km) if r["server"] == server
+                ]
+                return Reply(
+                    body=_query.instance(records[0], query=query, schema=_records.KEY_SERVER)
+                )
+            case "key_server", "PATCH":
+                return self._patch(self._key_manager(where.uuid), where.server, body)
+            case _:
+                return self._delete(self._key_manager(where.uuid), where.server)
+
+    def _key_manager(self, km_uuid: str) -> SimKeyManager:
+        """The key manager with this uuid; ONTAP's 404 if there is none."""
+        km = self.cluster.key_managers.get(km_uuid)
+        if km is None:
+            raise _not_found("uuid", km_uuid)
+        return km
+
+    def _log(
+        self,
+        method: str,
+        km: SimKeyManager,
+        server: str,
+        *,
+        applied: bool,
+        status: int | None,
+        code: str | None = None,
+    ) -> None:
+        """Record one write."""
+        self._writes.append(
+            WriteRecord(
+                cluster=self.cluster.name,
+                method=method,
+                key_manager_uuid=km.uuid,
+                server=server,
+                applied=applied,
+                at=time.monotonic(),
+                status=status,
+                code=code,
+            )
+        )
+
+    def _apply(self, km: SimKeyManager, servers: tuple[NewServer, ...]) -> None:
+        """Check ONTAP's rules and the faults, then add every server (all or nothing)."""
+        check_add(self.cluster, km, servers)
+        transient = self._hooks.transient()
+        if transient is not None:
+            raise SimError(transient)
+        for new in servers:
+            km.servers[new.server] = new.secondary_key_servers
+
+    def _post(self, km: SimKeyManager, query: Mapping[str, str], body: bytes) -> Reply:
+        """Add primaries: 201 with ``Location`` (or 202 and a job in job mode)."""
+        try:
+            servers = parse_post(self.cluster, body)
+        except SimError as exc:
+            self._log("POST", km, "", applied=False, status=exc.status, code=exc.code)
+            raise
+        location = _records.key_server_href(km, servers[0].server)
+        if self._job_mode:
+            return self._post_job(km, servers, location)
+        try:
+            self._apply(km, servers)
+        except SimError as exc:
+            for new in servers:
+                self._log("POST", km, new.server, applied=False, status=exc.status, code=exc.code)
+            raise
+        dropped = self._hooks.ambiguous()
+        for new in servers:
+            self._log("POST", km, new.server, applied=True, status=None if dropped else 201)
+        if dropped:
+            return Reply(drop=True)
+        body_out: JsonObj = {}
+        # return_records is ONTAP 9.7 and later; earlier versions ignore it.
+        if _query.return_records(query) and self.cluster.at_least(7):
+            records: list[JsonObj] = []
+            for new in servers:
+                record: JsonObj = {"server": new.server}
+                if new.secondary_key_servers:
+                    record["secondary_key_servers"] = list(new.secondary_key_servers)
+                records.append(record)
+            body_out = {"num_records": len(records), "records": records}
+        return Reply(status=201, body=body_out, location=location)
+
+    def _post_job(self, km: SimKeyManager, servers: tuple[NewServer, ...], location: str) -> Reply:
+        """Answer 202 with a job that applies the change when it finishes."""
+        job = SimJob(
+            uuid=str(uuid.uuid4()),
+            description=f"POST {_KM}/{km.uuid}/key-servers",
+        )
+        self.jobs[job.uuid] = job
+        dropped = self._hooks.ambiguous()
+
+        def run() -> None:
+            """Move the job to running."""
+            job.state = "running"
+
+        def finish() -> None:
+            """Apply the change and record how the job ended."""
+            status = None if dropped else 202
+            try:
+                self._apply(km, servers)
+            except SimError as exc:
+                job.state, job.message, job.code = "failure", exc.message, int(exc.code)
+                job.error = exc.error()
+                for new in servers:
+                    self._log("POST", km, new.server, applied=False, status=status, code=exc.code)
+                return
+            job.state, job.message = "success", "success"
+            for new in servers:
+                self._log("POST", km, new.server, applied=True, status=status)
+
+        self._hooks.later(self._job_delay / 2, run)
+        self._hooks.later(self._job_delay, finish)
+        if dropped:
+            return Reply(drop=True)
+        href = f"/api/cluster/jobs/{job.uuid}"
+        return Reply(
+            status=202,
+            body={"job": {"uuid": job.uuid, "_links": {"self": {"href": href}}}},
+            location=location,
+        )
+
+    def _patch(self, km: SimKeyManager, raw_server: str, body: bytes) -> Reply:
+        """Replace a primary's secondaries whole; 200 ``{}``."""
+        server = _existing(km, raw_server)
+        try:
+            secondaries = parse_patch(self.cluster, body)
+        except SimError as exc:
+            self._log("PATCH", km, server, applied=False, status=exc.status, code=exc.code)
+            raise
+        if secondaries is not None:
+            km.servers[server] = secondaries
+        self._log("PATCH", km, server, applied=secondaries is not None, status=200)
+        return Reply()
+
+    def _delete(self, km: SimKeyManager, raw_server: str) -> Reply:
+        """Remove a primary; 200 ``{}``."""
+        server = _existing(km, raw_server)
+        del km.servers[server]
+        self._log("DELETE", km, server, applied=True, status=200)
+        return Reply()
+
+
+def _not_found(target: str, value: str) -> SimError:
+    """ONTAP's 404: the entry does not exist."""
+    return SimError(
+        codes.NOT_FOUND, f'Entry doesn\'t exist for "{value}".', status=404, target=target
+    )
+
+
+def _existing(km: SimKeyManager, raw_server: str) -> str:
+    """The configured primary a path names (raw or encoded, port implied); 404 if none."""
+    if raw_server in km.servers:
+        return raw_server
+    try:
+        server = normalize_server(raw_server)
+    except ValueError:
+        raise _not_found("server", raw_server) from None
+    if server not in km.servers:
+        raise _not_found("server", raw_server)
+    return server
+
+
+def _collection(
+    records: list[JsonObj],
+    path: str,
+    raw_path: str,
+    query: Mapping[str, str],
+    schema: _query.Schema,
+) -> JsonObj:
+    """A collection answer for ``records`` under this request's query."""
+    return _query.collection(records, path=path, self_href=raw_path, query=query, schema=schema)

@@ -1,0 +1,120 @@
+"""What fleet to simulate (``FleetSpec``) and how each cluster misbehaves (``Faults``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+
+__all__ = ["Faults", "FleetSpec"]
+
+
+def _check_rate(name: str, value: float) -> None:
+    """Refuse a fraction outside [0, 1] (or not a number)."""
+    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a fraction from 0 to 1, not {value!r}")
+
+
+def _check_seconds(name: str, value: float) -> None:
+    """Refuse a negative or non-finite duration."""
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Faults:
+    """How one simulated cluster misbehaves; every draw comes from the cluster's seeded RNG.
+
+    ``latency`` + uniform ``jitter`` delay every answer (a slow cluster is a big latency).
+    The rates are fractions of requests: ``transient_rate`` of key-server POSTs that would
+    succeed fail with a transient KMIP code instead; ``error500_rate`` of any request get a
+    500; ``reset_rate`` of requests are dropped unanswered before anything is applied;
+    ``hang_rate`` are never answered; ``ambiguous_rate`` of key-server POSTs are applied and
+    then dropped unanswered. ``dead`` closes the port. ``max_in_flight`` caps concurrent
+    requests: the excess is dropped at the connection, unanswered, as ONTAP does when its
+    queue is full.
+    """
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    transient_rate: float = 0.0
+    error500_rate: float = 0.0
+    reset_rate: float = 0.0
+    hang_rate: float = 0.0
+    ambiguous_rate: float = 0.0
+    dead: bool = False
+    max_in_flight: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse values that no cluster could have."""
+        _check_seconds("latency", self.latency)
+        _check_seconds("jitter", self.jitter)
+        for name in (
+            "transient_rate",
+            "error500_rate",
+            "reset_rate",
+            "hang_rate",
+            "ambiguous_rate",
+        ):
+            _check_rate(name, getattr(self, name))
+        if self.max_in_flight is not None and not (
+            isinstance(self.max_in_flight, int) and self.max_in_flight >= 1
+        ):
+            raise ValueError(f"max_in_flight must be None or >= 1, not {self.max_in_flight!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FleetSpec:
+    """The fleet to simulate: sizes, seed, faults, and the knobs of the generated state.
+
+    Every external key manager starts with ``initial_servers`` primaries (``None``: a seeded
+    0-4). Each data SVM has an external key manager with probability ``external_ratio``,
+    onboard key management with ``onboard_ratio``, and none otherwise; the cluster-scoped key
+    manager is external with probability ``cluster_external_ratio``.
+    """
+
+    clusters: int = 3
+    svms: int = 4
+    seed: int = 0
+    faults: Faults = Faults()
+    cluster_faults: Mapping[str, Faults] = dataclasses.field(default_factory=dict)
+    job_mode: bool = False
+    job_delay: float = 0.05
+    host: str = "127.0.0.1"
+    external_ratio: float = 0.8
+    onboard_ratio: float = 0.1
+    cluster_external_ratio: float = 0.9
+    initial_servers: int | None = None
+    username: str = "admin"
+    password: str = dataclasses.field(default="simulated-Passw0rd", repr=False)
+
+    def __post_init__(self) -> None:
+        """Refuse impossible fleets; freeze the per-cluster fault overrides."""
+        for name in ("clusters", "svms"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, not {value!r}")
+        if self.clusters > 10_000:
+            raise ValueError("clusters must be at most 10000 (names are sim-0000..sim-9999)")
+        for name in ("external_ratio", "onboard_ratio", "cluster_external_ratio"):
+            _check_rate(name, getattr(self, name))
+        if self.external_ratio + self.onboard_ratio > 1.0:
+            raise ValueError("external_ratio + onboard_ratio must not exceed 1")
+        if self.initial_servers is not None and not 0 <= self.initial_servers <= 4:
+            raise ValueError("initial_servers must be None or 0..4 (ONTAP allows 4 primaries)")
+        _check_seconds("job_delay", self.job_delay)
+        names = {cluster_name(i) for i in range(self.clusters)}
+        unknown = sorted(set(self.cluster_faults) - names)
+        if unknown:
+            raise ValueError(f"cluster_faults names clusters not in the fleet: {unknown}")
+        object.__setattr__(self, "cluster_faults", MappingProxyType(dict(self.cluster_faults)))
+
+    def faults_for(self, name: str) -> Faults:
+        """The faults a cluster starts with: its override, else the fleet default."""
+        return self.cluster_faults.get(name, self.faults)
+
+
+def cluster_name(index: int) -> str:
+    """The name of the ``index``-th cluster (``sim-0000``)."""
+    return f"sim-{index:04d}"

@@ -1,0 +1,114 @@
+"""The promises every run keeps, checked against the simulator's own records.
+
+``check_invariants`` takes what a user could inspect after a run — the inventory, the
+fleet's state before and after, the simulator's write log and the report — and asserts:
+every target has exactly one ``target`` line; ``added`` targets are in the final state and
+were written exactly once; ``present`` ones are in the final state; ``blocked`` and
+``skipped`` ones caused no write; no server was ever applied twice to one key manager; no
+write touched a key manager or server the inventory did not ask for; the summary counts
+equal the lines.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+from bulkkm.inventory import Inventory, SelectorKind
+from bulkkm.simulator import WriteRecord
+
+KmKey = tuple[str, str | None]
+"""(cluster, svm or None for the cluster scope)."""
+
+
+def key_managers(state: Mapping[str, object]) -> dict[KmKey, dict[str, object]]:
+    """Every key manager of a fleet state, by cluster and SVM."""
+    out: dict[KmKey, dict[str, object]] = {}
+    for cluster in state["clusters"]:  # type: ignore[attr-defined]
+        for km in cluster["key_managers"]:
+            out[(cluster["name"], km["svm"])] = km
+    return out
+
+
+def servers_of(km: Mapping[str, object] | None) -> set[str]:
+    """The primary servers of a key manager record (or none)."""
+    if km is None:
+        return set()
+    return {s["server"] for s in km["servers"]}  # type: ignore[attr-defined,index]
+
+
+def expected_targets(inventory: Inventory, before: Mapping[str, object], undiscovered: set[str]) -> set[tuple[str, str | None, str]]:
+    """The targets an inventory selects on a fleet, from the state before the run."""
+    kms = key_managers(before)
+    svm_names = {
+        c["name"]: {s["name"] for s in c["svms"]} for c in before["clusters"]  # type: ignore[attr-defined]
+    }
+    targets: set[tuple[str, str | None, str]] = set()
+    for cluster in inventory.clusters:
+        if cluster.name in undiscovered:
+            continue
+        if cluster.cluster_scope:
+            targets |= {(cluster.name, None, d.server) for d in cluster.key_servers}
+        names = svm_names[cluster.name] | {s.pattern for s in cluster.svms if s.kind is SelectorKind.NAME}
+        for svm in names:
+            selector = cluster.selector_for(svm)
+            km = kms.get((cluster.name, svm))
+            external = km is not None and km["mode"] == "external"
+            if selector is None or (selector.kind is not SelectorKind.NAME and not external):
+                continue
+            targets |= {(cluster.name, svm, d.server) for d in selector.key_servers}
+    return targets
+
+
+def check_invariants(
+    *,
+    inventory: Inventory,
+    before: Mapping[str, object],
+    after: Mapping[str, object],
+    writes: Sequence[WriteRecord],
+    report: Sequence[Mapping[str, object]],
+) -> None:
+    """Assert every promise of a run over the report and the fleet's records."""
+    targets = [line for line in report if line["type"] == "target"]
+    clusters = {str(line["cluster"]) for line in report if line["type"] == "cluster"}
+    keys = Counter((str(t["cluster"]), t["svm"], str(t["server"])) for t in targets)
+    twice = [k for k, n in keys.items() if n > 1]
+    assert not twice, f"targets with more than one line: {twice[:5]}"
+    missing = expected_targets(inventory, before, clusters) - set(keys)  # type: ignore[arg-type]
+    assert not missing, f"targets without a line: {sorted(missing, key=str)[:5]}"
+
+    kms_after = key_managers(after)
+    applied = Counter(
+        (w.cluster, w.key_manager_uuid, w.server) for w in writes if w.applied and w.method == "POST"
+    )
+    doubled = [k for k, n in applied.items() if n > 1]
+    assert not doubled, f"servers applied twice: {doubled[:5]}"
+    allowed = {(str(t["cluster"]), t["key_manager_uuid"], str(t["server"])) for t in targets}
+    stray = [w for w in writes if w.method != "GET" and (w.cluster, w.key_manager_uuid, w.server) not in allowed]
+    assert not stray, f"writes outside the inventory's targets: {stray[:5]}"
+
+    for t in targets:
+        key = (str(t["cluster"]), t["svm"])
+        written = applied[(str(t["cluster"]), t["key_manager_uuid"], str(t["server"]))]
+        where = f"{t['cluster']}/{t['svm']}/{t['server']}"
+        outcome = t["outcome"]
+        if outcome == "added":
+            assert t["server"] in servers_of(kms_after.get(key)), f"added but absent: {where}"
+            assert written == 1 or t.get("carried_over"), f"added but written {written} times: {where}"
+        elif outcome == "present":
+            assert t["server"] in servers_of(kms_after.get(key)), f"present but absent: {where}"
+        elif outcome in ("blocked", "skipped", "would_add"):
+            assert written == 0, f"{outcome} but written: {where}"
+
+    summaries = [line for line in report if line["type"] == "summary"]
+    if summaries:
+        (summary,) = summaries
+        assert summary["counts"] == dict(Counter(str(t["outcome"]) for t in targets)), "summary counts differ from the lines"
+        assert summary["clusters_failed"] == sum(
+            1 for line in report if line["type"] == "cluster" and line["outcome"] == "failed"
+        )
+
+
+def outcomes(report: Iterable[Mapping[str, object]]) -> Counter[str]:
+    """Target lines counted by outcome."""
+    return Counter(str(line["outcome"]) for line in report if line["type"] == "target")

@@ -1,0 +1,227 @@
+"""The ONTAP client: what it sends, and how every answer maps to a typed error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+import pytest
+from aioresponses import CallbackResult
+
+from bulkkm.errors import (
+    ApiError,
+    AuthError,
+    ErrorCategory,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+    WriteRefused,
+)
+from bulkkm.inventory import Cluster, DesiredServer
+from bulkkm.ontap import USER_AGENT, OntapClient
+from bulkkm.plan import OntapVersion
+from bulkkm.secret import Secret
+from tests.mock_http import OntapMock, reply
+
+BASE = "https://10.0.0.1:443"
+KS = f"{BASE}/api/security/key-managers/km1/key-servers"
+CLUSTER = Cluster(name="c1", host="10.0.0.1", username="admin", password=Secret("hunter2-sentinel", source="env:X"))
+
+
+@contextlib.asynccontextmanager
+async def _open() -> AsyncIterator[None]:
+    """A gate that admits everything."""
+    yield
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """One client session per test."""
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def client(session: aiohttp.ClientSession, *, read_only: bool = False) -> OntapClient:
+    """A client for CLUSTER."""
+    return OntapClient(session, CLUSTER, gate=_open, read_only=read_only)
+
+
+def error_body(code: str, message: str = "nope") -> dict[str, object]:
+    """An ONTAP error answer."""
+    return {"error": {"code": code, "message": message, "target": "server"}}
+
+
+async def test_post_sends_one_server_with_identity_and_basic_auth(session: aiohttp.ClientSession) -> None:
+    """A single server goes as `server`, with its KMIP password, our app header and basic auth."""
+    seen: dict[str, object] = {}
+
+    def capture(url: object, **kwargs: object) -> CallbackResult:
+        seen.update(kwargs)
+        return reply(201, {"num_records": 1})
+
+    with OntapMock() as mock:
+        mock.post(KS, callback=capture)
+        server = DesiredServer(server="kms:5696", secondary_key_servers=("kms2:5696",), password=Secret("kmip-pw", source="env:K"))
+        await client(session).add_key_servers("km1", (server,))
+    assert orjson.loads(seen["data"]) == {  # type: ignore[arg-type]
+        "server": "kms:5696", "secondary_key_servers": ["kms2:5696"], "password": "kmip-pw",
+    }
+    headers = seen["headers"]
+    assert isinstance(headers, dict)
+    assert headers["X-Dot-Client-App"] == USER_AGENT
+    assert headers["Authorization"].startswith("Basic ")
+
+
+async def test_several_servers_go_as_records(session: aiohttp.ClientSession) -> None:
+    """Two servers for one key manager are one POST with `records`."""
+    seen: dict[str, object] = {}
+
+    def capture(url: object, **kwargs: object) -> CallbackResult:
+        seen.update(kwargs)
+        return reply(201, {})
+
+    with OntapMock() as mock:
+        mock.post(KS, callback=capture)
+        servers = (DesiredServer(server="a:5696"), DesiredServer(server="b:5696"))
+        await client(session).add_key_servers("km1", servers)
+    assert orjson.loads(seen["data"]) == {"records": [{"server": "a:5696"}, {"server": "b:5696"}]}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "category"),
+    [
+        (400, "65536038", ErrorCategory.PRECONDITION),
+        (400, "65536828", ErrorCategory.PRECONDITION),
+        (400, "65536870", ErrorCategory.PERMANENT),
+        (400, "65536871", ErrorCategory.PERMANENT),
+        (500, "65536921", ErrorCategory.TRANSIENT),
+        (500, "65536834", ErrorCategory.TRANSIENT),
+        (500, "65536852", ErrorCategory.TRANSIENT),
+        (400, "2621573", ErrorCategory.TRANSIENT),
+        (400, "66060338", ErrorCategory.TLS),
+        (400, "66060339", ErrorCategory.TLS),
+        (400, "66060340", ErrorCategory.TRANSIENT),
+        (500, "1", ErrorCategory.TRANSIENT),
+        (404, "4", ErrorCategory.PERMANENT),
+    ],
+)
+async def test_ontap_error_answers_become_classified_api_errors(
+    session: aiohttp.ClientSession, status: int, code: str, category: ErrorCategory
+) -> None:
+    """Each ONTAP error code maps to its category, keeping the code and HTTP status."""
+    with OntapMock() as mock:
+        mock.post(KS, status=status, payload=error_body(code), content_type="application/hal+json")
+        with pytest.raises(ApiError) as caught:
+            await client(session).add_key_servers("km1", (DesiredServer(server="a:5696"),))
+    assert (caught.value.code, caught.value.http_status, caught.value.category) == (code, status, category)
+    assert caught.value.cluster == "c1"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_bad_credentials_are_auth_errors(session: aiohttp.ClientSession, status: int) -> None:
+    """401 and 403 are `auth`, and the message carries no credential."""
+    with OntapMock() as mock:
+        mock.get(re.compile(r".*/api/cluster.*"), status=status, payload=error_body("6"))
+        with pytest.raises(AuthError) as caught:
+            await client(session).version()
+    assert caught.value.category is ErrorCategory.AUTH
+    assert "hunter2-sentinel" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"status": 200, "body": "{not json", "content_type": "application/json"}, "malformed JSON"),
+        ({"status": 200, "body": "<html>", "content_type": "text/html"}, "content type"),
+        ({"status": 302, "headers": {"Location": "https://evil.example/"}}, "not followed"),
+        ({"status": 500, "body": "", "content_type": "application/json"}, None),
+    ],
+)
+async def test_answers_ontap_would_not_send_are_protocol_errors(
+    session: aiohttp.ClientSession, answer: dict[str, object], expected: str | None
+) -> None:
+    """Bad JSON, a wrong content type and a redirect are refused; an empty 500 is transient."""
+    with OntapMock() as mock:
+        mock.get(re.compile(r".*/api/cluster.*"), **answer)  # type: ignore[arg-type]
+        with pytest.raises((ProtocolError, ApiError)) as caught:
+            await client(session).version()
+    if expected is None:
+        assert caught.value.category is ErrorCategory.TRANSIENT
+    else:
+        assert isinstance(caught.value, ProtocolError)
+        assert expected in str(caught.value)
+
+
+async def test_lost_connection_after_sending_is_marked_possibly_applied(session: aiohttp.ClientSession) -> None:
+    """A dropped connection is a transport error flagged `sent`: the engine must read back."""
+    with OntapMock() as mock:
+        mock.post(KS, exception=aiohttp.ServerDisconnectedError())
+        with pytest.raises(TransportError) as caught:
+            await client(session).add_key_servers("km1", (DesiredServer(server="a:5696"),))
+    assert caught.value.sent
+    assert caught.value.category is ErrorCategory.TRANSPORT
+
+
+async def test_timeout_is_its_own_category(session: aiohttp.ClientSession) -> None:
+    """No answer in time is a `timeout` error."""
+    with OntapMock() as mock:
+        mock.get(re.compile(r".*/api/cluster.*"), exception=asyncio.TimeoutError())
+        with pytest.raises(RequestTimeout) as caught:
+            await client(session).version()
+    assert caught.value.category is ErrorCategory.TIMEOUT
+
+
+async def test_read_only_client_refuses_writes_before_sending(session: aiohttp.ClientSession) -> None:
+    """A dry run cannot POST: refused in the client, nothing reaches the network."""
+    with OntapMock() as mock:
+        with pytest.raises(WriteRefused):
+            await client(session, read_only=True).add_key_servers("km1", (DesiredServer(server="a:5696"),))
+        assert not mock.requests
+
+
+async def test_collections_follow_next_links(session: aiohttp.ClientSession) -> None:
+    """Key managers come from every page of the collection."""
+    page1 = {
+        "records": [{"uuid": "u1", "scope": "svm", "svm": {"name": "s1"}, "external": {"servers": [{"server": "KMS:5696"}]}}],
+        "_links": {"next": {"href": "/api/security/key-managers?start=2"}},
+    }
+    page2 = {"records": [{"uuid": "u2", "scope": "cluster", "onboard": {"enabled": True}}]}
+    with OntapMock() as mock:
+        mock.get(re.compile(r".*/api/security/key-managers\?fields.*"), payload=page1)
+        mock.get(re.compile(r".*/api/security/key-managers\?start=2$"), payload=page2)
+        kms = await client(session).key_managers()
+    assert [(k.uuid, k.svm, k.external, k.servers) for k in kms] == [
+        ("u1", "s1", True, ("kms:5696",)),
+        ("u2", None, False, ()),
+    ]
+
+
+async def test_accepted_post_waits_for_its_job(session: aiohttp.ClientSession) -> None:
+    """A 202 is polled until the job ends; a failed job is an ApiError with its code."""
+    job = {"job": {"uuid": "j1", "_links": {"self": {"href": "/api/cluster/jobs/j1"}}}}
+    with OntapMock() as mock:
+        mock.post(KS, status=202, payload=job)
+        mock.get(re.compile(r".*/api/cluster/jobs/j1.*"), payload={"state": "running"})
+        mock.get(re.compile(r".*/api/cluster/jobs/j1.*"), payload={"state": "success"})
+        await client(session).add_key_servers("km1", (DesiredServer(server="a:5696"),))
+        mock.post(KS, status=202, payload=job)
+        mock.get(re.compile(r".*/api/cluster/jobs/j1.*"), payload={"state": "failure", "error": {"code": "65536921", "message": "KMIP"}})
+        with pytest.raises(ApiError) as caught:
+            await client(session).add_key_servers("km1", (DesiredServer(server="a:5696"),))
+    assert caught.value.code == "65536921"
+
+
+async def test_version_is_parsed(session: aiohttp.ClientSession) -> None:
+    """/api/cluster's version becomes an ordered OntapVersion."""
+    with OntapMock() as mock:
+        mock.get(re.compile(r".*/api/cluster.*"), payload={"version": {"full": "x", "generation": 9, "major": 13, "minor": 1}})
+        assert await client(session).version() == OntapVersion(9, 13, 1)
+
+
+def test_client_repr_shows_no_credential() -> None:
+    """Neither repr nor the cluster's repr carries the password."""
+    assert "hunter2-sentinel" not in repr(CLUSTER)

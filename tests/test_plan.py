@@ -1,0 +1,116 @@
+"""The plan: desired x live -> add, present or blocked, per target; batches per key manager."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulkkm.inventory import Cluster, DesiredServer, SelectorKind, SvmSelector
+from bulkkm.plan import Action, ClusterState, LiveKeyManager, OntapVersion, batches, plan_cluster
+
+NEW = DesiredServer(server="kms-new.example.com:5696")
+NEW2 = DesiredServer(server="kms-new2.example.com:5696")
+WITH_SECONDARY = DesiredServer(server="kms-dr.example.com:5696", secondary_key_servers=("kms-dr2:5696",))
+RECENT = OntapVersion(9, 13, 1)
+
+
+def cluster(*selectors: SvmSelector, cluster_scope: bool = False, exclude: tuple[str, ...] = ()) -> Cluster:
+    """A cluster selecting ``selectors``, with NEW as its own key server."""
+    return Cluster(
+        name="c1", host="127.0.0.1", svms=selectors, cluster_scope=cluster_scope,
+        exclude_svms=exclude, key_servers=(NEW,),
+    )
+
+
+def select(pattern: str, *servers: DesiredServer, kind: SelectorKind | None = None) -> SvmSelector:
+    """An ``svms:`` entry."""
+    if kind is None:
+        kind = SelectorKind.GLOB if "*" in pattern else SelectorKind.NAME
+    return SvmSelector(kind=kind, pattern=pattern, key_servers=servers or (NEW,))
+
+
+def km(svm: str | None, *servers: str, external: bool = True) -> LiveKeyManager:
+    """A live key manager."""
+    return LiveKeyManager(uuid=f"km-{svm}", svm=svm, external=external, servers=servers)
+
+
+def actions(decisions: tuple[object, ...]) -> list[tuple[str | None, str, str, str | None]]:
+    """(svm, server, action, reason) for each decision, for compact assertions."""
+    return [(d.svm, d.server, d.action.value, d.reason) for d in decisions]  # type: ignore[attr-defined]
+
+
+def test_missing_server_is_added_and_present_one_is_not() -> None:
+    """A server the key manager lacks is `add`; one it has is `present`."""
+    state = ClusterState(version=RECENT, key_managers=(km("a", NEW.server), km("b")))
+    got = plan_cluster(cluster(select("*")), state)
+    assert actions(got) == [("a", NEW.server, "present", None), ("b", NEW.server, "add", None)]
+
+
+def test_all_and_globs_select_only_svms_with_an_external_key_manager() -> None:
+    """`all` skips onboard key managers instead of blocking them; exclusions apply."""
+    state = ClusterState(
+        version=RECENT,
+        key_managers=(km("app_1"), km("app_2", external=False), km("app_test"), km("db")),
+    )
+    got = plan_cluster(cluster(select("app_*"), exclude=("*_test",)), state)
+    assert [d.svm for d in got] == ["app_1"]
+    everything = plan_cluster(cluster(select("*", kind=SelectorKind.ALL)), state)
+    assert [d.svm for d in everything] == ["app_1", "app_test", "db"]
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (ClusterState(version=RECENT, key_managers=(), svms=frozenset({"x"})), "svm_not_found"),
+        (ClusterState(version=RECENT, key_managers=(), svms=frozenset({"fin"})), "no_external_key_manager"),
+        (ClusterState(version=RECENT, key_managers=(km("fin", external=False),)), "no_external_key_manager"),
+        (
+            ClusterState(version=RECENT, key_managers=(km("fin", "a:5696", "b:5696", "c:5696", "d:5696"),)),
+            "too_many_servers",
+        ),
+    ],
+)
+def test_explicit_svm_that_cannot_take_the_server_is_blocked(state: ClusterState, reason: str) -> None:
+    """An SVM named explicitly is blocked, with a reason, when the server cannot be added."""
+    (decision,) = plan_cluster(cluster(select("fin")), state)
+    assert (decision.action, decision.reason) == (Action.BLOCKED, reason)
+    assert decision.detail
+
+
+def test_five_primaries_counting_present_ones_block_every_missing_server() -> None:
+    """3 present + 2 missing > 4: both missing are blocked, the present stay present."""
+    state = ClusterState(version=RECENT, key_managers=(km("fin", "a:5696", "b:5696", "c:5696"),))
+    got = plan_cluster(cluster(select("fin", NEW, NEW2)), state)
+    assert {d.action for d in got} == {Action.BLOCKED}
+    assert "3 present + 2 missing" in (got[0].detail or "")
+
+
+def test_secondaries_before_ontap_9_8_are_blocked() -> None:
+    """secondary_key_servers arrived in 9.8; asking them of 9.7 blocks, 9.8 adds."""
+    selector = select("fin", WITH_SECONDARY)
+    old = ClusterState(version=OntapVersion(9, 7, 0), key_managers=(km("fin"),))
+    (decision,) = plan_cluster(cluster(selector), old)
+    assert (decision.action, decision.reason) == (Action.BLOCKED, "ontap_too_old")
+    new = ClusterState(version=OntapVersion(9, 8, 0), key_managers=(km("fin"),))
+    assert plan_cluster(cluster(selector), new)[0].action is Action.ADD
+
+
+def test_cluster_scope_uses_the_cluster_key_manager() -> None:
+    """`cluster_scope: true` targets the cluster-scoped key manager (svm None)."""
+    state = ClusterState(version=RECENT, key_managers=(km(None), km("a")))
+    got = plan_cluster(cluster(cluster_scope=True), state)
+    assert actions(got) == [(None, NEW.server, "add", None)]
+
+
+def test_missing_servers_of_one_key_manager_go_out_together_from_9_8() -> None:
+    """Two missing servers make one records[] batch on 9.8+, two single POSTs before."""
+    selector = select("fin", NEW, NEW2)
+    state = ClusterState(version=RECENT, key_managers=(km("fin"),))
+    decisions = plan_cluster(cluster(selector), state)
+    assert [len(b.decisions) for b in batches(decisions, RECENT)] == [2]
+    assert [len(b.decisions) for b in batches(decisions, OntapVersion(9, 7, 0))] == [1, 1]
+
+
+def test_versions_compare_numerically() -> None:
+    """9.13 is newer than 9.8 (not string order)."""
+    assert OntapVersion(9, 13, 0) > OntapVersion(9, 8, 1)
+    assert str(OntapVersion(9, 16, 1)) == "9.16.1"
