@@ -6,6 +6,7 @@ Names that come from servers (SVMs, messages) pass ``printable`` before they rea
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import Counter
 from datetime import datetime
@@ -67,7 +68,7 @@ class EventLog:
                     targets=event.targets,
                 )
             case Retrying():
-                log.info(
+                log.debug(
                     "retry_scheduled",
                     cluster=event.cluster,
                     svm=event.svm,
@@ -127,6 +128,9 @@ class Tally:
         """Nothing counted yet."""
         self.outcomes: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        """Final errors: targets (and clusters) that ended with them."""
+        self.retried: Counter[str] = Counter()
+        """Errors that were retried, by attempt."""
         self.clusters_total = 0
         self.clusters_failed: list[str] = []
         self.span: dict[str, tuple[datetime, datetime]] = {}
@@ -139,10 +143,13 @@ class Tally:
                 self.clusters_total = event.clusters
             case ClusterDiscovered():
                 self.targets_known += event.targets
+            case Retrying():
+                self.retried[_error_key(event.error.category.value, event.error.code)] += 1
             case TargetResult():
                 self.outcomes[event.outcome.value] += 1
-                if event.error is not None and event.outcome is not Outcome.PRESENT:
-                    self.errors[_error_key(event.error.category.value, event.error.code)] += 1
+                if event.error is not None:
+                    key = event.error.code or event.reason
+                    self.errors[_error_key(event.error.category.value, key)] += 1
                 if not event.carried_over:
                     first, last = self.span.get(
                         event.cluster, (event.started_at, event.finished_at)
@@ -154,7 +161,8 @@ class Tally:
             case ClusterResult(outcome=Outcome.FAILED):
                 self.clusters_failed.append(event.cluster)
                 if event.error is not None:
-                    self.errors[_error_key(event.error.category.value, event.error.code)] += 1
+                    key = event.error.code or event.reason
+                    self.errors[_error_key(event.error.category.value, key)] += 1
             case _:
                 pass
 
@@ -164,9 +172,9 @@ class Tally:
         return sorted(spans, key=lambda item: item[1], reverse=True)[:n]
 
 
-def _error_key(category: str, code: str | None) -> str:
-    """``transient 65536921`` or just ``transport``."""
-    return f"{category} {code}" if code else category
+def _error_key(category: str, detail: str | None) -> str:
+    """``transient 65536921``, ``precondition too_many_servers`` or just ``transport``."""
+    return f"{category} {detail}" if detail else category
 
 
 class ProgressView:
@@ -174,6 +182,7 @@ class ProgressView:
 
     def __init__(self, stream: TextIO, *, live: bool) -> None:
         """``live``: draw a bar on ``stream`` (a terminal)."""
+        self.run_id = ""
         self.done = 0
         self.failed = 0
         self.total = 0
@@ -203,6 +212,7 @@ class ProgressView:
         match event:
             case RunStarted():
                 self.clusters = event.clusters
+                self.run_id = event.run_id
                 if self._bar is not None:
                     self._bar.start()
                     self._task = self._bar.add_task(
@@ -270,12 +280,14 @@ def render_summary(
     if tally.clusters_failed:
         outcomes.add_row("clusters failed", str(len(tally.clusters_failed)))
     console.print(outcomes)
-    if tally.errors:
+    if tally.errors or tally.retried:
         errors = Table(title="Top errors", title_justify="left")
         errors.add_column("error")
-        errors.add_column("count", justify="right")
-        for key, count in tally.errors.most_common(5):
-            errors.add_row(Text(printable(key)), str(count))
+        errors.add_column("final", justify="right")
+        errors.add_column("retried", justify="right")
+        top = (tally.errors + tally.retried).most_common(8)
+        for key, _ in top:
+            errors.add_row(Text(printable(key)), str(tally.errors[key]), str(tally.retried[key]))
         console.print(errors)
     slowest = tally.slowest()
     if slowest:

@@ -34,7 +34,10 @@ def demo(*, clusters: int, svms: int, report: Path | None, quiet: bool) -> int:
 
 async def _demo(*, clusters: int, svms: int, report: Path, quiet: bool) -> int:
     """The demo inside one event loop: simulator and engine side by side."""
-    spec = FleetSpec(clusters=clusters, svms=svms, seed=2026, faults=DEMO_FAULTS, initial_servers=1)
+    spec = FleetSpec(
+        clusters=clusters, svms=svms, seed=2026, faults=DEMO_FAULTS, initial_servers=1,
+        cluster_external_ratio=1.0,
+    )
     with tempfile.TemporaryDirectory(prefix="bulkkm-demo-") as tmp:
         async with SimulatedFleet(spec) as fleet:
             path = fleet.write_inventory(

@@ -353,7 +353,7 @@ class _ClusterRun:
 
     def __init__(self, run: _Run, session: aiohttp.ClientSession, cluster: Cluster) -> None:
         """Bind the cluster to the run's session behind its own gate."""
-        self.run = run
+        self.parent = run
         self.cluster = cluster
         self.client = OntapClient(
             session, cluster, gate=_Gate(cluster), read_only=run.options.read_only
@@ -367,7 +367,7 @@ class _ClusterRun:
         try:
             state = await self._discover()
         except OntapError as exc:
-            self.run.emit(
+            self.parent.emit(
                 ClusterResult(
                     cluster=self.cluster.name,
                     outcome=Outcome.FAILED,
@@ -375,12 +375,12 @@ class _ClusterRun:
                     reason="discovery_failed",
                 )
             )
-            self.run.settle_cluster(0)
+            self.parent.settle_cluster(0)
             return
         decisions = plan_cluster(self.cluster, state)
         self.unreported = {_key(d): d for d in decisions}
-        self.run.settle_cluster(len(decisions))
-        self.run.emit(
+        self.parent.settle_cluster(len(decisions))
+        self.parent.emit(
             ClusterDiscovered(
                 cluster=self.cluster.name, version=str(state.version), targets=len(decisions)
             )
@@ -418,7 +418,7 @@ class _ClusterRun:
     def _settle_without_writes(self, decisions: tuple[Decision, ...]) -> list[Decision]:
         """Report what needs no write (present, blocked, resumed, read-only); return the rest."""
         now = datetime.now(UTC)
-        resume = self.run.options.resume
+        resume = self.parent.options.resume
         todo: list[Decision] = []
         for d in decisions:
             if resume is not None and (done := resume.done.get(_key(d))) is not None:
@@ -428,7 +428,7 @@ class _ClusterRun:
             elif d.action is Action.BLOCKED:
                 error = ErrorInfo(category=ErrorCategory.PRECONDITION, message=d.detail or "")
                 self._report(d, Outcome.BLOCKED, error=error, reason=d.reason, started=now)
-            elif self.run.options.read_only:
+            elif self.parent.options.read_only:
                 self._report(d, Outcome.WOULD_ADD, started=now)
             else:
                 todo.append(d)
@@ -436,7 +436,7 @@ class _ClusterRun:
 
     async def _batch_worker(self, pending: list[Batch]) -> None:
         """Send batches until none is left or the run stops."""
-        while pending and self.broken is None and self.run.stop is None:
+        while pending and self.broken is None and self.parent.stop is None:
             await self._apply(pending.pop())
 
     async def _apply(self, batch: Batch) -> None:
@@ -535,7 +535,7 @@ class _ClusterRun:
         self, svm: str | None, servers: tuple[str, ...]
     ) -> AsyncIterable[stamina.Attempt]:
         """stamina's attempts for one unit of work, reporting each retry as an event."""
-        policy = self.run.options.retry
+        policy = self.parent.options.retry
         attempts = stamina.retry_context(
             on=self._should_retry,
             attempts=policy.attempts,
@@ -548,7 +548,7 @@ class _ClusterRun:
         def report(details: RetryDetails) -> None:
             exc = details.caused_by
             if isinstance(exc, OntapError):
-                self.run.emit(
+                self.parent.emit(
                     Retrying(
                         cluster=self.cluster.name,
                         svm=svm,
@@ -570,7 +570,7 @@ class _ClusterRun:
         if isinstance(exc, TransportError):
             self.transport_failures += 1
             if (
-                self.transport_failures >= self.run.options.breaker_threshold
+                self.transport_failures >= self.parent.options.breaker_threshold
                 and self.broken is None
             ):
                 self.broken = _Stopped(
@@ -583,7 +583,7 @@ class _ClusterRun:
 
     def _run_stop(self) -> _Stopped:
         """How unstarted targets end when the run stops."""
-        stop = self.run.stop or "stopped"
+        stop = self.parent.stop or "stopped"
         outcome = Outcome.CANCELLED if stop == "interrupted" else Outcome.SKIPPED
         return _Stopped(outcome, stop, None)
 
@@ -608,10 +608,10 @@ class _ClusterRun:
         if self.unreported.pop(_key(d), None) is None:
             return
         if carried is not None:
-            self.run.emit(dataclasses.replace(carried, carried_over=True))
+            self.parent.emit(dataclasses.replace(carried, carried_over=True))
             return
         now = datetime.now(UTC)
-        self.run.emit(
+        self.parent.emit(
             TargetResult(
                 cluster=d.cluster,
                 svm=d.svm,

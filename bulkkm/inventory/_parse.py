@@ -499,28 +499,27 @@ class _Parser:
         entries: list[ServerSpec] = []
         seen: dict[str, KeyPath] = {}
         for index, item in enumerate(items):
-            read = self._server(item, (*path, index))
-            if read is None:
-                valid = False
-                continue
-            spec, names = read
+            spec, names = self._server(item, (*path, index))
             for name, name_path in names:
                 first = seen.setdefault(name, name_path)
                 if first != name_path:
                     self._add(name_path, f"{name} is listed twice (also at {render_path(first)})")
                     valid = False
-            entries.append(spec)
+            if spec is None:
+                valid = False
+            else:
+                entries.append(spec)
         return At(ServerList(entries=tuple(entries)), path) if valid else INVALID
 
     def _server(
         self, value: object, path: KeyPath
-    ) -> tuple[ServerSpec, list[tuple[str, KeyPath]]] | None:
-        """One key server entry and the names it uses (with where each was written)."""
+    ) -> tuple[ServerSpec | None, list[tuple[str, KeyPath]]]:
+        """One key server entry (None if invalid) and the valid names it uses, with paths."""
         if isinstance(value, str):
             server = self._server_name(value, path)
-            return (
-                None if server is None else (ServerSpec(path=path, server=server), [(server, path)])
-            )
+            if server is None:
+                return None, []
+            return ServerSpec(path=path, server=server), [(server, path)]
         known = self._mapping(
             value,
             path,
@@ -529,7 +528,7 @@ class _Parser:
             {"key_servers": "on the key manager, not in one of its key servers"},
         )
         if known is None:
-            return None
+            return None, []
         valid = True
         server = None
         if "server" not in known:
@@ -565,7 +564,7 @@ class _Parser:
         if "password" in known:
             password = self._password(known["password"], (*path, "password"))
         if server is None or not valid or password is INVALID:
-            return None
+            return None, names
         spec = ServerSpec(
             path=path, server=server, secondaries=tuple(secondaries), password=password
         )

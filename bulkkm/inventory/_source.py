@@ -65,7 +65,7 @@ def read_source(path: Path) -> Source:
         try:
             toml_doc = parse_toml(text)
         except tomllib.TOMLDecodeError as exc:
-            raise fail(f"invalid TOML: {exc}", toml_error_line(exc)) from None
+            raise fail(f"invalid TOML: {exc}", toml_error_line(exc, text)) from None
         data, locate = toml_doc.data, toml_doc.locate
     else:
         try:
@@ -77,7 +77,9 @@ def read_source(path: Path) -> Source:
             message = f"invalid YAML: {exc.problem or exc.context}"
             if exc.problem and exc.context:
                 message += f" ({exc.context})"
-            raise fail(message, mark.line + 1 if mark else None) from None
+            # libyaml puts the end of the stream on the line after the last one.
+            line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark else None
+            raise fail(message, line) from None
         except yaml.YAMLError as exc:
             raise fail(f"invalid YAML: {str(exc).splitlines()[0]}") from None
         except RecursionError:

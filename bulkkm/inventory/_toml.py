@@ -39,10 +39,12 @@ def parse_toml(text: str) -> TomlDocument:
     return TomlDocument(tomllib.loads(text), _scan_lines(text))
 
 
-def toml_error_line(error: tomllib.TOMLDecodeError) -> int | None:
+def toml_error_line(error: tomllib.TOMLDecodeError, text: str) -> int | None:
     """The line ``tomllib`` names in its message (it has no attribute for it before 3.14)."""
     match = _ERROR_LINE.search(str(error))
-    return int(match.group(1)) if match else None
+    if match:
+        return int(match.group(1))
+    return max(1, len(text.splitlines())) if "end of document" in str(error) else None
 
 
 def _key_parts(text: str) -> KeyPath:

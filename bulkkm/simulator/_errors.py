@@ -57,7 +57,9 @@ MESSAGES: Final[dict[str, str]] = {
         "Unable to establish secure connection to KMIP server due to incorrect client certificates."
     ),
     TLS_CRYPTSOFT: "Unable to establish secure connection to KMIP server due to Cryptsoft error.",
-    VSERVER_LOCKED: "Vserver is temporarily locked. Wait a few minutes, then try the command again.",
+    VSERVER_LOCKED: (
+        "Vserver is temporarily locked. Wait a few minutes, then try the command again."
+    ),
     INTERNAL: "Internal Error. Wait a few minutes, then try the command again.",
 }
 

@@ -78,7 +78,7 @@ def _project(value: object, tree: object) -> object:
     if isinstance(value, list):
         return [_project(item, tree) for item in value]
     if isinstance(value, dict):
-        return {name: _project(value[name], sub) for name, sub in tree.items() if name in value}
+        return {name: _project(item, tree[name]) for name, item in value.items() if name in tree}
     return value
 
 
@@ -101,10 +101,7 @@ def _split_fields(query: Mapping[str, str], schema: Schema) -> tuple[str, ...] |
 def select(record: JsonObj, names: tuple[str, ...] | None, schema: Schema, *, one: bool) -> JsonObj:
     """The part of ``record`` to return for ``fields=names`` (``one``: an instance GET)."""
     if names is None:
-        if one:
-            names = ("*",)
-        else:
-            names = schema.defaults
+        names = ("*",) if one else schema.defaults
     if "**" in names:
         return record
     wanted: list[str] = [*schema.keys, "_links"]

@@ -13,7 +13,7 @@ from bulkkm.events import Event, RunFinished
 from bulkkm.inventory import Inventory, load_inventory
 from bulkkm.report import ReportWriter
 from bulkkm.retry import RetryPolicy
-from bulkkm.simulator import SimulatedFleet
+from bulkkm.simulator import FleetSpec, SimulatedFleet
 from tests.invariants import check_invariants
 
 FAST = RetryPolicy(attempts=8, timeout=30.0, wait_initial=0.005, wait_max=0.02, wait_jitter=0.005)
@@ -71,3 +71,9 @@ async def run_rollout(
             writes=fleet.write_log[writes_before:], report=lines,
         )
     return Rollout(summary=summary, lines=lines, events=events, before=before, after=after)
+
+
+def fleet_spec(**kwargs: object) -> FleetSpec:
+    """A fleet whose cluster-scoped key managers are all external (so none is blocked)."""
+    kwargs.setdefault("cluster_external_ratio", 1.0)
+    return FleetSpec(**kwargs)  # type: ignore[arg-type]

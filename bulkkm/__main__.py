@@ -1,0 +1,5 @@
+"""``python -m bulkkm``: the same as the ``bulkkm`` command."""
+
+from bulkkm.cli import main
+
+raise SystemExit(main())
