@@ -120,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InventoryError as exc:
         for problem in exc.problems:
             print(printable(str(problem)), file=sys.stderr)
-        print(f"bulkkm: {len(exc.problems)} problem(s) in the inventory; nothing was sent", file=sys.stderr)
+        if len(exc.problems) > 1:
+            print(f"bulkkm: {len(exc.problems)} problems in the inventory; nothing was sent", file=sys.stderr)
         return EXIT_USAGE
     except BulkkmError as exc:
         print(f"bulkkm: error: {printable(str(exc))}", file=sys.stderr)

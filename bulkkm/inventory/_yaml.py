@@ -6,7 +6,7 @@ import collections.abc
 from collections.abc import Iterator
 
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bulkkm.inventory._format import KeyPath
 
@@ -18,6 +18,10 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 __all__ = ["YamlDocument", "parse_yaml"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
 class _Lines:
@@ -63,31 +67,58 @@ class _Lines:
 
 
 class _LineLoader(_BaseLoader):
-    """A safe loader that records the line of every key and item, and keys written twice."""
+    """A safe loader that records the line of every key and item, and keys written twice.
+
+    PyYAML composes the nodes (in C with libyaml); mappings and lists are then built here
+    in one recursive pass rather than through the constructor's generic two-step machinery,
+    which is several times slower on a large fleet. Scalars, and nodes with other tags,
+    still go through ``SafeConstructor``, so values mean what they mean to ``safe_load``.
+    """
+
+    # Plain scalars starting with any other character can only be strings (YAML 1.1).
+    _MAYBE_TYPED: frozenset[str] = frozenset(k for k in _BaseLoader.yaml_implicit_resolvers if k)
 
     def __init__(self, stream: str) -> None:
         """Load from ``stream`` into a fresh line table."""
         super().__init__(stream)
         self.lines = _Lines()
+        self._built: dict[Node, object] = {}
 
-    def construct_line_map(self, node: MappingNode) -> Iterator[dict[object, object]]:
-        """Build a dict (two-step, so anchors may refer back to it), noting key lines."""
+    def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
+        """The tag of an untagged node: strings decided here cheaply, the rest by PyYAML."""
+        if kind is ScalarNode and value and (not implicit[0] or value[0] not in self._MAYBE_TYPED):
+            return _STR_TAG
+        return super().resolve(kind, value, implicit)
+
+    def build(self, node: Node) -> object:
+        """The Python value of ``node`` (the same object for every alias of a node)."""
+        tag = node.tag
+        if type(node) is ScalarNode:
+            if tag == _STR_TAG:
+                return node.value
+            constructor = self.yaml_constructors.get(tag)
+            if constructor is not None:
+                return constructor(self, node)
+        elif node in self._built:
+            return self._built[node]
+        elif type(node) is MappingNode and tag == _MAP_TAG:
+            return self._build_mapping(node)
+        elif type(node) is SequenceNode and tag == _SEQ_TAG:
+            return self._build_sequence(node)
+        return self.construct_object(node, deep=True)
+
+    def _build_mapping(self, node: MappingNode) -> dict[object, object]:
+        """A dict, noting key lines, keys written twice, and merging ``<<`` keys first."""
         data: dict[object, object] = {}
-        yield data
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node)
-            if isinstance(key, collections.abc.Hashable):
-                if key in seen:
-                    self.lines.duplicates.append((data, str(key), key_node.start_mark.line + 1))
-                seen.add(key)
-        # Merge keys (`<<: *base`) go first; the mapping's own keys then override them.
-        self.flatten_mapping(node)
+        self._built[node] = data  # before the values: an alias inside may refer back
+        special = any(k.tag in (_MERGE_TAG, _VALUE_TAG) for k, _ in node.value)
+        if special:
+            self._note_duplicates(node, data)
+            # Merge keys (`<<: *base`) go first; the mapping's own keys then override them.
+            self.flatten_mapping(node)
         key_lines: dict[object, int] = {}
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node)
+            key = key_node.value if key_node.tag == _STR_TAG else self.build(key_node)
             if not isinstance(key, collections.abc.Hashable):
                 raise ConstructorError(
                     "while constructing a mapping",
@@ -95,21 +126,34 @@ class _LineLoader(_BaseLoader):
                     "found a key that is a list or a mapping",
                     key_node.start_mark,
                 )
-            data[key] = self.construct_object(value_node)
-            key_lines[key] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if not special and key in key_lines:
+                self.lines.duplicates.append((data, str(key), line))
+            data[key] = self.build(value_node)
+            key_lines[key] = line
         self.lines.mappings[id(data)] = (data, key_lines, node.start_mark.line + 1)
+        return data
 
-    def construct_line_seq(self, node: SequenceNode) -> Iterator[list[object]]:
-        """Build a list (two-step, like the map), noting each item's line."""
+    def _note_duplicates(self, node: MappingNode, data: dict[object, object]) -> None:
+        """Record keys written twice among a mapping's own keys (merged ones may repeat)."""
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag in (_MERGE_TAG, _VALUE_TAG):
+                continue
+            key = self.build(key_node)
+            if isinstance(key, collections.abc.Hashable):
+                if key in seen:
+                    self.lines.duplicates.append((data, str(key), key_node.start_mark.line + 1))
+                seen.add(key)
+
+    def _build_sequence(self, node: SequenceNode) -> list[object]:
+        """A list, noting each item's line."""
         data: list[object] = []
-        yield data
-        data.extend(self.construct_object(child) for child in node.value)
+        self._built[node] = data
+        data.extend(self.build(child) for child in node.value)
         item_lines = [child.start_mark.line + 1 for child in node.value]
         self.lines.sequences[id(data)] = (data, item_lines, node.start_mark.line + 1)
-
-
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_line_map)
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _LineLoader.construct_line_seq)
+        return data
 
 
 class YamlDocument:
@@ -157,7 +201,8 @@ def parse_yaml(text: str) -> YamlDocument:
     """Parse one YAML document; raises ``yaml.YAMLError`` when it is not valid YAML."""
     loader = _LineLoader(text)
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        data = None if node is None else loader.build(node)
     finally:
         loader.dispose()
     return YamlDocument(data, loader.lines)

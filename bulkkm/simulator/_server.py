@@ -134,7 +134,9 @@ class ClusterServer:
             if self._server is not None:
                 self._server.close()
                 self._server = None
-            self._web.pre_shutdown()
+            for connection in self._web.connections:
+                if connection.transport is not None:
+                    connection.transport.abort()
             if self._sock is None:
                 self._sock = _bind(self._host, self._port)
         elif was_dead and not faults.dead and self._sock is not None:

@@ -1,0 +1,164 @@
+"""The bulkkm command as a user runs it: a real process against the simulated fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bulkkm.inventory import load_inventory
+from bulkkm.simulator import Faults, SimulatedFleet
+from tests.engine.conftest import fleet_spec
+from tests.invariants import check_invariants, outcomes
+
+SENTINEL = "SENTINEL-pw-3c9f1e"
+KMIP_SENTINEL = "SENTINEL-kmip-77a0b2"
+
+
+async def bulkkm(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
+    """Run ``python -m bulkkm ARGS``; return exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkkm", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    async with asyncio.timeout(timeout):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def read(path: Path) -> list[dict[str, object]]:
+    """A report's whole lines."""
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
+
+
+async def test_kill_9_then_resume_completes_the_fleet_without_writing_twice(tmp_path: Path) -> None:
+    """apply killed with SIGKILL mid-run, then --resume: every target done, no server added twice."""
+    spec = fleet_spec(clusters=30, svms=6, seed=21, faults=Faults(latency=0.02, ambiguous_rate=0.05), initial_servers=0)
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", key_servers=("kms-new.example.com",), concurrency=2)
+        before = fleet.state()
+        first = tmp_path / "first.jsonl"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bulkkm", "apply", str(path), "--report", str(first), "-q",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        async with asyncio.timeout(60):
+            while not first.exists() or first.read_bytes().count(b"\n") < 40:
+                await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        killed = read(first)
+        assert not any(line["type"] == "summary" for line in killed)
+        second = tmp_path / "second.jsonl"
+        code, _, err = await bulkkm("apply", str(path), "--report", str(second), "--resume", str(first), "-q")
+        assert code == 0, err
+        lines = read(second)
+        check_invariants(
+            inventory=load_inventory(path), before=before, after=fleet.state(),
+            writes=fleet.write_log, report=lines,
+        )
+    assert set(outcomes(lines)) <= {"added", "present"}
+    carried = [line for line in lines if line.get("carried_over")]
+    assert carried  # the first run's finished targets are in the new report too
+    assert lines[0]["resumed_from"] == killed[0]["run_id"]
+
+
+async def test_no_secret_reaches_output_logs_or_report(tmp_path: Path) -> None:
+    """A sentinel cluster password and KMIP password appear nowhere, even with failures and -v."""
+    spec = fleet_spec(
+        clusters=4, svms=2, seed=5, password=SENTINEL, initial_servers=0,
+        faults=Faults(transient_rate=0.3),
+    )
+    async with SimulatedFleet(spec) as fleet:
+        fleet.cluster("sim-0002").password = "rotated"  # 401s for that one
+        server = {"server": "kms-new.example.com", "password": "env:KMIP_PW"}
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", key_servers=(server,))
+        for fmt in ("json", "console"):
+            report = tmp_path / f"{fmt}.jsonl"
+            code, out, err = await bulkkm(
+                "apply", str(path), "--report", str(report), "-vv", "--log-format", fmt,
+                env={"KMIP_PW": KMIP_SENTINEL},
+            )
+            assert code == 1
+            for text in (out, err, report.read_text()):
+                assert SENTINEL not in text
+                assert KMIP_SENTINEL not in text
+            assert "authentication failed" in report.read_text()
+            assert oct(report.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("apply",),
+        ("apply", "INVENTORY"),
+        ("apply", "INVENTORY", "--report", "r.jsonl", "--max-fail-percent", "200"),
+        ("apply", "INVENTORY", "--report", "r.jsonl", "--max-failures", "-1"),
+        ("apply", "INVENTORY", "--report", "r.jsonl", "--limit", "nothing-*"),
+        ("apply", "INVENTORY", "--report", "r.jsonl", "--resume", "missing.jsonl"),
+        ("apply", "missing.yaml", "--report", "r.jsonl"),
+        ("frobnicate",),
+        ("report", "summarize", "missing.jsonl"),
+    ],
+)
+async def test_bad_command_lines_exit_2_with_one_line_and_send_nothing(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Every usage mistake is one line on stderr, exit 2, no traceback, no request."""
+    async with SimulatedFleet(fleet_spec(clusters=1, svms=1)) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        argv = [str(path) if a == "INVENTORY" else a for a in args]
+        code, out, err = await bulkkm(*argv)
+        assert code == 2
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+        assert fleet.requests(fleet.clusters[0].name) == {}  # type: ignore[comparison-overlap]
+
+
+async def test_broken_inventory_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    """validate prints one line per problem, names file and line, and exits 2."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        "version: 1\n"
+        "defaults:\n  username: admin\n  password: plain-text-password\n  key_servers: [kms1]\n"
+        "clusters:\n  - name: a\n    address: http://10.0.0.1\n    svms: all\n"
+        "  - name: a\n    adress: 10.0.0.2\n    svms: all\n"
+    )
+    code, out, err = await bulkkm("validate", str(path))
+    assert code == 2
+    assert "Traceback" not in err
+    problems = [line for line in err.splitlines() if line.startswith(str(path))]
+    assert len(problems) >= 4, err
+    assert "plain-text-password" not in err
+
+
+async def test_report_summarize_reads_back_a_run(tmp_path: Path) -> None:
+    """summarize --json counts the outcomes that apply wrote."""
+    async with SimulatedFleet(fleet_spec(clusters=2, svms=2, seed=3, initial_servers=0)) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        report = tmp_path / "r.jsonl"
+        code, _, err = await bulkkm("apply", str(path), "--report", str(report), "-q")
+        assert code == 0, err
+    code, out, _ = await bulkkm("report", "summarize", str(report), "--json")
+    assert code == 0
+    summary = orjson.loads(out)
+    assert summary["outcomes"] == dict(outcomes(read(report)))
+    assert summary["complete"] is True
+
+
+async def test_schema_and_validate_on_a_good_inventory(tmp_path: Path) -> None:
+    """schema prints JSON Schema; validate exits 0 and names the clusters."""
+    code, out, _ = await bulkkm("schema")
+    assert code == 0
+    assert orjson.loads(out)["type"] == "object"
+    async with SimulatedFleet(fleet_spec(clusters=2, svms=1)) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        code, out, err = await bulkkm("validate", str(path))
+    assert code == 0, err
+    assert "sim-0000" in out
+    assert "sim-0001" in out
