@@ -64,12 +64,19 @@ def _percent(text: str) -> float:
 
 def _parser() -> _Parser:
     """The whole command line."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-format", choices=("json", "console"), help="log lines on stderr (default: console on a terminal, json otherwise)")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        help="log lines on stderr (default: console on a terminal, json otherwise)",
+    )
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (debug)")
     common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
-    parser = _Parser(prog="bulkkm", description="Add KMIP key servers to ONTAP external key managers across a fleet.")
+    parser = _Parser(
+        prog="bulkkm",
+        description="Add KMIP key servers to ONTAP external key managers across a fleet.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     validate = sub.add_parser("validate", parents=[common], help="check an inventory; no network")
@@ -78,27 +85,64 @@ def _parser() -> _Parser:
     def fleet_command(name: str, help_text: str, report_required: bool) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("inventory", type=Path)
-        p.add_argument("--report", type=Path, required=report_required, help="the JSON-lines report to write")
-        p.add_argument("--limit", action="append", default=[], metavar="GLOB", help="only clusters whose name matches (repeatable)")
+        p.add_argument(
+            "--report", type=Path, required=report_required, help="the JSON-lines report to write"
+        )
+        p.add_argument(
+            "--limit",
+            action="append",
+            default=[],
+            metavar="GLOB",
+            help="only clusters whose name matches (repeatable)",
+        )
         return p
 
     fleet_command("plan", "discover and show what apply would do (GET only)", report_required=False)
-    fleet_command("check", "compliance audit: exit 4 when targets lack their servers (GET only)", report_required=False)
+    fleet_command(
+        "check",
+        "compliance audit: exit 4 when targets lack their servers (GET only)",
+        report_required=False,
+    )
     apply = fleet_command("apply", "add the missing key servers", report_required=True)
-    apply.add_argument("--resume", type=Path, metavar="OLD_REPORT", help="skip targets OLD_REPORT shows added or present")
-    apply.add_argument("--dry-run", action="store_true", help="discover and plan; nothing but GET is sent")
-    apply.add_argument("--max-failures", type=_positive_int, metavar="N", help="stop starting new work after more than N failures (exit 3)")
-    apply.add_argument("--max-fail-percent", type=_percent, metavar="P", help="stop starting new work once more than P%% of targets failed (exit 3)")
+    apply.add_argument(
+        "--resume",
+        type=Path,
+        metavar="OLD_REPORT",
+        help="skip targets OLD_REPORT shows added or present",
+    )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="discover and plan; nothing but GET is sent"
+    )
+    apply.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        metavar="N",
+        help="stop starting new work after more than N failures (exit 3)",
+    )
+    apply.add_argument(
+        "--max-fail-percent",
+        type=_percent,
+        metavar="P",
+        help="stop starting new work once more than P%% of targets failed (exit 3)",
+    )
 
     report = sub.add_parser("report", help="read a report back")
     report_sub = report.add_subparsers(dest="report_command", required=True, parser_class=_Parser)
-    summarize_cmd = report_sub.add_parser("summarize", parents=[common], help="counts by outcome, error code and cluster")
+    summarize_cmd = report_sub.add_parser(
+        "summarize", parents=[common], help="counts by outcome, error code and cluster"
+    )
     summarize_cmd.add_argument("file", type=Path)
     summarize_cmd.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     sub.add_parser("schema", parents=[common], help="print the inventory format as JSON Schema")
-    sub.add_parser("simulate", help="serve a simulated ONTAP fleet on loopback (see simulate --help)", add_help=False)
-    demo = sub.add_parser("demo", parents=[common], help="apply a rollout to an in-process simulated fleet")
+    sub.add_parser(
+        "simulate",
+        help="serve a simulated ONTAP fleet on loopback (see simulate --help)",
+        add_help=False,
+    )
+    demo = sub.add_parser(
+        "demo", parents=[common], help="apply a rollout to an in-process simulated fleet"
+    )
     demo.add_argument("--clusters", type=int, default=200)
     demo.add_argument("--svms", type=int, default=8)
     demo.add_argument("--report", type=Path, default=None, help="where to write the report")
@@ -121,7 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(printable(str(problem)), file=sys.stderr)
         if len(exc.problems) > 1:
-            print(f"bulkkm: {len(exc.problems)} problems in the inventory; nothing was sent", file=sys.stderr)
+            print(
+                f"bulkkm: {len(exc.problems)} problems in the inventory; nothing was sent",
+                file=sys.stderr,
+            )
         return EXIT_USAGE
     except BulkkmError as exc:
         print(f"bulkkm: error: {printable(str(exc))}", file=sys.stderr)
@@ -137,14 +184,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 print(printable(line))
             return 0
         case "schema":
-            sys.stdout.write(orjson.dumps(inventory_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+            sys.stdout.write(
+                orjson.dumps(inventory_schema(), option=orjson.OPT_INDENT_2).decode() + "\n"
+            )
             return 0
         case "report":
             return _summarize(args.file, as_json=args.json)
         case "demo":
             from bulkkm.demo import demo  # noqa: PLC0415 -- the simulator loads only for the demo
 
-            return demo(clusters=args.clusters, svms=args.svms, report=args.report, quiet=args.quiet)
+            return demo(
+                clusters=args.clusters, svms=args.svms, report=args.report, quiet=args.quiet
+            )
         case _:
             return _fleet(args)
 
@@ -240,10 +291,16 @@ def _summarize(path: Path, *, as_json: bool) -> int:
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     run = result.run or {}
-    print(printable(f"run {run.get('run_id')} ({run.get('command')}) started {run.get('started_at')}"))
+    print(
+        printable(f"run {run.get('run_id')} ({run.get('command')}) started {run.get('started_at')}")
+    )
     if not result.complete:
         print("no summary line: the run did not finish (killed?); counts are of the lines written")
-    for title, counts in (("outcome", result.outcomes), ("error", result.errors), ("cluster with targets not done", result.failing_clusters)):
+    for title, counts in (
+        ("outcome", result.outcomes),
+        ("error", result.errors),
+        ("cluster with targets not done", result.failing_clusters),
+    ):
         if counts:
             print(f"\n{title}s:" if not title.startswith("cluster") else f"\n{title}:")
             for key, count in list(counts.items())[:20]:

@@ -197,9 +197,8 @@ class ProgressView:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn(
-                    "{task.fields[rate]:>6.0f}/s  failed {task.fields[failed]}  clusters {task.fields[clusters]}"
-                ),
+                TextColumn("{task.fields[rate]:>6.0f}/s  failed {task.fields[failed]}"),
+                TextColumn("clusters {task.fields[clusters]}"),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
@@ -256,8 +255,12 @@ class ProgressView:
                 if rate and self.clusters_done == self.clusters
                 else None
             )
-            log.info(
+            # A fresh context: the event that triggered this line belongs to one cluster, the
+            # progress line to the whole run.
+            contextvars.Context().run(
+                log.info,
                 "progress",
+                run_id=self.run_id,
                 done=self.done,
                 total=self.total,
                 failed=self.failed,

@@ -35,7 +35,11 @@ def demo(*, clusters: int, svms: int, report: Path | None, quiet: bool) -> int:
 async def _demo(*, clusters: int, svms: int, report: Path, quiet: bool) -> int:
     """The demo inside one event loop: simulator and engine side by side."""
     spec = FleetSpec(
-        clusters=clusters, svms=svms, seed=2026, faults=DEMO_FAULTS, initial_servers=1,
+        clusters=clusters,
+        svms=svms,
+        seed=2026,
+        faults=DEMO_FAULTS,
+        initial_servers=1,
         cluster_external_ratio=1.0,
     )
     with tempfile.TemporaryDirectory(prefix="bulkkm-demo-") as tmp:
@@ -45,7 +49,9 @@ async def _demo(*, clusters: int, svms: int, report: Path, quiet: bool) -> int:
             )
             inventory = load_inventory(path)
             if not quiet:
-                print(f"simulated fleet: {clusters} clusters x {svms} SVMs on 127.0.0.1, TLS verified")
+                print(
+                    f"simulated fleet: {clusters} clusters x {svms} SVMs on 127.0.0.1, TLS verified"
+                )
             summary = await run_with_console(
                 inventory, engine.Options(), report=report, quiet=quiet
             )

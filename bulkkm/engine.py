@@ -58,7 +58,7 @@ from bulkkm.retry import (
     is_retryable,
 )
 
-__all__ = ["Command", "Options", "Resume", "RunControl", "exit_code", "run"]
+__all__ = ["Command", "Options", "Resume", "RetryPolicy", "RunControl", "exit_code", "run"]
 
 VERSION: Final = _package_version("bulkkm")
 A = TypeVar("A")

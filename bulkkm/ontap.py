@@ -93,7 +93,7 @@ class OntapClient:
         """The cluster's ONTAP release."""
         body = await self._json("GET", "/api/cluster", params={"fields": "version"})
         try:
-            v = _mapping(body["version"])
+            v = _mapping(_mapping(body)["version"])
             return OntapVersion(
                 int(str(v["generation"])), int(str(v["major"])), int(str(v["minor"]))
             )

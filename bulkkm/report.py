@@ -234,9 +234,7 @@ def _parse_target(path: Path, line: dict[str, object]) -> TargetResult:
                 category=ErrorCategory(str(error["category"])),
                 message=str(error.get("message", "")),
                 code=None if error.get("code") is None else str(error["code"]),
-                http_status=error.get("http_status")
-                if isinstance(error.get("http_status"), int)
-                else None,  # type: ignore[arg-type]
+                http_status=status if isinstance(status := error.get("http_status"), int) else None,
             ),
             attempts=int(str(line.get("attempts", 0))),
             started_at=datetime.fromisoformat(str(line["started_at"])),

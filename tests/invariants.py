@@ -13,43 +13,48 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from bulkkm.inventory import Inventory, SelectorKind
 from bulkkm.simulator import WriteRecord
 
+Line = dict[str, Any]
+"""A parsed report line or state record (JSON)."""
 KmKey = tuple[str, str | None]
 """(cluster, svm or None for the cluster scope)."""
 
 
-def key_managers(state: Mapping[str, object]) -> dict[KmKey, dict[str, object]]:
+def key_managers(state: Mapping[str, Any]) -> dict[KmKey, Line]:
     """Every key manager of a fleet state, by cluster and SVM."""
-    out: dict[KmKey, dict[str, object]] = {}
-    for cluster in state["clusters"]:  # type: ignore[attr-defined]
+    out: dict[KmKey, Line] = {}
+    for cluster in state["clusters"]:
         for km in cluster["key_managers"]:
             out[(cluster["name"], km["svm"])] = km
     return out
 
 
-def servers_of(km: Mapping[str, object] | None) -> set[str]:
+def servers_of(km: Mapping[str, Any] | None) -> set[str]:
     """The primary servers of a key manager record (or none)."""
     if km is None:
         return set()
-    return {s["server"] for s in km["servers"]}  # type: ignore[attr-defined,index]
+    return {s["server"] for s in km["servers"]}
 
 
-def expected_targets(inventory: Inventory, before: Mapping[str, object], undiscovered: set[str]) -> set[tuple[str, str | None, str]]:
+def expected_targets(
+    inventory: Inventory, before: Mapping[str, Any], undiscovered: set[str]
+) -> set[tuple[str, str | None, str]]:
     """The targets an inventory selects on a fleet, from the state before the run."""
     kms = key_managers(before)
-    svm_names = {
-        c["name"]: {s["name"] for s in c["svms"]} for c in before["clusters"]  # type: ignore[attr-defined]
-    }
+    svm_names = {c["name"]: {s["name"] for s in c["svms"]} for c in before["clusters"]}
     targets: set[tuple[str, str | None, str]] = set()
     for cluster in inventory.clusters:
         if cluster.name in undiscovered:
             continue
         if cluster.cluster_scope:
             targets |= {(cluster.name, None, d.server) for d in cluster.key_servers}
-        names = svm_names[cluster.name] | {s.pattern for s in cluster.svms if s.kind is SelectorKind.NAME}
+        names = svm_names[cluster.name] | {
+            s.pattern for s in cluster.svms if s.kind is SelectorKind.NAME
+        }
         for svm in names:
             selector = cluster.selector_for(svm)
             km = kms.get((cluster.name, svm))
@@ -63,10 +68,10 @@ def expected_targets(inventory: Inventory, before: Mapping[str, object], undisco
 def check_invariants(
     *,
     inventory: Inventory,
-    before: Mapping[str, object],
-    after: Mapping[str, object],
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
     writes: Sequence[WriteRecord],
-    report: Sequence[Mapping[str, object]],
+    report: Sequence[Mapping[str, Any]],
 ) -> None:
     """Assert every promise of a run over the report and the fleet's records."""
     targets = [line for line in report if line["type"] == "target"]
@@ -74,17 +79,23 @@ def check_invariants(
     keys = Counter((str(t["cluster"]), t["svm"], str(t["server"])) for t in targets)
     twice = [k for k, n in keys.items() if n > 1]
     assert not twice, f"targets with more than one line: {twice[:5]}"
-    missing = expected_targets(inventory, before, clusters) - set(keys)  # type: ignore[arg-type]
+    missing = expected_targets(inventory, before, clusters) - set(keys)
     assert not missing, f"targets without a line: {sorted(missing, key=str)[:5]}"
 
     kms_after = key_managers(after)
     applied = Counter(
-        (w.cluster, w.key_manager_uuid, w.server) for w in writes if w.applied and w.method == "POST"
+        (w.cluster, w.key_manager_uuid, w.server)
+        for w in writes
+        if w.applied and w.method == "POST"
     )
     doubled = [k for k, n in applied.items() if n > 1]
     assert not doubled, f"servers applied twice: {doubled[:5]}"
     allowed = {(str(t["cluster"]), t["key_manager_uuid"], str(t["server"])) for t in targets}
-    stray = [w for w in writes if w.method != "GET" and (w.cluster, w.key_manager_uuid, w.server) not in allowed]
+    stray = [
+        w
+        for w in writes
+        if w.method != "GET" and (w.cluster, w.key_manager_uuid, w.server) not in allowed
+    ]
     assert not stray, f"writes outside the inventory's targets: {stray[:5]}"
 
     for t in targets:
@@ -94,7 +105,9 @@ def check_invariants(
         outcome = t["outcome"]
         if outcome == "added":
             assert t["server"] in servers_of(kms_after.get(key)), f"added but absent: {where}"
-            assert written == 1 or t.get("carried_over"), f"added but written {written} times: {where}"
+            assert written == 1 or t.get("carried_over"), (
+                f"added but written {written} times: {where}"
+            )
         elif outcome == "present":
             assert t["server"] in servers_of(kms_after.get(key)), f"present but absent: {where}"
         elif outcome in ("blocked", "skipped", "would_add"):
@@ -103,12 +116,14 @@ def check_invariants(
     summaries = [line for line in report if line["type"] == "summary"]
     if summaries:
         (summary,) = summaries
-        assert summary["counts"] == dict(Counter(str(t["outcome"]) for t in targets)), "summary counts differ from the lines"
+        assert summary["counts"] == dict(Counter(str(t["outcome"]) for t in targets)), (
+            "summary counts differ from the lines"
+        )
         assert summary["clusters_failed"] == sum(
             1 for line in report if line["type"] == "cluster" and line["outcome"] == "failed"
         )
 
 
-def outcomes(report: Iterable[Mapping[str, object]]) -> Counter[str]:
+def outcomes(report: Iterable[Mapping[str, Any]]) -> Counter[str]:
     """Target lines counted by outcome."""
     return Counter(str(line["outcome"]) for line in report if line["type"] == "target")

@@ -24,21 +24,21 @@ class _SentWriter:
 class _Response(aiohttp.ClientResponse):
     """A ClientResponse that aioresponses can build."""
 
-    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:  # noqa: ANN401 -- aiohttp's own signature
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
         """Add the writer aioresponses does not pass."""
         kwargs.setdefault("stream_writer", _SentWriter())
         super().__init__(method, url, **kwargs)
 
 
-class OntapMock(aioresponses):  # type: ignore[misc]
+class OntapMock(aioresponses):
     """aioresponses whose responses build under aiohttp 3.14."""
 
-    def add(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 -- passes through
+    def add(self, *args: Any, **kwargs: Any) -> None:
         """Register a mocked answer with the compatible response class."""
         kwargs.setdefault("response_class", _Response)
         super().add(*args, **kwargs)
 
 
-def reply(status: int = 200, payload: object = None, **kwargs: Any) -> CallbackResult:  # noqa: ANN401
+def reply(status: int = 200, payload: dict[str, Any] | None = None, **kwargs: Any) -> CallbackResult:
     """A callback's answer, with the compatible response class."""
     return CallbackResult(status=status, payload=payload, response_class=_Response, **kwargs)

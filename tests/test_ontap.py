@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -29,7 +28,12 @@ from tests.mock_http import OntapMock, reply
 
 BASE = "https://10.0.0.1:443"
 KS = f"{BASE}/api/security/key-managers/km1/key-servers"
-CLUSTER = Cluster(name="c1", host="10.0.0.1", username="admin", password=Secret("hunter2-sentinel", source="env:X"))
+CLUSTER = Cluster(
+    name="c1",
+    host="10.0.0.1",
+    username="admin",
+    password=Secret("hunter2-sentinel", source="env:X"),
+)
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +59,9 @@ def error_body(code: str, message: str = "nope") -> dict[str, object]:
     return {"error": {"code": code, "message": message, "target": "server"}}
 
 
-async def test_post_sends_one_server_with_identity_and_basic_auth(session: aiohttp.ClientSession) -> None:
+async def test_post_sends_one_server_with_identity_and_basic_auth(
+    session: aiohttp.ClientSession,
+) -> None:
     """A single server goes as `server`, with its KMIP password, our app header and basic auth."""
     seen: dict[str, object] = {}
 
@@ -65,10 +71,16 @@ async def test_post_sends_one_server_with_identity_and_basic_auth(session: aioht
 
     with OntapMock() as mock:
         mock.post(KS, callback=capture)
-        server = DesiredServer(server="kms:5696", secondary_key_servers=("kms2:5696",), password=Secret("kmip-pw", source="env:K"))
+        server = DesiredServer(
+            server="kms:5696",
+            secondary_key_servers=("kms2:5696",),
+            password=Secret("kmip-pw", source="env:K"),
+        )
         await client(session).add_key_servers("km1", (server,))
     assert orjson.loads(seen["data"]) == {  # type: ignore[arg-type]
-        "server": "kms:5696", "secondary_key_servers": ["kms2:5696"], "password": "kmip-pw",
+        "server": "kms:5696",
+        "secondary_key_servers": ["kms2:5696"],
+        "password": "kmip-pw",
     }
     headers = seen["headers"]
     assert isinstance(headers, dict)
@@ -117,7 +129,11 @@ async def test_ontap_error_answers_become_classified_api_errors(
         mock.post(KS, status=status, payload=error_body(code), content_type="application/hal+json")
         with pytest.raises(ApiError) as caught:
             await client(session).add_key_servers("km1", (DesiredServer(server="a:5696"),))
-    assert (caught.value.code, caught.value.http_status, caught.value.category) == (code, status, category)
+    assert (caught.value.code, caught.value.http_status, caught.value.category) == (
+        code,
+        status,
+        category,
+    )
     assert caught.value.cluster == "c1"
 
 
@@ -135,7 +151,10 @@ async def test_bad_credentials_are_auth_errors(session: aiohttp.ClientSession, s
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        ({"status": 200, "body": "{not json", "content_type": "application/json"}, "malformed JSON"),
+        (
+            {"status": 200, "body": "{not json", "content_type": "application/json"},
+            "malformed JSON",
+        ),
         ({"status": 200, "body": "<html>", "content_type": "text/html"}, "content type"),
         ({"status": 302, "headers": {"Location": "https://evil.example/"}}, "not followed"),
         ({"status": 500, "body": "", "content_type": "application/json"}, None),
@@ -146,7 +165,7 @@ async def test_answers_ontap_would_not_send_are_protocol_errors(
 ) -> None:
     """Bad JSON, a wrong content type and a redirect are refused; an empty 500 is transient."""
     with OntapMock() as mock:
-        mock.get(re.compile(r".*/api/cluster.*"), **answer)  # type: ignore[arg-type]
+        mock.get(re.compile(r".*/api/cluster.*"), **answer)
         with pytest.raises((ProtocolError, ApiError)) as caught:
             await client(session).version()
     if expected is None:
@@ -156,7 +175,9 @@ async def test_answers_ontap_would_not_send_are_protocol_errors(
         assert expected in str(caught.value)
 
 
-async def test_lost_connection_after_sending_is_marked_possibly_applied(session: aiohttp.ClientSession) -> None:
+async def test_lost_connection_after_sending_is_marked_possibly_applied(
+    session: aiohttp.ClientSession,
+) -> None:
     """A dropped connection is a transport error flagged `sent`: the engine must read back."""
     with OntapMock() as mock:
         mock.post(KS, exception=aiohttp.ServerDisconnectedError())
@@ -169,24 +190,35 @@ async def test_lost_connection_after_sending_is_marked_possibly_applied(session:
 async def test_timeout_is_its_own_category(session: aiohttp.ClientSession) -> None:
     """No answer in time is a `timeout` error."""
     with OntapMock() as mock:
-        mock.get(re.compile(r".*/api/cluster.*"), exception=asyncio.TimeoutError())
+        mock.get(re.compile(r".*/api/cluster.*"), exception=TimeoutError())
         with pytest.raises(RequestTimeout) as caught:
             await client(session).version()
     assert caught.value.category is ErrorCategory.TIMEOUT
 
 
-async def test_read_only_client_refuses_writes_before_sending(session: aiohttp.ClientSession) -> None:
+async def test_read_only_client_refuses_writes_before_sending(
+    session: aiohttp.ClientSession,
+) -> None:
     """A dry run cannot POST: refused in the client, nothing reaches the network."""
     with OntapMock() as mock:
         with pytest.raises(WriteRefused):
-            await client(session, read_only=True).add_key_servers("km1", (DesiredServer(server="a:5696"),))
+            await client(session, read_only=True).add_key_servers(
+                "km1", (DesiredServer(server="a:5696"),)
+            )
         assert not mock.requests
 
 
 async def test_collections_follow_next_links(session: aiohttp.ClientSession) -> None:
     """Key managers come from every page of the collection."""
     page1 = {
-        "records": [{"uuid": "u1", "scope": "svm", "svm": {"name": "s1"}, "external": {"servers": [{"server": "KMS:5696"}]}}],
+        "records": [
+            {
+                "uuid": "u1",
+                "scope": "svm",
+                "svm": {"name": "s1"},
+                "external": {"servers": [{"server": "KMS:5696"}]},
+            }
+        ],
         "_links": {"next": {"href": "/api/security/key-managers?start=2"}},
     }
     page2 = {"records": [{"uuid": "u2", "scope": "cluster", "onboard": {"enabled": True}}]}
@@ -209,7 +241,10 @@ async def test_accepted_post_waits_for_its_job(session: aiohttp.ClientSession) -
         mock.get(re.compile(r".*/api/cluster/jobs/j1.*"), payload={"state": "success"})
         await client(session).add_key_servers("km1", (DesiredServer(server="a:5696"),))
         mock.post(KS, status=202, payload=job)
-        mock.get(re.compile(r".*/api/cluster/jobs/j1.*"), payload={"state": "failure", "error": {"code": "65536921", "message": "KMIP"}})
+        mock.get(
+            re.compile(r".*/api/cluster/jobs/j1.*"),
+            payload={"state": "failure", "error": {"code": "65536921", "message": "KMIP"}},
+        )
         with pytest.raises(ApiError) as caught:
             await client(session).add_key_servers("km1", (DesiredServer(server="a:5696"),))
     assert caught.value.code == "65536921"
@@ -218,7 +253,10 @@ async def test_accepted_post_waits_for_its_job(session: aiohttp.ClientSession) -
 async def test_version_is_parsed(session: aiohttp.ClientSession) -> None:
     """/api/cluster's version becomes an ordered OntapVersion."""
     with OntapMock() as mock:
-        mock.get(re.compile(r".*/api/cluster.*"), payload={"version": {"full": "x", "generation": 9, "major": 13, "minor": 1}})
+        mock.get(
+            re.compile(r".*/api/cluster.*"),
+            payload={"version": {"full": "x", "generation": 9, "major": 13, "minor": 1}},
+        )
         assert await client(session).version() == OntapVersion(9, 13, 1)
 
 

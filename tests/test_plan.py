@@ -9,15 +9,23 @@ from bulkkm.plan import Action, ClusterState, LiveKeyManager, OntapVersion, batc
 
 NEW = DesiredServer(server="kms-new.example.com:5696")
 NEW2 = DesiredServer(server="kms-new2.example.com:5696")
-WITH_SECONDARY = DesiredServer(server="kms-dr.example.com:5696", secondary_key_servers=("kms-dr2:5696",))
+WITH_SECONDARY = DesiredServer(
+    server="kms-dr.example.com:5696", secondary_key_servers=("kms-dr2:5696",)
+)
 RECENT = OntapVersion(9, 13, 1)
 
 
-def cluster(*selectors: SvmSelector, cluster_scope: bool = False, exclude: tuple[str, ...] = ()) -> Cluster:
+def cluster(
+    *selectors: SvmSelector, cluster_scope: bool = False, exclude: tuple[str, ...] = ()
+) -> Cluster:
     """A cluster selecting ``selectors``, with NEW as its own key server."""
     return Cluster(
-        name="c1", host="127.0.0.1", svms=selectors, cluster_scope=cluster_scope,
-        exclude_svms=exclude, key_servers=(NEW,),
+        name="c1",
+        host="127.0.0.1",
+        svms=selectors,
+        cluster_scope=cluster_scope,
+        exclude_svms=exclude,
+        key_servers=(NEW,),
     )
 
 
@@ -61,15 +69,25 @@ def test_all_and_globs_select_only_svms_with_an_external_key_manager() -> None:
     ("state", "reason"),
     [
         (ClusterState(version=RECENT, key_managers=(), svms=frozenset({"x"})), "svm_not_found"),
-        (ClusterState(version=RECENT, key_managers=(), svms=frozenset({"fin"})), "no_external_key_manager"),
-        (ClusterState(version=RECENT, key_managers=(km("fin", external=False),)), "no_external_key_manager"),
         (
-            ClusterState(version=RECENT, key_managers=(km("fin", "a:5696", "b:5696", "c:5696", "d:5696"),)),
+            ClusterState(version=RECENT, key_managers=(), svms=frozenset({"fin"})),
+            "no_external_key_manager",
+        ),
+        (
+            ClusterState(version=RECENT, key_managers=(km("fin", external=False),)),
+            "no_external_key_manager",
+        ),
+        (
+            ClusterState(
+                version=RECENT, key_managers=(km("fin", "a:5696", "b:5696", "c:5696", "d:5696"),)
+            ),
             "too_many_servers",
         ),
     ],
 )
-def test_explicit_svm_that_cannot_take_the_server_is_blocked(state: ClusterState, reason: str) -> None:
+def test_explicit_svm_that_cannot_take_the_server_is_blocked(
+    state: ClusterState, reason: str
+) -> None:
     """An SVM named explicitly is blocked, with a reason, when the server cannot be added."""
     (decision,) = plan_cluster(cluster(select("fin")), state)
     assert (decision.action, decision.reason) == (Action.BLOCKED, reason)

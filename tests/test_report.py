@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -22,26 +23,42 @@ from bulkkm.events import (
 from bulkkm.report import ReportWriter, finished_targets, summarize
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-TRANSIENT = ErrorInfo(category=ErrorCategory.TRANSIENT, message="KMIP down", code="65536921", http_status=500)
+TRANSIENT = ErrorInfo(
+    category=ErrorCategory.TRANSIENT, message="KMIP down", code="65536921", http_status=500
+)
 
 
 def started() -> RunStarted:
     """A run line event."""
     return RunStarted(
-        run_id="r1", command="apply", dry_run=False, started_at=NOW, inventory="fleet.yaml",
-        inventory_sha256="ab" * 32, version="0.1.0", resumed_from=None, clusters=2,
+        run_id="r1",
+        command="apply",
+        dry_run=False,
+        started_at=NOW,
+        inventory="fleet.yaml",
+        inventory_sha256="ab" * 32,
+        version="0.1.0",
+        resumed_from=None,
+        clusters=2,
     )
 
 
 def target(svm: str, outcome: Outcome, error: ErrorInfo | None = None) -> TargetResult:
     """A target line event."""
     return TargetResult(
-        cluster="c1", svm=svm, key_manager_uuid="u", server="kms:5696", outcome=outcome,
-        error=error, attempts=1, started_at=NOW, finished_at=NOW,
+        cluster="c1",
+        svm=svm,
+        key_manager_uuid="u",
+        server="kms:5696",
+        outcome=outcome,
+        error=error,
+        attempts=1,
+        started_at=NOW,
+        finished_at=NOW,
     )
 
 
-def lines(path: Path) -> list[dict[str, object]]:
+def lines(path: Path) -> list[dict[str, Any]]:
     """Every line of a report, parsed."""
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
@@ -57,8 +74,13 @@ def test_report_has_the_contract_lines_in_order(tmp_path: Path) -> None:
     writer(TargetsKnown(targets=1))
     writer(
         RunFinished(
-            run_id="r1", finished_at=NOW, duration_ms=5, counts={"added": 1}, clusters_failed=1,
-            exit_code=1, aborted=False,
+            run_id="r1",
+            finished_at=NOW,
+            duration_ms=5,
+            counts={"added": 1},
+            clusters_failed=1,
+            exit_code=1,
+            aborted=False,
         )
     )
     writer.close()
@@ -68,7 +90,12 @@ def test_report_has_the_contract_lines_in_order(tmp_path: Path) -> None:
     assert got[1]["outcome"] == "added"
     assert got[1]["svm"] == "s1"
     assert got[1]["started_at"] == "2026-11-27T10:00:00.000Z"
-    assert got[2]["error"] == {"category": "transient", "code": "65536921", "http_status": 500, "message": "KMIP down"}
+    assert got[2]["error"] == {
+        "category": "transient",
+        "code": "65536921",
+        "http_status": 500,
+        "message": "KMIP down",
+    }
     assert got[3]["counts"] == {"added": 1}
     assert got[3]["exit_code"] == 1
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections.abc
-from collections.abc import Iterator
 
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode

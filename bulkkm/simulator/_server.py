@@ -134,9 +134,7 @@ class ClusterServer:
             if self._server is not None:
                 self._server.close()
                 self._server = None
-            for connection in self._web.connections:
-                if connection.transport is not None:
-                    connection.transport.abort()
+            self._abort_connections()
             if self._sock is None:
                 self._sock = _bind(self._host, self._port)
         elif was_dead and not faults.dead and self._sock is not None:
@@ -154,11 +152,20 @@ class ClusterServer:
         if self._server is not None:
             self._server.close()
             self._server = None
-        self._web.pre_shutdown()
+        # Abort rather than close: a graceful TLS close waits for clients that may never read
+        # again (an idle pooled connection in another thread), and would outlive the loop.
+        self._abort_connections()
         await self._web.shutdown(1.0)
+        await asyncio.sleep(0)  # let the aborted transports close their sockets
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+    def _abort_connections(self) -> None:
+        """Drop every open connection at once, in flight or idle."""
+        for connection in self._web.connections:
+            if connection.transport is not None:
+                connection.transport.abort()
 
     # Hooks for the API (see _api.Hooks).
 

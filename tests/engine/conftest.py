@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -26,12 +27,12 @@ class Rollout:
     """What a user can inspect after a run."""
 
     summary: RunFinished
-    lines: list[dict[str, object]]
+    lines: list[dict[str, Any]]
     events: list[Event]
     before: Mapping[str, object]
     after: Mapping[str, object]
 
-    def targets(self) -> list[dict[str, object]]:
+    def targets(self) -> list[dict[str, Any]]:
         """The target lines."""
         return [line for line in self.lines if line["type"] == "target"]
 
@@ -67,8 +68,11 @@ async def run_rollout(
     after = fleet.state()
     if check:
         check_invariants(
-            inventory=inventory, before=before, after=after,
-            writes=fleet.write_log[writes_before:], report=lines,
+            inventory=inventory,
+            before=before,
+            after=after,
+            writes=fleet.write_log[writes_before:],
+            report=lines,
         )
     return Rollout(summary=summary, lines=lines, events=events, before=before, after=after)
 

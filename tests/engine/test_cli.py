@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,49 +21,74 @@ SENTINEL = "SENTINEL-pw-3c9f1e"
 KMIP_SENTINEL = "SENTINEL-kmip-77a0b2"
 
 
-async def bulkkm(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
+async def bulkkm(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run ``python -m bulkkm ARGS``; return exit code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkkm", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bulkkm",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(120):
         out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
 
-def read(path: Path) -> list[dict[str, object]]:
+def read(path: Path) -> list[dict[str, Any]]:
     """A report's whole lines."""
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
 
 
 async def test_kill_9_then_resume_completes_the_fleet_without_writing_twice(tmp_path: Path) -> None:
-    """apply killed with SIGKILL mid-run, then --resume: every target done, no server added twice."""
-    spec = fleet_spec(clusters=30, svms=6, seed=21, faults=Faults(latency=0.02, ambiguous_rate=0.05), initial_servers=0)
+    """apply killed by SIGKILL mid-run, then --resume: every target done, none added twice."""
+    spec = fleet_spec(
+        clusters=30,
+        svms=6,
+        seed=21,
+        faults=Faults(latency=0.02, ambiguous_rate=0.05),
+        initial_servers=0,
+    )
     async with SimulatedFleet(spec) as fleet:
-        path = fleet.write_inventory(tmp_path / "fleet.yaml", key_servers=("kms-new.example.com",), concurrency=2)
+        path = fleet.write_inventory(
+            tmp_path / "fleet.yaml", key_servers=("kms-new.example.com",), concurrency=2
+        )
         before = fleet.state()
         first = tmp_path / "first.jsonl"
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bulkkm", "apply", str(path), "--report", str(first), "-q",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "bulkkm",
+            "apply",
+            str(path),
+            "--report",
+            str(first),
+            "-q",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         async with asyncio.timeout(60):
-            while not first.exists() or first.read_bytes().count(b"\n") < 40:
+            while not first.exists() or first.read_bytes().count(b"\n") < 40:  # noqa: ASYNC110 -- polling a file another process writes
                 await asyncio.sleep(0.01)
         process.send_signal(signal.SIGKILL)
         await process.wait()
         killed = read(first)
         assert not any(line["type"] == "summary" for line in killed)
         second = tmp_path / "second.jsonl"
-        code, _, err = await bulkkm("apply", str(path), "--report", str(second), "--resume", str(first), "-q")
+        code, _, err = await bulkkm(
+            "apply", str(path), "--report", str(second), "--resume", str(first), "-q"
+        )
         assert code == 0, err
         lines = read(second)
         check_invariants(
-            inventory=load_inventory(path), before=before, after=fleet.state(),
-            writes=fleet.write_log, report=lines,
+            inventory=load_inventory(path),
+            before=before,
+            after=fleet.state(),
+            writes=fleet.write_log,
+            report=lines,
         )
     assert set(outcomes(lines)) <= {"added", "present"}
     carried = [line for line in lines if line.get("carried_over")]
@@ -73,7 +99,11 @@ async def test_kill_9_then_resume_completes_the_fleet_without_writing_twice(tmp_
 async def test_no_secret_reaches_output_logs_or_report(tmp_path: Path) -> None:
     """A sentinel cluster password and KMIP password appear nowhere, even with failures and -v."""
     spec = fleet_spec(
-        clusters=4, svms=2, seed=5, password=SENTINEL, initial_servers=0,
+        clusters=4,
+        svms=2,
+        seed=5,
+        password=SENTINEL,
+        initial_servers=0,
         faults=Faults(transient_rate=0.3),
     )
     async with SimulatedFleet(spec) as fleet:
@@ -83,7 +113,13 @@ async def test_no_secret_reaches_output_logs_or_report(tmp_path: Path) -> None:
         for fmt in ("json", "console"):
             report = tmp_path / f"{fmt}.jsonl"
             code, out, err = await bulkkm(
-                "apply", str(path), "--report", str(report), "-vv", "--log-format", fmt,
+                "apply",
+                str(path),
+                "--report",
+                str(report),
+                "-vv",
+                "--log-format",
+                fmt,
                 env={"KMIP_PW": KMIP_SENTINEL},
             )
             assert code == 1
@@ -108,16 +144,18 @@ async def test_no_secret_reaches_output_logs_or_report(tmp_path: Path) -> None:
         ("report", "summarize", "missing.jsonl"),
     ],
 )
-async def test_bad_command_lines_exit_2_with_one_line_and_send_nothing(tmp_path: Path, args: tuple[str, ...]) -> None:
+async def test_bad_command_lines_exit_2_with_one_line_and_send_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
     """Every usage mistake is one line on stderr, exit 2, no traceback, no request."""
     async with SimulatedFleet(fleet_spec(clusters=1, svms=1)) as fleet:
         path = fleet.write_inventory(tmp_path / "fleet.yaml")
         argv = [str(path) if a == "INVENTORY" else a for a in args]
-        code, out, err = await bulkkm(*argv)
+        code, _, err = await bulkkm(*argv)
         assert code == 2
         assert "Traceback" not in err
         assert len(err.strip().splitlines()) == 1, err
-        assert fleet.requests(fleet.clusters[0].name) == {}  # type: ignore[comparison-overlap]
+        assert fleet.requests(fleet.clusters[0].name) == {}
 
 
 async def test_broken_inventory_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
@@ -129,7 +167,7 @@ async def test_broken_inventory_lists_every_problem_and_exits_2(tmp_path: Path) 
         "clusters:\n  - name: a\n    address: http://10.0.0.1\n    svms: all\n"
         "  - name: a\n    adress: 10.0.0.2\n    svms: all\n"
     )
-    code, out, err = await bulkkm("validate", str(path))
+    code, _, err = await bulkkm("validate", str(path))
     assert code == 2
     assert "Traceback" not in err
     problems = [line for line in err.splitlines() if line.startswith(str(path))]

@@ -1,0 +1,187 @@
+"""NetApp's own Python client (``netapp_ontap``) against the simulator, TLS verified.
+
+The client is synchronous, so each scenario runs in a thread while the fleet serves on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+from netapp_ontap import HostConnection, NetAppRestError
+from netapp_ontap.resources import KeyServer, SecurityKeyManager
+
+from bulkkm.simulator import SimCluster, SimulatedFleet
+
+from ._support import SPEC, StartFleet, key_manager
+
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def _no_ca_bundle_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the connection's ``verify=`` CA count: requests prefers these variables to it."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def _in_thread(fleet: SimulatedFleet, name: str, scenario: Callable[[], T]) -> T:
+    """Run ``scenario`` in a thread with a verified connection to cluster ``name``."""
+    cluster = fleet.cluster(name)
+    host, _, port = cluster.address.rpartition(":")
+
+    def run() -> T:
+        """Open the connection in this thread (netapp_ontap keeps it thread-local)."""
+        with HostConnection(
+            host,
+            port=int(port),
+            username=cluster.username,
+            password=cluster.password,
+            verify=str(fleet.ca_file),
+            poll_interval=0.02,
+            poll_timeout=5,
+        ):
+            return scenario()
+
+    async with asyncio.timeout(20):
+        return await asyncio.to_thread(run)
+
+
+async def test_get_collection_pages_through_more_records_than_max_records(
+    start_fleet: StartFleet,
+) -> None:
+    """``get_collection`` with a filter, encoded fields and small pages sees every record."""
+    fleet = await start_fleet(dataclasses.replace(SPEC, svms=7))
+    cluster = fleet.cluster("sim-0000")
+
+    def scenario() -> list[tuple[str, str]]:
+        """Every SVM-scope key manager, two per page."""
+        found = SecurityKeyManager.get_collection(
+            scope="svm", fields="svm.name,external.servers", max_records=2
+        )
+        return [(km.uuid, km.svm.name) for km in found]
+
+    found = await _in_thread(fleet, "sim-0000", scenario)
+    expected = [(km.uuid, km.svm.name) for km in cluster.key_managers.values() if km.svm]
+    assert found == expected
+    assert len(found) == 7
+    assert fleet.requests("sim-0000")["GET", "/api/security/key-managers"] == 4
+
+
+async def test_get_collection_filters_by_svm_name(fleet: SimulatedFleet) -> None:
+    """``svm.name=`` selects that SVM's key manager, with its servers."""
+    km = key_manager(fleet.cluster("sim-0000"), "svm002")
+    km.servers["kms-a.example.com:5696"] = ()
+
+    def scenario() -> list[list[str]]:
+        """The servers of svm002's key manager."""
+        found = SecurityKeyManager.get_collection(
+            **{"svm.name": "svm002"}, fields="external.servers"
+        )
+        return [[s.server for s in km.external.servers] for km in found]
+
+    assert await _in_thread(fleet, "sim-0000", scenario) == [["kms-a.example.com:5696"]]
+
+
+async def test_key_server_post_takes_its_name_from_location(fleet: SimulatedFleet) -> None:
+    """``KeyServer.post()`` ends up with the normalised name ONTAP put in ``Location``."""
+    km = key_manager(fleet.cluster("sim-0000"))
+
+    def scenario() -> str:
+        """Post a server spelled loosely; return the name the client now holds."""
+        server = KeyServer(km.uuid, server="KMS-New.Example.COM")
+        server.post()
+        return str(server.server)
+
+    assert await _in_thread(fleet, "sim-0000", scenario) == "kms-new.example.com:5696"
+    assert "kms-new.example.com:5696" in km.servers
+
+
+async def test_post_collection_returns_the_records_added(fleet: SimulatedFleet) -> None:
+    """``post_collection(..., return_records=True)`` adds several servers in one call."""
+    cluster = fleet.cluster("sim-0000")
+    cluster.version = "9.13.1"
+    km = key_manager(cluster)
+
+    def scenario() -> list[str]:
+        """Add two servers at once."""
+        records = [KeyServer(server="kms-a.example.com"), KeyServer(server="10.0.0.9")]
+        added = KeyServer.post_collection(records, km.uuid, return_records=True)
+        assert isinstance(added, list)
+        return [str(r.server) for r in added]
+
+    added = await _in_thread(fleet, "sim-0000", scenario)
+    assert added == ["kms-a.example.com:5696", "10.0.0.9:5696"]
+    assert list(km.servers) == added
+
+
+@pytest.mark.parametrize("name", ["kms-a.example.com:5696", "[fd20::1]:5696"])
+async def test_get_patch_delete_by_host_port(fleet: SimulatedFleet, name: str) -> None:
+    """get, patch and delete address a server by ``host:port`` or ``[v6]:port``."""
+    cluster = fleet.cluster("sim-0000")
+    cluster.version = "9.15.1"
+    km = key_manager(cluster)
+    km.servers[name] = ("old-dr.example.com",)
+
+    def scenario() -> list[str]:
+        """Read the secondaries, replace them, then delete the server."""
+        server = KeyServer(km.uuid, server=name)
+        server.get(fields="*")
+        before = list(server.secondary_key_servers)
+        server.secondary_key_servers = ["new-dr.example.com"]
+        server.patch()
+        server.delete()
+        return before
+
+    assert await _in_thread(fleet, "sim-0000", scenario) == ["old-dr.example.com"]
+    assert name not in km.servers
+    methods = [w.method for w in fleet.write_log]
+    assert methods == ["PATCH", "DELETE"]
+
+
+async def test_job_mode_post_polls_the_job_to_success(start_fleet: StartFleet) -> None:
+    """Against 202 answers the client polls the job; the server is there afterwards."""
+    fleet = await start_fleet(dataclasses.replace(SPEC, job_mode=True))
+    km = key_manager(fleet.cluster("sim-0000"))
+
+    def scenario() -> str:
+        """Post and let the client wait for the job."""
+        server = KeyServer(km.uuid, server="kms-a.example.com")
+        response = server.post()
+        assert response.http_response.json()["state"] == "success"
+        return str(server.server)
+
+    assert await _in_thread(fleet, "sim-0000", scenario) == "kms-a.example.com:5696"
+    assert "kms-a.example.com:5696" in km.servers
+    assert fleet.requests("sim-0000")["GET", "/api/cluster/jobs/{uuid}"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("prepare", "code"),
+    [
+        (lambda c: key_manager(c).servers.update({f"k{i}:5696": () for i in range(4)}), "65536038"),
+        (lambda c: key_manager(c).servers.update({"kms-a.example.com:5696": ()}), "65536870"),
+    ],
+    ids=["fifth-primary", "already-configured"],
+)
+async def test_refusals_reach_the_client_as_netapp_rest_error(
+    fleet: SimulatedFleet, prepare: Callable[[SimCluster], object], code: str
+) -> None:
+    """``NetAppRestError`` carries ONTAP's code from the error body."""
+    cluster = fleet.cluster("sim-0000")
+    prepare(cluster)
+    km = key_manager(cluster)
+
+    def scenario() -> NetAppRestError:
+        """Post and return the client's error."""
+        with pytest.raises(NetAppRestError) as caught:
+            KeyServer(km.uuid, server="kms-a.example.com").post()
+        return caught.value
+
+    error = await _in_thread(fleet, "sim-0000", scenario)
+    assert error.status_code == 400
+    assert error.response_body["error"]["code"] == code
