@@ -39,6 +39,8 @@ class OntapMock(aioresponses):
         super().add(*args, **kwargs)
 
 
-def reply(status: int = 200, payload: dict[str, Any] | None = None, **kwargs: Any) -> CallbackResult:
+def reply(
+    status: int = 200, payload: dict[str, Any] | None = None, **kwargs: Any
+) -> CallbackResult:
     """A callback's answer, with the compatible response class."""
     return CallbackResult(status=status, payload=payload, response_class=_Response, **kwargs)

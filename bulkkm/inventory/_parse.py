@@ -133,13 +133,17 @@ def _glob_problem(pattern: str) -> str | None:
 class _Parser:
     """One pass over the data; holds the problems and the file-wide switches."""
 
-    __slots__ = ("_allow_plaintext", "_issues", "_literals")
+    __slots__ = ("_allow_plaintext", "_issues", "_literals", "_patterns", "_servers")
 
     def __init__(self, issues: Issues) -> None:
         """Report to ``issues``."""
         self._issues = issues
         self._allow_plaintext = False
         self._literals: list[KeyPath] = []
+        # A large fleet repeats the same names thousands of times: each valid one is
+        # checked (and normalised) once.
+        self._servers: dict[str, str] = {}
+        self._patterns: set[str] = set()
 
     def _add(self, path: KeyPath, message: str) -> None:
         """Record one problem."""
@@ -472,6 +476,8 @@ class _Parser:
 
     def _server_name(self, value: object, path: KeyPath) -> str | None:
         """A key server name, normalised (``host:port``, port 5696 implied)."""
+        if isinstance(value, str) and value in self._servers:
+            return self._servers[value]
         text = self._string(value, path, "a key server name (host or host:port)")
         if text is None:
             return None
@@ -479,10 +485,11 @@ class _Parser:
             self._add(path, f"{_show(text)} has a scheme: write the host (and port) only")
             return None
         try:
-            return normalize_server(text)
+            server = self._servers[text] = normalize_server(text)
         except ValueError as exc:
             self._add(path, f"not a valid key server: {exc}")
             return None
+        return server
 
     def _server_list(self, value: object, path: KeyPath) -> Field[ServerList]:
         """A ``key_servers`` list: at most 4, no name twice (secondaries included)."""
@@ -574,6 +581,8 @@ class _Parser:
 
     def _pattern(self, value: object, path: KeyPath) -> str | None:
         """An SVM name, or a glob over SVM names."""
+        if isinstance(value, str) and value in self._patterns:
+            return value
         text = self._string(value, path, "an SVM name or glob")
         if text is None:
             return None
@@ -581,11 +590,12 @@ class _Parser:
             if not SVM_NAME_RE.fullmatch(text):
                 self._add(path, f"{_show(text)} is not a valid SVM name (letters, digits, _, -, .)")
                 return None
-            return text
-        problem = _glob_problem(text)
-        if problem is not None:
-            self._add(path, f"the glob {_show(text)} {problem}")
-            return None
+        else:
+            problem = _glob_problem(text)
+            if problem is not None:
+                self._add(path, f"the glob {_show(text)} {problem}")
+                return None
+        self._patterns.add(text)
         return text
 
     def _selection(self, value: object, path: KeyPath) -> Field[Selection]:

@@ -127,9 +127,7 @@ class _Resolver:
         selectors = self._selectors(spec, settings, label)
         scope = _value(settings.cluster_scope) is True
         if scope and isinstance(settings.cluster_scope, At):
-            self._check_servers(
-                spec, settings.key_servers, settings.cluster_scope.path, "the cluster scope"
-            )
+            self._check_servers(spec, settings.key_servers, settings.cluster_scope.path, None)
         self._check_selects(spec, settings)
         exclude_svms = _value(settings.exclude_svms) or ()
         self._warn_excluded(spec, label, selectors, exclude_svms)
@@ -167,9 +165,12 @@ class _Resolver:
             self._where(spec, svms.path, "svms is empty, so the cluster selects no key manager")
 
     def _check_servers(
-        self, spec: ClusterSpec, servers: Field[ServerList], at: KeyPath, what: str
+        self, spec: ClusterSpec, servers: Field[ServerList], at: KeyPath, entry: SvmSpec | None
     ) -> None:
-        """A selected key manager must have key servers to add."""
+        """A selected key manager (an ``svms`` entry, or the cluster scope) needs key servers."""
+        if isinstance(servers, At) and servers.value.entries or isinstance(servers, Invalid):
+            return
+        what = "the cluster scope" if entry is None else _entry_name(entry)
         if servers is None:
             self._where(spec, at, f"{what} has no key servers: {_SET_IT}")
         elif isinstance(servers, At) and not servers.value.entries:
@@ -185,7 +186,7 @@ class _Resolver:
         resolved = True
         for entry in settings.svms.value.entries:
             servers = settings.key_servers if entry.key_servers is None else entry.key_servers
-            self._check_servers(spec, servers, entry.path, _entry_name(entry))
+            self._check_servers(spec, servers, entry.path, entry)
             desired = self._desired(servers, label)
             if desired is None or not desired:
                 resolved = False
@@ -288,15 +289,18 @@ class _Resolver:
         excludes: tuple[str, ...],
     ) -> None:
         """Warn when an SVM named explicitly is also excluded (the exclusion wins)."""
+        if not excludes:
+            return
         for selector in selectors or ():
             if selector.kind is not SelectorKind.NAME:
                 continue
-            hit = next((p for p in excludes if fnmatch.fnmatchcase(selector.pattern, p)), None)
-            if hit is not None:
-                self._warnings.append(
-                    f"{render_path(spec.path)} ({label}): SVM {selector.pattern!r} is listed "
-                    f"but also matches exclude_svms {hit!r}, so it is skipped"
-                )
+            for pattern in excludes:
+                if fnmatch.fnmatchcase(selector.pattern, pattern):
+                    self._warnings.append(
+                        f"{render_path(spec.path)} ({label}): SVM {selector.pattern!r} is "
+                        f"listed but also matches exclude_svms {pattern!r}, so it is skipped"
+                    )
+                    break
 
 
 def _entry_name(entry: SvmSpec) -> str:

@@ -87,7 +87,8 @@ class _LineLoader(_BaseLoader):
         """The tag of an untagged node: strings decided here cheaply, the rest by PyYAML."""
         if kind is ScalarNode and value and (not implicit[0] or value[0] not in self._MAYBE_TYPED):
             return _STR_TAG
-        return super().resolve(kind, value, implicit)
+        tag: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return tag
 
     def build(self, node: Node) -> object:
         """The Python value of ``node`` (the same object for every alias of a node)."""

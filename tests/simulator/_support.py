@@ -76,9 +76,9 @@ class Client:
         *,
         json: object = None,
         password: str | None = None,
-        timeout: float = 10.0,
+        seconds: float = 10.0,
     ) -> Answer:
-        """Send one request (``password`` overrides the cluster's) and read the answer."""
+        """Send one request (``password`` overrides the cluster's; ``seconds`` its timeout)."""
         auth = aiohttp.encode_basic_auth(self.cluster.username, password or self.cluster.password)
         data = None if json is None else orjson.dumps(json)
         headers = {"Authorization": auth, "Content-Type": "application/json"}
@@ -88,7 +88,7 @@ class Client:
             data=data,
             headers=headers,
             ssl=self.ssl,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=aiohttp.ClientTimeout(total=seconds),
         ) as response:
             raw = await response.read()
             return Answer(

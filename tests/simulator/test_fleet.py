@@ -6,6 +6,7 @@ import dataclasses
 import ssl
 import stat
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -152,17 +153,30 @@ async def test_ipv6_loopback_fleet_serves_with_a_verified_certificate(
     assert (await client.get("/api/cluster")).status == 200
 
 
+def _read_inventory(path: Path) -> tuple[Any, str, int]:
+    """The inventory's YAML, its password file's first line and that file's mode."""
+    document = yaml.safe_load(path.read_text())
+    reference = document["defaults"]["password"]
+    assert reference.startswith("file:")
+    password_file = Path(reference.removeprefix("file:"))
+    password = password_file.read_text().splitlines()[0]
+    return document, password, stat.S_IMODE(password_file.stat().st_mode)
+
+
 async def test_write_inventory_names_every_cluster_with_ca_and_file_password(
     fleet: SimulatedFleet, tmp_path: Path
 ) -> None:
     """The inventory parses, names every cluster, its CA verifies them, the password is a file."""
     path = fleet.write_inventory(
         tmp_path / "fleet.yaml",
-        key_servers=("kms1.example.com", {"server": "kms2.example.com", "secondary_key_servers": ["dr"]}),
+        key_servers=(
+            "kms1.example.com",
+            {"server": "kms2.example.com", "secondary_key_servers": ["dr"]},
+        ),
         concurrency=2,
         extra_defaults={"limits": {"timeout": 5}},
     )
-    document = yaml.safe_load(path.read_text())
+    document, password, mode = _read_inventory(path)
     assert document["version"] == 1
     assert [c["name"] for c in document["clusters"]] == [c.name for c in fleet.clusters]
     assert [c["address"] for c in document["clusters"]] == [c.address for c in fleet.clusters]
@@ -174,10 +188,8 @@ async def test_write_inventory_names_every_cluster_with_ca_and_file_password(
     ca_file = Path(defaults["tls"]["ca_file"])
     assert ca_file.parent == tmp_path
     ssl.create_default_context(cafile=str(ca_file))
-    assert defaults["password"].startswith("file:")
-    password_file = Path(defaults["password"].removeprefix("file:"))
-    assert password_file.read_text().splitlines()[0] == fleet.cluster("sim-0000").password
-    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    assert password == fleet.cluster("sim-0000").password
+    assert mode == 0o600
     assert defaults["username"] == fleet.cluster("sim-0000").username
 
 

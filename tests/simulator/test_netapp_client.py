@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from netapp_ontap import HostConnection, NetAppRestError
-from netapp_ontap.resources import KeyServer, SecurityKeyManager
+from netapp_ontap.error import NetAppRestError
+from netapp_ontap.host_connection import HostConnection
+from netapp_ontap.resources.key_server import KeyServer
+from netapp_ontap.resources.security_key_manager import SecurityKeyManager
 
 from bulkkm.simulator import SimCluster, SimulatedFleet
 
@@ -41,8 +43,9 @@ async def _in_thread(fleet: SimulatedFleet, name: str, scenario: Callable[[], T]
             port=int(port),
             username=cluster.username,
             password=cluster.password,
-            verify=str(fleet.ca_file),
-            poll_interval=0.02,
+            # requests takes a CA path here, though netapp_ontap annotates a bool.
+            verify=str(fleet.ca_file),  # type: ignore[arg-type]
+            poll_interval=1,
             poll_timeout=5,
         ):
             return scenario()
@@ -79,9 +82,8 @@ async def test_get_collection_filters_by_svm_name(fleet: SimulatedFleet) -> None
 
     def scenario() -> list[list[str]]:
         """The servers of svm002's key manager."""
-        found = SecurityKeyManager.get_collection(
-            **{"svm.name": "svm002"}, fields="external.servers"
-        )
+        query: dict[str, Any] = {"svm.name": "svm002", "fields": "external.servers"}
+        found = SecurityKeyManager.get_collection(**query)
         return [[s.server for s in km.external.servers] for km in found]
 
     assert await _in_thread(fleet, "sim-0000", scenario) == [["kms-a.example.com:5696"]]
@@ -131,7 +133,7 @@ async def test_get_patch_delete_by_host_port(fleet: SimulatedFleet, name: str) -
         """Read the secondaries, replace them, then delete the server."""
         server = KeyServer(km.uuid, server=name)
         server.get(fields="*")
-        before = list(server.secondary_key_servers)
+        before = list(server.to_dict()["secondary_key_servers"])
         server.secondary_key_servers = ["new-dr.example.com"]
         server.patch()
         server.delete()
@@ -145,7 +147,7 @@ async def test_get_patch_delete_by_host_port(fleet: SimulatedFleet, name: str) -
 
 async def test_job_mode_post_polls_the_job_to_success(start_fleet: StartFleet) -> None:
     """Against 202 answers the client polls the job; the server is there afterwards."""
-    fleet = await start_fleet(dataclasses.replace(SPEC, job_mode=True))
+    fleet = await start_fleet(dataclasses.replace(SPEC, job_mode=True, job_delay=0.0))
     km = key_manager(fleet.cluster("sim-0000"))
 
     def scenario() -> str:
@@ -184,4 +186,5 @@ async def test_refusals_reach_the_client_as_netapp_rest_error(
 
     error = await _in_thread(fleet, "sim-0000", scenario)
     assert error.status_code == 400
+    assert error.response_body is not None
     assert error.response_body["error"]["code"] == code

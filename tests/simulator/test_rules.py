@@ -86,7 +86,9 @@ async def test_cluster_flags_refuse_svm_scope_but_not_cluster_scope(
     refused = await client.post(f"{KMS}/{svm_km.uuid}/key-servers", {"server": "kms-a.example.com"})
     assert (refused.status, refused.code) == (400, code)
     cluster_km = key_manager(client.cluster, None)
-    added = await client.post(f"{KMS}/{cluster_km.uuid}/key-servers", {"server": "kms-a.example.com"})
+    added = await client.post(
+        f"{KMS}/{cluster_km.uuid}/key-servers", {"server": "kms-a.example.com"}
+    )
     assert added.status == 201
 
 
