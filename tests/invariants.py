@@ -7,6 +7,11 @@ were written exactly once; ``present`` ones are in the final state; ``blocked`` 
 ``skipped`` ones caused no write; no server was ever applied twice to one key manager; no
 write touched a key manager or server the inventory did not ask for; the summary counts
 equal the lines.
+
+``check_report`` checks what a report promises on its own (every line well formed, each
+outcome with its error or reason, the exit code the contract's table gives), and
+``check_no_blind_repost`` that a server, once applied, was never POSTed again: an ambiguous
+write is read back before anything is re-sent.
 """
 
 from __future__ import annotations
@@ -122,6 +127,85 @@ def check_invariants(
         assert summary["clusters_failed"] == sum(
             1 for line in report if line["type"] == "cluster" and line["outcome"] == "failed"
         )
+
+
+OUTCOMES = frozenset({"added", "present", "would_add", "blocked", "failed", "skipped", "cancelled"})
+CATEGORIES = frozenset(
+    {"transient", "permanent", "precondition", "auth", "tls", "transport", "timeout"}
+)
+
+
+def contract_exit_code(report: Sequence[Mapping[str, Any]]) -> int:
+    """The exit code the contract's table gives a finished report (written independently)."""
+    run = report[0]
+    summary = report[-1]
+    if summary.get("stop_reason") == "interrupted":
+        return 130
+    if summary.get("stop_reason") is not None:
+        return 3
+    counts = outcomes(report)
+    failed_clusters = [
+        line for line in report if line["type"] == "cluster" and line["outcome"] == "failed"
+    ]
+    if failed_clusters or any(counts[o] for o in ("failed", "blocked", "skipped", "cancelled")):
+        return 1
+    if run["command"] == "check" and counts["would_add"]:
+        return 4
+    return 0
+
+
+def check_report(report: Sequence[Mapping[str, Any]], *, finished: bool = True) -> None:
+    """Assert the report's own promises: its shape, every outcome's error or reason, exit code."""
+    assert report, "empty report"
+    assert report[0]["type"] == "run", "the first line is not the run line"
+    kinds = Counter(str(line["type"]) for line in report)
+    assert kinds["run"] == 1, "more than one run line"
+    assert kinds["summary"] == (1 if finished else 0), f"{kinds['summary']} summary lines"
+    run_id = report[0]["run_id"]
+    for line in report[1:]:
+        if line["type"] not in ("target", "cluster"):
+            continue
+        where = f"{line['cluster']}/{line.get('svm')}/{line.get('server')}"
+        assert line["run_id"] == run_id, f"line of another run: {where}"
+        outcome = line["outcome"]
+        error = line["error"]
+        assert outcome in OUTCOMES, f"unknown outcome {outcome!r}: {where}"
+        if error is not None:
+            assert error["category"] in CATEGORIES, f"unknown category: {where} {error}"
+            assert isinstance(error["message"], str), f"error without message: {where}"
+        if outcome in ("added", "present", "would_add"):
+            assert error is None, f"{outcome} with an error: {where}"
+        elif outcome == "failed":
+            assert error is not None, f"failed without an error: {where}"
+        elif outcome == "blocked":
+            assert error is not None, f"blocked without an error: {where}"
+            assert error["category"] == "precondition", f"blocked, not a precondition: {where}"
+        else:
+            assert line.get("reason"), f"{outcome} without a reason: {where}"
+    if finished:
+        summary = report[-1]
+        assert summary["type"] == "summary", "the summary is not the last line"
+        assert summary["run_id"] == run_id
+        assert report[0]["targets"] == kinds["target"], "the run line's target count is wrong"
+        assert summary["exit_code"] == contract_exit_code(report), (
+            f"exit code {summary['exit_code']}, the contract says {contract_exit_code(report)}"
+        )
+
+
+def check_no_blind_repost(writes: Sequence[WriteRecord]) -> None:
+    """Assert no server was POSTed again once a POST had applied it (the read-back came first).
+
+    Holds wherever ONTAP applies a POST before its answer is lost (not after the client gave
+    up on a slow answer: that one cannot be told from a POST that never arrived).
+    """
+    applied: set[tuple[str, str, str]] = set()
+    for w in writes:
+        if w.method != "POST" or not w.server:
+            continue
+        key = (w.cluster, w.key_manager_uuid, w.server)
+        assert key not in applied, f"POSTed again after it was applied: {key} ({w.code})"
+        if w.applied:
+            applied.add(key)
 
 
 def outcomes(report: Iterable[Mapping[str, Any]]) -> Counter[str]:

@@ -78,8 +78,17 @@ def _totals(inventory: Inventory) -> str:
             known_targets += len(cluster.key_servers)
             servers.update(s.server for s in cluster.key_servers)
     return (
-        f"{len(inventory.clusters)} clusters; key managers: {kinds[SelectorKind.NAME]} named "
-        f"SVMs, {kinds[SelectorKind.GLOB]} globs, {kinds[SelectorKind.ALL]} all-SVMs, "
-        f"{scopes} cluster scopes; {len(servers)} distinct key servers; {known_targets} "
-        "targets named explicitly (globs and all-SVMs expand on discovery)"
+        f"{_count(len(inventory.clusters), 'cluster')}; key managers: "
+        f"{_count(kinds[SelectorKind.NAME], 'named SVM')}, "
+        f"{_count(kinds[SelectorKind.GLOB], 'SVM glob')}, "
+        f"{_count(kinds[SelectorKind.ALL], 'all-SVMs selection')}, "
+        f"{_count(scopes, 'cluster scope')}; "
+        f"{_count(len(servers), 'distinct key server')}; "
+        f"{_count(known_targets, 'target')} known before discovery "
+        "(globs and all-SVMs selections expand when the clusters are read)"
     )
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 cluster``, ``2 clusters``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -21,6 +21,7 @@ __all__ = [
     "EMPTY_SETTINGS",
     "EMPTY_TLS",
     "INVALID",
+    "INVALID_SETTINGS",
     "At",
     "ClusterSpec",
     "Document",
@@ -177,6 +178,17 @@ class Settings:
 
 
 EMPTY_SETTINGS: Final = Settings()
+INVALID_SETTINGS: Final = Settings(
+    username=INVALID,
+    password=INVALID,
+    tls=TlsLayer(verify=INVALID, ca_file=INVALID, client_cert=INVALID, client_key=INVALID),
+    limits=LimitsLayer(concurrency=INVALID, rate=INVALID, timeout=INVALID),
+    key_servers=INVALID,
+    svms=INVALID,
+    exclude_svms=INVALID,
+    cluster_scope=INVALID,
+)
+"""A layer that is not even a mapping: everything it might have set counts as invalid."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,6 +36,7 @@ from bulkkm.inventory._layers import (
     EMPTY_SETTINGS,
     EMPTY_TLS,
     INVALID,
+    INVALID_SETTINGS,
     At,
     ClusterSpec,
     Document,
@@ -97,11 +98,11 @@ def _show(value: str, limit: int = 60) -> str:
 
 def _unknown_key(key: str, allowed: tuple[str, ...], hints: Mapping[str, str]) -> str:
     """The message for a key the format does not have, with the best hint there is."""
+    if key in hints:  # a key of the format, at the wrong level
+        return f"unknown key {_show(key)} here; it belongs {hints[key]}"
     close = difflib.get_close_matches(key, allowed, n=1)
     if close:
         return f"unknown key {_show(key)}; did you mean {close[0]!r}?"
-    if key in hints:
-        return f"unknown key {_show(key)} here; it belongs {hints[key]}"
     return f"unknown key {_show(key)}; expected one of {', '.join(allowed)}"
 
 
@@ -166,7 +167,9 @@ class _Parser:
         known: dict[str, object] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                self._add(path, f"the key {key!r} is {describe_type(key)}; keys are names")
+                self._add(
+                    (*path, str(key)), f"the key {key!r} is {describe_type(key)}; keys are names"
+                )
             elif key in allowed:
                 known[key] = item
             else:
@@ -258,7 +261,10 @@ class _Parser:
         groups: dict[str, Settings] = {}
         for name, body in value.items():
             if not isinstance(name, str):
-                self._add(path, f"the group name {name!r} is {describe_type(name)}; write a name")
+                self._add(
+                    (*path, str(name)),
+                    f"the group name {name!r} is {describe_type(name)}; write a name",
+                )
                 continue
             if not NAME_RE.fullmatch(name):
                 self._add(
@@ -273,7 +279,7 @@ class _Parser:
         known = self._mapping(
             value, path, SETTINGS_KEYS, f"a mapping of settings for {what}", _INHERITED_HINTS
         )
-        return self._settings(known or {}, path)
+        return INVALID_SETTINGS if known is None else self._settings(known, path)
 
     def _clusters(self, value: object, groups: Mapping[str, Settings]) -> tuple[ClusterSpec, ...]:
         """The ``clusters`` list, with names and addresses unique and groups existing."""

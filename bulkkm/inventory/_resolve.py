@@ -36,7 +36,7 @@ __all__ = ["resolve"]
 T = TypeVar("T")
 
 _DEFAULT_LIMITS = Limits()
-_SET_IT = "set it on the cluster, in one of its groups or in defaults"
+_WHERE = "on the cluster, in one of its groups or in defaults"
 
 
 def resolve(
@@ -121,7 +121,7 @@ class _Resolver:
                 if field is None:
                     self._issues.add(
                         (*spec.path, key),
-                        f"no {key}: {_SET_IT} (or use tls.client_cert)",
+                        f"no {key}: set {key} {_WHERE} (or use tls.client_cert)",
                     )
         own = self._desired(settings.key_servers, label)
         selectors = self._selectors(spec, settings, label)
@@ -168,11 +168,11 @@ class _Resolver:
         self, spec: ClusterSpec, servers: Field[ServerList], at: KeyPath, entry: SvmSpec | None
     ) -> None:
         """A selected key manager (an ``svms`` entry, or the cluster scope) needs key servers."""
-        if isinstance(servers, At) and servers.value.entries or isinstance(servers, Invalid):
+        if (isinstance(servers, At) and servers.value.entries) or isinstance(servers, Invalid):
             return
         what = "the cluster scope" if entry is None else _entry_name(entry)
         if servers is None:
-            self._where(spec, at, f"{what} has no key servers: {_SET_IT}")
+            self._where(spec, at, f"{what} has no key servers: set key_servers {_WHERE}")
         elif isinstance(servers, At) and not servers.value.entries:
             self._where(spec, servers.path, f"key_servers is empty, so {what} has nothing to add")
 

@@ -31,9 +31,12 @@ def _settings_properties() -> dict[str, object]:
             **_ref("secret"),
             "description": "ONTAP password: env:NAME or file:PATH.",
         },
-        "tls": _ref("tls"),
-        "limits": _ref("limits"),
-        "key_servers": _ref("keyServers"),
+        "tls": {**_ref("tls"), "description": "How to reach the HTTPS endpoint (merged)."},
+        "limits": {**_ref("limits"), "description": "Load limits per cluster (merged)."},
+        "key_servers": {
+            **_ref("keyServers"),
+            "description": "Key servers every selected key manager must have (replaced).",
+        },
         "svms": {
             "description": (
                 "The SVM key managers to update: 'all' (every SVM with an external key "

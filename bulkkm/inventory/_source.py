@@ -74,9 +74,7 @@ def read_source(path: Path) -> Source:
             # Only the problem and its context: the rendered snippet of the offending line
             # could show a password.
             mark = exc.problem_mark or exc.context_mark
-            message = f"invalid YAML: {exc.problem or exc.context}"
-            if exc.problem and exc.context:
-                message += f" ({exc.context})"
+            message = "invalid YAML: " + ", ".join(p for p in (exc.context, exc.problem) if p)
             # libyaml puts the end of the stream on the line after the last one.
             line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark else None
             raise fail(message, line) from None

@@ -50,9 +50,15 @@ class _Lines:
         for step in path:
             if isinstance(node, dict) and isinstance(step, str) and id(node) in self.mappings:
                 key_lines = self.mappings[id(node)][1]
-                if step not in key_lines:
+                # A key that is not a string (``1:``, ``yes:``) is named by its str().
+                key = (
+                    step
+                    if step in key_lines
+                    else next((k for k in key_lines if str(k) == step), None)
+                )
+                if key is None:
                     break
-                line, node = key_lines[step], node[step]
+                line, node = key_lines[key], node[key]
             elif (
                 isinstance(node, list)
                 and isinstance(step, int)

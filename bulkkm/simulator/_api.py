@@ -242,6 +242,8 @@ class ClusterApi:
         except SimError as exc:
             self._log("POST", km, "", applied=False, status=exc.status, code=exc.code)
             raise
+        # With ``records`` the Location names the first server (NetApp's client reads it only
+        # after a single-server POST).
         location = _records.key_server_href(km, servers[0].server)
         if self._job_mode:
             return self._post_job(km, servers, location)

@@ -165,7 +165,7 @@ def _table(fleet: SimulatedFleet) -> str:
     clusters = fleet.clusters
     shown = clusters if len(clusters) <= 20 else clusters[:_SHOWN]
     lines = [
-        f"  {c.name}  {c.address:<22} ONTAP {c.version:<7}{'  (dead)' if c.faults.dead else ''}"
+        f"  {c.name}  {c.address:<22} ONTAP {c.version}{'  (dead)' if c.faults.dead else ''}"
         for c in shown
     ]
     if len(shown) < len(clusters):

@@ -14,8 +14,10 @@ class WriteRecord:
 
     ``applied`` says whether the configuration changed. ``status`` is the HTTP status
     answered (202 in job mode; ``None`` when the answer was dropped after applying) and
-    ``code`` ONTAP's error code when refused. A request dropped or failed by a fault before
-    ONTAP looked at it (reset, 500, hang, max_in_flight) is not a write.
+    ``code`` ONTAP's error code when refused; ``server`` is empty when the body named none
+    that could be read. A request dropped or failed by a fault before ONTAP looked at it
+    (reset, 500, hang, max_in_flight) is not a write. In job mode the write is recorded
+    when the job finishes.
     """
 
     cluster: str

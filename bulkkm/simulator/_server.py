@@ -17,6 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -32,6 +33,7 @@ from bulkkm.simulator._spec import Faults
 __all__ = ["ClusterServer"]
 
 _BACKLOG = 256
+_TLS_READ_BUFFER = 32 * 1024
 _HANG_POLL = 0.05
 _FAULT_KINDS = ("jitter", "transient", "error500", "reset", "hang", "ambiguous")
 
@@ -48,6 +50,31 @@ def _bind(host: str, port: int = 0) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _shrink_tls_read_buffer(transport: asyncio.BaseTransport) -> None:
+    """Give a TLS connection a 32 KiB read buffer instead of asyncio's 256 KiB.
+
+    asyncio's SSLProtocol (CPython 3.11+) allocates and zero-fills 256 KiB per connection;
+    with a connection to each of 1,000 clusters that alone is 250 MB. Its buffer is
+    private, so this does nothing where the attributes are not what we expect.
+    """
+    protocol = getattr(transport, "_ssl_protocol", None)
+    if protocol is None or not isinstance(getattr(protocol, "_ssl_buffer", None), bytearray):
+        return
+    buffer = bytearray(_TLS_READ_BUFFER)
+    protocol.max_size = _TLS_READ_BUFFER
+    protocol._ssl_buffer = buffer
+    protocol._ssl_buffer_view = memoryview(buffer)
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp's connection handler, lighter on memory for TLS connections."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Shrink the TLS read buffer, then start serving the connection."""
+        _shrink_tls_read_buffer(transport)
+        super().connection_made(transport)
 
 
 def _drop(request: web.BaseRequest) -> web.StreamResponse:
@@ -119,9 +146,14 @@ class ClusterServer:
         assert sock is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._web, sock=sock, ssl=self._tls, backlog=_BACKLOG
+            self._protocol, sock=sock, ssl=self._tls, backlog=_BACKLOG
         )
         self._sock = None  # the server owns it now, and closes it
+
+    def _protocol(self) -> web.RequestHandler:
+        """A handler for one new connection (what ``web.Server`` makes, with less memory)."""
+        kwargs: dict[str, Any] = {"access_log": None}  # aiohttp annotates a Logger, takes None
+        return _Handler(self._web, loop=asyncio.get_running_loop(), **kwargs)
 
     def set_faults(self, faults: Faults) -> None:
         """Change the faults now; killing or reviving the cluster opens or closes its port."""

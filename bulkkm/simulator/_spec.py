@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["Faults", "FleetSpec"]
+__all__ = ["Faults", "FleetSpec", "cluster_name"]
 
 
 def _check_rate(name: str, value: float) -> None:

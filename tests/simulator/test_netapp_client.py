@@ -130,16 +130,20 @@ async def test_get_patch_delete_by_host_port(fleet: SimulatedFleet, name: str) -
     km.servers[name] = ("old-dr.example.com",)
 
     def scenario() -> list[str]:
-        """Read the secondaries, replace them, then delete the server."""
+        """Read the secondaries, replace them, read them again, delete the server."""
         server = KeyServer(km.uuid, server=name)
         server.get(fields="*")
         before = list(server.to_dict()["secondary_key_servers"])
-        server.secondary_key_servers = ["new-dr.example.com"]
+        # netapp_ontap's fields are dynamic attributes its stubs do not declare.
+        server.secondary_key_servers = ["new-dr.example.com"]  # type: ignore[attr-defined]
         server.patch()
+        server.get(fields="*")
+        after = list(server.to_dict()["secondary_key_servers"])
         server.delete()
-        return before
+        return [*before, *after]
 
-    assert await _in_thread(fleet, "sim-0000", scenario) == ["old-dr.example.com"]
+    seen = await _in_thread(fleet, "sim-0000", scenario)
+    assert seen == ["old-dr.example.com", "new-dr.example.com"]
     assert name not in km.servers
     methods = [w.method for w in fleet.write_log]
     assert methods == ["PATCH", "DELETE"]

@@ -1,0 +1,308 @@
+"""A fake ONTAP over real HTTPS on loopback, whose answers each test makes misbehave.
+
+``HostileServer`` answers the few calls bulkkm makes as ONTAP would (version, key managers,
+SVMs, key-server POST and read-back) until a test replaces a route with ``on``; every
+request it receives is kept in ``seen`` (method, raw path, headers, body), so a test can
+assert what reached it. ``PlainListener`` is a plain-HTTP port that records the raw bytes it
+receives. ``Pki`` is a throw-away CA the client trusts, plus certificates that should fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+import aiohttp
+import orjson
+import trustme
+from aiohttp import web
+
+from bulkkm.inventory import Cluster, Limits, Tls
+from bulkkm.ontap import OntapClient
+from bulkkm.secret import Secret
+
+__all__ = [
+    "CLUSTER_KM",
+    "HAL",
+    "KM_PATH",
+    "Handler",
+    "HostileServer",
+    "PlainListener",
+    "Pki",
+    "Seen",
+    "client_for",
+    "json_answer",
+    "open_gate",
+    "svm_km",
+]
+
+HAL: Final = "application/hal+json"
+CLUSTER_KM: Final = "0c2ab5c4-0000-4000-8000-00000000c1c1"
+KM_PATH: Final = "/api/security/key-managers"
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def svm_km(index: int) -> str:
+    """The uuid of the ``index``-th SVM's key manager."""
+    return f"0c2ab5c4-0000-4000-8000-{index:012d}"
+
+
+def json_answer(
+    status: int,
+    body: object,
+    *,
+    content_type: str = HAL,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An answer with a JSON body (or raw bytes, sent as they are)."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return web.Response(body=raw, status=status, content_type=content_type, headers=headers)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Seen:
+    """One request that reached the server."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Pki:
+    """A CA the client trusts (``ca_file``), and a second CA it does not."""
+
+    def __init__(self, directory: Path) -> None:
+        """Create both CAs; write the trusted one's PEM under ``directory``."""
+        self.ca = trustme.CA(organization_name="bulkkm hostile tests")
+        self.rogue = trustme.CA(organization_name="nobody trusts this")
+        self.ca_file = directory / "hostile-ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+
+    def context(
+        self,
+        *names: str,
+        rogue: bool = False,
+        expired: bool = False,
+    ) -> ssl.SSLContext:
+        """A server context whose certificate names ``names`` (default: the loopbacks)."""
+        issuer = self.rogue if rogue else self.ca
+        kwargs: dict[str, datetime] = {}
+        if expired:
+            now = datetime.now(UTC)
+            kwargs = {"not_before": now - timedelta(days=30), "not_after": now - timedelta(days=1)}
+        cert = issuer.issue_cert(*(names or ("127.0.0.1", "127.0.0.2", "localhost")), **kwargs)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        return context
+
+
+class HostileServer:
+    """An HTTPS server that speaks enough ONTAP for bulkkm, until a route is replaced."""
+
+    def __init__(
+        self,
+        tls: ssl.SSLContext | None,
+        *,
+        host: str = "127.0.0.1",
+        svms: Sequence[str] = ("svm_a",),
+        version: tuple[int, int, int] = (9, 14, 1),
+    ) -> None:
+        """Serve ``svms`` (each with an external key manager) and a cluster-scoped one."""
+        self.tls = tls
+        self.host = host
+        self.port = 0
+        self.seen: list[Seen] = []
+        self.version = version
+        self.key_managers: list[dict[str, object]] = [
+            {"uuid": CLUSTER_KM, "scope": "cluster", "external": {"servers": []}}
+        ] + [
+            {
+                "uuid": svm_km(i),
+                "scope": "svm",
+                "svm": {"name": name, "uuid": f"svm-{i}"},
+                "external": {"servers": []},
+            }
+            for i, name in enumerate(svms, 1)
+        ]
+        self.added: dict[str, list[str]] = {}
+        self.closing = asyncio.Event()
+        self._routes: dict[tuple[str, str], Handler] = {}
+        self._web = web.Server(self._handle, access_log=None)
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as an inventory names it."""
+        return f"{self.host}:{self.port}"
+
+    def on(self, method: str, path: str, handler: Handler) -> None:
+        """Answer ``method path`` (the path without its query) with ``handler`` from now on."""
+        self._routes[method, path] = handler
+
+    def answer(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        body: object,
+        *,
+        content_type: str = HAL,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer ``method path`` with a fixed answer from now on."""
+
+        async def fixed(_request: web.BaseRequest) -> web.StreamResponse:
+            return json_answer(status, body, content_type=content_type, headers=headers)
+
+        self.on(method, path, fixed)
+
+    async def __aenter__(self) -> HostileServer:
+        """Start listening on an ephemeral port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._web, self.host, 0, ssl=self.tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop: drop every connection, whatever its handler is doing."""
+        self.closing.set()
+        if self._server is not None:
+            self._server.close()
+        for connection in self._web.connections:
+            if connection.transport is not None:
+                connection.transport.abort()
+        await self._web.shutdown(0.5)
+        if self._server is not None:
+            await self._server.wait_closed()
+        await asyncio.sleep(0)
+
+    def authorizations(self) -> list[str]:
+        """Every Authorization header received."""
+        return [s.headers["Authorization"] for s in self.seen if "Authorization" in s.headers]
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Record the request, then answer it by its replaced route or as ONTAP."""
+        body = await request.read()
+        self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
+        handler = self._routes.get((request.method, request.path))
+        if handler is not None:
+            return await handler(request)
+        return self._ontap(request.method, request.path, body)
+
+    def _ontap(self, method: str, path: str, body: bytes) -> web.StreamResponse:
+        """What ONTAP answers to the calls bulkkm makes."""
+        generation, major, minor = self.version
+        if (method, path) == ("GET", "/api/cluster"):
+            version = {"generation": generation, "major": major, "minor": minor}
+            return json_answer(200, {"version": {"full": f"{generation}.{major}.{minor}", **version}})
+        if (method, path) == ("GET", KM_PATH):
+            return json_answer(
+                200, {"records": self.key_managers, "num_records": len(self.key_managers)}
+            )
+        if (method, path) == ("GET", "/api/svm/svms"):
+            names = [
+                km["svm"]["name"]  # type: ignore[index]
+                for km in self.key_managers
+                if isinstance(km.get("svm"), dict)
+            ]
+            return json_answer(200, {"records": [{"name": n} for n in names]})
+        parts = path.split("/")
+        if path.startswith(KM_PATH + "/") and len(parts) == 6 and parts[5] == "key-servers":
+            uuid = parts[4]
+            if method == "POST":
+                document = orjson.loads(body)
+                records = document.get("records", [document])
+                self.added.setdefault(uuid, []).extend(str(r["server"]) for r in records)
+                location = f"{KM_PATH}/{uuid}/key-servers/{records[0]['server']}"
+                return json_answer(201, {}, headers={"Location": location})
+            servers = self.added.get(uuid, [])
+            return json_answer(200, {"records": [{"server": s} for s in servers]})
+        return json_answer(404, {"error": {"message": "API not found.", "code": "3"}})
+
+
+class PlainListener:
+    """A plain-HTTP port: records the bytes of every connection, answers 400, closes."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        """Not listening before ``async with``."""
+        self.host = host
+        self.port = 0
+        self.connections = 0
+        self.received = bytearray()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Keep what the client sends first; answer as an HTTP server does to garbage."""
+        self.connections += 1
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(2):
+                self.received += await reader.read(65536)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+    async def __aenter__(self) -> PlainListener:
+        """Listen on an ephemeral port."""
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def open_gate() -> AsyncIterator[None]:
+    """A gate that admits every request (the engine's semaphore is not under test here)."""
+    yield
+
+
+def client_for(
+    session: aiohttp.ClientSession,
+    address: str,
+    ca_file: Path,
+    *,
+    timeout: float = 2.0,
+    password: str = "hostile-test-password",
+    read_only: bool = False,
+) -> OntapClient:
+    """An ``OntapClient`` for the server at ``address``, TLS verified against ``ca_file``."""
+    host, _, port = address.rpartition(":")
+    cluster = Cluster(
+        name="hostile",
+        host=host,
+        port=int(port),
+        username="admin",
+        password=Secret(password, source="env:HOSTILE_TEST"),
+        tls=Tls(ca_file=ca_file),
+        limits=Limits(timeout=timeout),
+    )
+    return OntapClient(session, cluster, gate=open_gate, read_only=read_only)

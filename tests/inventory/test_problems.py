@@ -1,0 +1,644 @@
+"""Each rule of the format: a file breaking it yields exactly one problem, located exactly.
+
+Every case is a whole file; the line the problem must point at carries a ``# <-`` marker
+(no marker: the problem has no line). Exactly one problem is expected, so a mistake that
+set off a cascade of follow-on problems would fail too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.inventory.conftest import Write, marked_line, problems_of
+
+HEAD = """\
+version: 1
+defaults:
+  username: admin
+  password: env:ONTAP_PASSWORD
+  key_servers: [kms1.example.com]
+"""
+"""Five lines of valid defaults that most cases start with."""
+
+CASES = [
+    # -- the top level -----------------------------------------------------------------
+    pytest.param(
+        HEAD.replace("version: 1\n", "").replace("defaults:", "defaults:  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "version",
+        "version is required",
+        id="version-missing",
+    ),
+    pytest.param(
+        HEAD.replace("version: 1", "version: 2  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "version",
+        "unsupported version 2",
+        id="version-unsupported",
+    ),
+    pytest.param(
+        HEAD.replace("version: 1", "version: '1'  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "version",
+        "expected the number 1, got a string",
+        id="version-string",
+    ),
+    pytest.param(
+        HEAD.replace("version: 1", "version: true  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "version",
+        "got a boolean",
+        id="version-boolean",
+    ),
+    pytest.param(
+        HEAD + "clusterz: []  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "clusterz",
+        "unknown key 'clusterz'; did you mean 'clusters'?",
+        id="top-unknown-key-near-miss",
+    ),
+    pytest.param(
+        HEAD + "tls: {}  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "tls",
+        "it belongs under 'defaults:' or in a cluster",
+        id="top-settings-key-misplaced",
+    ),
+    pytest.param(
+        "version: 1  # <-\ndefaults: {}\n",
+        "clusters",
+        "clusters is required",
+        id="clusters-missing",
+    ),
+    pytest.param(
+        HEAD + "clusters: {c1: {}}  # <-\n",
+        "clusters",
+        "expected a list of clusters, got a mapping",
+        id="clusters-not-a-list",
+    ),
+    pytest.param(
+        HEAD + "clusters: []  # <-\n",
+        "clusters",
+        "the list of clusters is empty",
+        id="clusters-empty",
+    ),
+    pytest.param(
+        HEAD + "allow_plaintext_secrets: sometimes  # <-\n"
+        "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "allow_plaintext_secrets",
+        "expected true or false, got a string",
+        id="allow-plaintext-not-boolean",
+    ),
+    # -- a cluster entry ---------------------------------------------------------------
+    pytest.param(
+        HEAD + "clusters:\n  - c1  # <-\n",
+        "clusters[0]",
+        "expected a cluster (a mapping with name: and address:), got a string",
+        id="cluster-not-a-mapping",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - address: h1  # <-\n    svms: all\n",
+        "clusters[0].name",
+        "name is required",
+        id="cluster-name-missing",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: paris 01  # <-\n    address: h1\n    svms: all\n",
+        "clusters[0].name",
+        "'paris 01' is not a valid cluster name",
+        id="cluster-name-invalid",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: ''  # <-\n    address: h1\n    svms: all\n",
+        "clusters[0].name",
+        "expected a cluster name, got an empty string",
+        id="cluster-name-empty",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - {name: c1, address: h1, svms: all}\n"
+        "  - {name: c1, address: h2, svms: all}  # <-\n",
+        "clusters[1].name",
+        "cluster name 'c1' is also used by clusters[0]",
+        id="cluster-name-duplicate",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1  # <-\n    svms: all\n",
+        "clusters[0].address",
+        "address is required",
+        id="address-missing",
+    ),
+    pytest.param(
+        HEAD
+        + "clusters:\n  - name: c1\n    address: https://h1.example.com  # <-\n    svms: all\n",
+        "clusters[0].address",
+        "has a scheme: always https; write the host only",
+        id="address-https-scheme",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: http://h1:8080  # <-\n    svms: all\n",
+        "clusters[0].address",
+        "always https; write the host only",
+        id="address-http-scheme",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1:70000  # <-\n    svms: all\n",
+        "clusters[0].address",
+        "port '70000' is not a number from 1 to 65535",
+        id="address-port-out-of-range",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: bad host  # <-\n    svms: all\n",
+        "clusters[0].address",
+        "is not a valid host name",
+        id="address-invalid-host",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: '[fd20::1'  # <-\n    svms: all\n",
+        "clusters[0].address",
+        "missing ']'",
+        id="address-ipv6-unclosed",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: 10  # <-\n    svms: all\n",
+        "clusters[0].address",
+        "expected a host name or IP address, got an integer",
+        id="address-not-a-string",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - {name: c1, address: H1.example.com, svms: all}\n"
+        "  - {name: c2, address: 'h1.example.com:443', svms: all}  # <-\n",
+        "clusters[1].address",
+        "this address is also the address of clusters[0]",
+        id="address-duplicate-after-normalising",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    adress: h1  # <-\n    address: h1\n    svms: all\n",
+        "clusters[0].adress",
+        "unknown key 'adress'; did you mean 'address'?",
+        id="cluster-unknown-key-near-miss",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n    verify: false  # <-\n",
+        "clusters[0].verify",
+        "it belongs under 'tls:'",
+        id="cluster-tls-key-misplaced",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n    frobnicate: 1  # <-\n",
+        "clusters[0].frobnicate",
+        "unknown key 'frobnicate'; expected one of name, address, groups",
+        id="cluster-unknown-key",
+    ),
+    pytest.param(
+        HEAD + "groups: {emea: {}}\nclusters:\n  - name: c1\n    address: h1\n    svms: all\n"
+        "    groups: emea  # <-\n",
+        "clusters[0].groups",
+        "expected a list of group names, got a string",
+        id="cluster-groups-not-a-list",
+    ),
+    pytest.param(
+        HEAD + "groups: {emea: {}}\nclusters:\n  - name: c1\n    address: h1\n    svms: all\n"
+        "    groups:\n      - emae  # <-\n",
+        "clusters[0].groups[0]",
+        "there is no group 'emae'; did you mean 'emea'?",
+        id="cluster-group-unknown",
+    ),
+    pytest.param(
+        HEAD + "groups: {emea: {}}\nclusters:\n  - name: c1\n    address: h1\n    svms: all\n"
+        "    groups:\n      - emea\n      - emea  # <-\n",
+        "clusters[0].groups[1]",
+        "group 'emea' is listed twice",
+        id="cluster-group-twice",
+    ),
+    # -- what a cluster selects --------------------------------------------------------
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1  # <-\n    address: h1\n",
+        "clusters[0]",
+        "the cluster selects no key manager",
+        id="selects-no-key-manager",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: []  # <-\n",
+        "clusters[0].svms",
+        "svms is empty, so the cluster selects no key manager",
+        id="svms-empty-list",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: everything  # <-\n",
+        "clusters[0].svms",
+        "expected 'all' or a list of SVM names, globs or {name, key_servers} entries, "
+        "got the string 'everything'",
+        id="svms-string-not-all",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - svm a  # <-\n",
+        "clusters[0].svms[0]",
+        "'svm a' is not a valid SVM name",
+        id="svm-name-invalid",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - 'app_[ab'  # <-\n",
+        "clusters[0].svms[0]",
+        "the glob 'app_[ab' has a '[' that is never closed",
+        id="svm-glob-unclosed",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - 'app *'  # <-\n",
+        "clusters[0].svms[0]",
+        "may hold only letters, digits",
+        id="svm-glob-bad-character",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - svm_a\n"
+        "      - name: svm_a  # <-\n",
+        "clusters[0].svms[1]",
+        "SVM 'svm_a' is listed twice (also at clusters[0].svms[0])",
+        id="svm-name-twice",
+    ),
+    pytest.param(
+        HEAD
+        + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - svm_a\n      - all  # <-\n",
+        "clusters[0].svms[1]",
+        "'all' cannot be one entry of a list: write 'svms: all'",
+        id="svm-all-in-list",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n"
+        "      - key_servers: [kms2.example.com]  # <-\n",
+        "clusters[0].svms[0].name",
+        "name is required (an SVM name or glob)",
+        id="svm-mapping-without-name",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - name: svm_a\n"
+        "        key_server: [kms2.example.com]  # <-\n",
+        "clusters[0].svms[0].key_server",
+        "did you mean 'key_servers'?",
+        id="svm-mapping-unknown-key",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - 42  # <-\n",
+        "clusters[0].svms[0]",
+        "expected an SVM name, a glob or a mapping with name: (and key_servers:), got an integer",
+        id="svm-entry-wrong-type",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n"
+        "    exclude_svms: '*_test'  # <-\n",
+        "clusters[0].exclude_svms",
+        "expected a list of SVM names or globs, got a string",
+        id="exclude-svms-not-a-list",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n"
+        "    exclude_svms:\n      - '*_[test'  # <-\n",
+        "clusters[0].exclude_svms[0]",
+        "has a '[' that is never closed",
+        id="exclude-svms-bad-glob",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    cluster_scope: please  # <-\n",
+        "clusters[0].cluster_scope",
+        "expected true or false, got a string",
+        id="cluster-scope-not-boolean",
+    ),
+    # -- a selected key manager needs key servers -------------------------------------
+    pytest.param(
+        "version: 1\ndefaults: {username: u, password: env:ONTAP_PASSWORD}\n"
+        "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - svm_a  # <-\n",
+        "clusters[0].svms[0]",
+        "SVM 'svm_a' has no key servers",
+        id="named-svm-without-key-servers",
+    ),
+    pytest.param(
+        "version: 1\ndefaults: {username: u, password: env:ONTAP_PASSWORD}\n"
+        "clusters:\n  - name: c1\n    address: h1\n    svms: ['app_*']  # <-\n",
+        "clusters[0].svms[0]",
+        "the SVM glob 'app_*' has no key servers",
+        id="glob-without-key-servers",
+    ),
+    pytest.param(
+        "version: 1\ndefaults: {username: u, password: env:ONTAP_PASSWORD}\n"
+        "clusters:\n  - name: c1\n    address: h1\n    svms: all  # <-\n",
+        "clusters[0].svms",
+        "svms: all has no key servers",
+        id="all-without-key-servers",
+    ),
+    pytest.param(
+        "version: 1\ndefaults: {username: u, password: env:ONTAP_PASSWORD}\n"
+        "clusters:\n  - name: c1\n    address: h1\n    cluster_scope: true  # <-\n",
+        "clusters[0].cluster_scope",
+        "the cluster scope has no key servers",
+        id="cluster-scope-without-key-servers",
+    ),
+    pytest.param(
+        "version: 1\ndefaults: {username: u, password: env:ONTAP_PASSWORD, svms: all}\n"
+        "clusters:\n  - name: c1  # <-\n    address: h1\n",
+        "clusters[0]",
+        "svms: all has no key servers: set key_servers on the cluster, in one of its groups "
+        "or in defaults (inherited from defaults.svms)",
+        id="inherited-selection-without-key-servers",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - name: svm_a\n"
+        "        key_servers: []  # <-\n",
+        "clusters[0].svms[0].key_servers",
+        "key_servers is empty, so SVM 'svm_a' has nothing to add",
+        id="svm-entry-empty-key-servers",
+    ),
+    # -- key servers -------------------------------------------------------------------
+    pytest.param(
+        HEAD.replace("key_servers: [kms1.example.com]", "key_servers: [k1, k2, k3, k4, k5]  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers",
+        "5 key servers: ONTAP allows at most 4 per key manager",
+        id="more-than-4-primaries",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - server: k1\n      secondary_key_servers: [s1, s2, s3, s4]  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0].secondary_key_servers",
+        "4 secondary key servers: ONTAP allows at most 3 per key server",
+        id="more-than-3-secondaries",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - KMS1.Example.com\n    - kms1.example.com:5696  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[1]",
+        "kms1.example.com:5696 is listed twice (also at defaults.key_servers[0])",
+        id="duplicate-primary-after-normalising",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - fd20::1\n    - '[fd20:0:0::1]:5696'  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[1]",
+        "[fd20::1]:5696 is listed twice",
+        id="duplicate-ipv6-after-normalising",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - server: kms1.example.com\n"
+            "      secondary_key_servers:\n        - kms1.example.com:5696  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0].secondary_key_servers[0]",
+        "kms1.example.com:5696 is listed twice (also at defaults.key_servers[0].server)",
+        id="secondary-equal-to-its-primary",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - kms2.example.com\n    - server: kms1.example.com\n"
+            "      secondary_key_servers: [kms2.example.com]  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[1].secondary_key_servers[0]",
+        "kms2.example.com:5696 is listed twice (also at defaults.key_servers[0])",
+        id="secondary-equal-to-another-primary",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]", "key_servers:\n    - server: kms://k1  # <-"
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0].server",
+        "has a scheme: write the host (and port) only",
+        id="server-with-scheme",
+    ),
+    pytest.param(
+        HEAD.replace("key_servers: [kms1.example.com]", "key_servers:\n    - 'k1:port'  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0]",
+        "not a valid key server: 'k1:port': port 'port' is not a number",
+        id="server-bad-port",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - secondary_key_servers: [k2]  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0].server",
+        "server is required",
+        id="server-mapping-without-server",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - server: k1\n      secondary_key_server: [k2]  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0].secondary_key_server",
+        "did you mean 'secondary_key_servers'?",
+        id="server-mapping-unknown-key",
+    ),
+    pytest.param(
+        HEAD.replace("key_servers: [kms1.example.com]", "key_servers: kms1.example.com  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers",
+        "expected a list of key servers, got a string",
+        id="key-servers-not-a-list",
+    ),
+    pytest.param(
+        HEAD.replace("key_servers: [kms1.example.com]", "key_servers:\n    - 5696  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0]",
+        "expected a key server name or a mapping with server:, got an integer",
+        id="key-server-wrong-type",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - server: k1\n      secondary_key_servers: k2  # <-",
+        )
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.key_servers[0].secondary_key_servers",
+        "expected a list of key server names, got a string",
+        id="secondaries-not-a-list",
+    ),
+    # -- credentials -------------------------------------------------------------------
+    pytest.param(
+        HEAD.replace("username: admin", "username: 7  # <-")
+        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.username",
+        "expected a user name, got an integer",
+        id="username-not-a-string",
+    ),
+    pytest.param(
+        HEAD.replace("  username: admin\n", "")
+        + "clusters:\n  - {name: c1, address: h1, svms: all}  # <-\n",
+        "clusters[0].username",
+        "no username: set username on the cluster, in one of its groups or in defaults",
+        id="username-missing",
+    ),
+    pytest.param(
+        HEAD.replace("  password: env:ONTAP_PASSWORD\n", "")
+        + "clusters:\n  - {name: c1, address: h1, svms: all}  # <-\n",
+        "clusters[0].password",
+        "no password: set password on the cluster",
+        id="password-missing",
+    ),
+    # -- limits ------------------------------------------------------------------------
+    pytest.param(
+        HEAD
+        + "  limits:\n    concurrency: 0  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.concurrency",
+        "expected a whole number greater than 0, got 0",
+        id="concurrency-zero",
+    ),
+    pytest.param(
+        HEAD
+        + "  limits:\n    concurrency: 2.5  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.concurrency",
+        "expected a whole number greater than 0, got 2.5",
+        id="concurrency-fraction",
+    ),
+    pytest.param(
+        HEAD
+        + "  limits:\n    concurrency: true  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.concurrency",
+        "got a boolean",
+        id="concurrency-boolean",
+    ),
+    pytest.param(
+        HEAD
+        + "  limits:\n    concurrency: '4'  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.concurrency",
+        "expected a whole number greater than 0, got a string",
+        id="concurrency-string",
+    ),
+    pytest.param(
+        HEAD + "  limits:\n    rate: -1  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.rate",
+        "expected a number greater than 0, got -1",
+        id="rate-negative",
+    ),
+    pytest.param(
+        HEAD + "  limits:\n    rate: yes  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.rate",
+        "got a boolean",
+        id="rate-boolean",
+    ),
+    pytest.param(
+        HEAD + "  limits:\n    rate: .inf  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.rate",
+        "expected a number greater than 0, got inf",
+        id="rate-infinite",
+    ),
+    pytest.param(
+        HEAD
+        + "  limits:\n    timeout: .nan  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.timeout",
+        "expected a number greater than 0, got nan",
+        id="timeout-nan",
+    ),
+    pytest.param(
+        HEAD + "  limits:\n    timeout: 0  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.timeout",
+        "expected a number greater than 0, got 0",
+        id="timeout-zero",
+    ),
+    pytest.param(
+        HEAD
+        + "  limits:\n    concurency: 2  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits.concurency",
+        "did you mean 'concurrency'?",
+        id="limits-unknown-key",
+    ),
+    pytest.param(
+        HEAD + "  limits: 4  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.limits",
+        "expected a mapping of limits, got an integer",
+        id="limits-not-a-mapping",
+    ),
+    # -- tls (shape only; files are in test_tls) --------------------------------------
+    pytest.param(
+        HEAD + "  tls:\n    verify: nope  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.tls.verify",
+        "expected true or false, got a string",
+        id="verify-not-boolean",
+    ),
+    pytest.param(
+        HEAD + "  tls:\n    ca: ca.pem  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.tls.ca",
+        "unknown key 'ca'",
+        id="tls-unknown-key",
+    ),
+    pytest.param(
+        HEAD + "  tls: [ca.pem]  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.tls",
+        "expected a mapping of TLS settings, got a list",
+        id="tls-not-a-mapping",
+    ),
+    # -- groups and defaults -----------------------------------------------------------
+    pytest.param(
+        HEAD + "groups: [emea]  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "groups",
+        "expected a mapping of group names to settings, got a list",
+        id="groups-not-a-mapping",
+    ),
+    pytest.param(
+        HEAD + "groups:\n  bad name: {}  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        'groups["bad name"]',
+        "'bad name' is not a valid group name",
+        id="group-name-invalid",
+    ),
+    pytest.param(
+        HEAD + "groups:\n  emea: 4  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "groups.emea",
+        "expected a mapping of settings for group 'emea', got an integer",
+        id="group-not-a-mapping",
+    ),
+    pytest.param(
+        HEAD
+        + "groups:\n  emea:\n    address: h9  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "groups.emea.address",
+        "it belongs in a cluster entry (it is not inherited)",
+        id="group-cluster-only-key",
+    ),
+    pytest.param(
+        HEAD + "  name: everyone  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults.name",
+        "it belongs in a cluster entry (it is not inherited)",
+        id="defaults-cluster-only-key",
+    ),
+    pytest.param(
+        "version: 1\ndefaults: 3  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "defaults",
+        "expected a mapping of settings for defaults, got an integer",
+        id="defaults-not-a-mapping",
+    ),
+    # -- YAML itself -------------------------------------------------------------------
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n    address: h2  # <-\n",
+        "clusters[0].address",
+        "duplicate key 'address': a key may appear once in a mapping",
+        id="duplicate-key",
+    ),
+    pytest.param(
+        HEAD + "clusters: [{name: c1, address: h1, svms: all}]\n1: one  # <-\n",
+        "1",
+        "the key 1 is an integer; keys are names",
+        id="key-not-a-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "message"), CASES)
+def test_each_mistake_is_one_problem_at_its_line_and_key_path(
+    write: Write, text: str, key_path: str, message: str
+) -> None:
+    """A file with one mistake yields exactly that problem, with its line and key path."""
+    path = write(text)
+    problems = problems_of(path)
+    assert [(p.key_path, p.line) for p in problems] == [(key_path, marked_line(text))], problems
+    assert message in problems[0].message
+    assert problems[0].file == str(path)
