@@ -1,6 +1,6 @@
 """Time ``load_inventory`` on a generated 10,000-cluster inventory (median of 5 runs).
 
-    .venv/bin/python bench/inventory_bench.py [--clusters N] [--runs R]
+.venv/bin/python bench/inventory_bench.py [--clusters N] [--runs R]
 """
 
 from __future__ import annotations

@@ -54,9 +54,18 @@ class _Tally:
 
 
 async def raw_rollout(
-    fleet: Fleet, *, concurrency: int = 4, active_clusters: int = 256, server: str = RAW_SERVER
+    fleet: Fleet,
+    *,
+    concurrency: int = 4,
+    active_clusters: int = 256,
+    server: str = RAW_SERVER,
+    read_only: bool = False,
 ) -> RawRun:
-    """Add ``server`` to every SVM key manager of the fleet; time it."""
+    """Add ``server`` to every SVM key manager of the fleet; time it.
+
+    ``read_only`` sends a GET of the key manager's key servers instead of each POST: the
+    same number of requests and connections, no change to the fleet (a warm-up).
+    """
     context = ssl.create_default_context(cafile=str(fleet.ca_file))
     token = base64.b64encode(f"{fleet.username}:{fleet.password}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", "Accept": "application/hal+json"}
@@ -65,7 +74,7 @@ async def raw_rollout(
     started, cpu = time.perf_counter(), time.process_time()
     connector = aiohttp.TCPConnector(limit=concurrency * active_clusters, limit_per_host=0)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        worker = _Worker(session, context, concurrency, server, tally)
+        worker = _Worker(session, context, concurrency, server, tally, read_only=read_only)
         async with asyncio.TaskGroup() as group:
             for _ in range(min(active_clusters, len(fleet.clusters))):
                 group.create_task(worker.work(clusters))
@@ -88,6 +97,8 @@ class _Worker:
         concurrency: int,
         server: str,
         tally: _Tally,
+        *,
+        read_only: bool,
     ) -> None:
         """Share the session, TLS context and counters."""
         self._session = session
@@ -96,6 +107,7 @@ class _Worker:
         self._body = orjson.dumps({"server": server})
         self._server = server
         self._tally = tally
+        self._read_only = read_only
 
     async def work(self, clusters: Iterator[ClusterAddress]) -> None:
         """Roll out clusters until none is left."""
@@ -115,8 +127,12 @@ class _Worker:
         gate = asyncio.Semaphore(self._concurrency)
 
         async def post(uuid: str) -> None:
+            url = f"{base}/api/security/key-managers/{uuid}/key-servers"
             async with gate:
-                await self._post(f"{base}/api/security/key-managers/{uuid}/key-servers")
+                if self._read_only:
+                    await self._get(url, {"fields": "server"})
+                else:
+                    await self._post(url)
 
         async with asyncio.TaskGroup() as group:
             for uuid in missing:

@@ -61,6 +61,8 @@ from bulkkm.retry import (
 __all__ = ["Command", "Options", "Resume", "RetryPolicy", "RunControl", "exit_code", "run"]
 
 VERSION: Final = _package_version("bulkkm")
+KEEPALIVE: Final = 3.0
+"""Seconds an idle connection stays open: longer than a cluster's gaps, short for a fleet."""
 A = TypeVar("A")
 B = TypeVar("B")
 T = TypeVar("T")
@@ -272,7 +274,11 @@ class _Run:
 
     async def _work(self) -> None:
         """The cluster worker pool, under one session, cancelled after an interrupt's grace."""
-        connector = aiohttp.TCPConnector(limit=self.options.max_connections, limit_per_host=0)
+        # Idle connections of finished clusters close soon: each TLS connection holds a
+        # 256 KiB read buffer in asyncio, and a fleet has thousands of clusters.
+        connector = aiohttp.TCPConnector(
+            limit=self.options.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE
+        )
         async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
             clusters = iter(self.inventory.clusters)
             workers = min(self.options.active_clusters, len(self.inventory.clusters))

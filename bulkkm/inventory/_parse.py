@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Final, TypeVar
@@ -59,6 +58,8 @@ T = TypeVar("T")
 
 MAX_PRIMARIES: Final = 4
 MAX_SECONDARIES: Final = 3
+MAX_LIMIT: Final = 1_000_000
+"""The largest concurrency, rate or timeout: beyond it, a typo rather than a plan."""
 _HTTPS_PORT: Final = 443
 _GLOB_OK: Final = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]+")
 
@@ -201,15 +202,18 @@ class _Parser:
         return INVALID
 
     def _number(self, value: object, path: KeyPath, *, whole: bool) -> float | None:
-        """A positive finite number (a whole one if ``whole``); booleans are not numbers."""
+        """A positive number up to MAX_LIMIT (a whole one if ``whole``); booleans are not."""
         kind = "a whole number" if whole else "a number"
         if isinstance(value, bool) or not isinstance(value, int | float):
             self._add(path, f"expected {kind} greater than 0, got {describe_type(value)}")
             return None
-        if not math.isfinite(value) or value <= 0 or (whole and value != int(value)):
-            self._add(path, f"expected {kind} greater than 0, got {value!r}")
+        # Compared before any conversion: float() of a huge int would overflow.
+        if not 0 < value <= MAX_LIMIT or (whole and value != int(value)):
+            self._add(
+                path, f"expected {kind} greater than 0 and at most {MAX_LIMIT}, got {value!r}"
+            )
             return None
-        return value
+        return float(value)
 
     # -- the document ------------------------------------------------------------------
 
@@ -447,6 +451,9 @@ class _Parser:
             if key not in known:
                 return None
             text = self._string(known[key], (*path, key), "a file path")
+            if text is not None and "\x00" in text:
+                self._add((*path, key), "a file path cannot contain a NUL character")
+                text = None
             return INVALID if text is None else At(text, (*path, key))
 
         return TlsLayer(

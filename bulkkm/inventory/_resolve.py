@@ -9,6 +9,7 @@ resolved once each and shared by every cluster that uses them.
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -123,9 +124,15 @@ class _Resolver:
                         (*spec.path, key),
                         f"no {key}: set {key} {_WHERE} (or use tls.client_cert)",
                     )
-        own = self._desired(settings.key_servers, label)
         selectors = self._selectors(spec, settings, label)
         scope = _value(settings.cluster_scope) is True
+        # The cluster's own list is resolved (its KMIP passwords looked up) only when some
+        # key manager uses it: the cluster scope, or an svms entry without a list of its own.
+        used = scope or (
+            isinstance(settings.svms, At)
+            and any(entry.key_servers is None for entry in settings.svms.value.entries)
+        )
+        own = self._desired(settings.key_servers, label) if used else ()
         if scope and isinstance(settings.cluster_scope, At):
             self._check_servers(spec, settings.key_servers, settings.cluster_scope.path, None)
         self._check_selects(spec, settings)
@@ -279,7 +286,7 @@ class _Resolver:
 
     def _path(self, written: str) -> Path:
         """A file path as written, made absolute against the inventory's directory."""
-        return self._base_dir / Path(written).expanduser()
+        return self._base_dir / os.path.expanduser(written)
 
     def _warn_excluded(
         self,

@@ -166,16 +166,19 @@ def _defs() -> dict[str, object]:
                 "concurrency": {
                     "type": "integer",
                     "minimum": 1,
+                    "maximum": 1000000,
                     "description": "Requests in flight per cluster (default 4).",
                 },
                 "rate": {
                     "type": ["number", "null"],
                     "exclusiveMinimum": 0,
+                    "maximum": 1000000,
                     "description": "Requests started per second per cluster (null: none).",
                 },
                 "timeout": {
                     "type": "number",
                     "exclusiveMinimum": 0,
+                    "maximum": 1000000,
                     "description": "Seconds for one request (default 30).",
                 },
             },

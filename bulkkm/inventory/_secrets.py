@@ -7,6 +7,7 @@ reference is named by its variable or path only.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,8 +50,8 @@ def parse_secret(
             return None
         return SecretRef(kind="env", target=name)
     if value.startswith("file:"):
-        if not value[5:].strip():
-            issues.add(path, "file: needs a path")
+        if not value[5:].strip() or "\x00" in value:
+            issues.add(path, "file: needs a path (without NUL characters)")
             return None
         return SecretRef(kind="file", target=value[5:])
     if not value:
@@ -85,7 +86,7 @@ class SecretResolver:
         if ref.kind == "env":
             key = f"env:{ref.target}"
         else:
-            file = self._base_dir / Path(ref.target).expanduser()
+            file = self._base_dir / os.path.expanduser(ref.target)
             key = f"file:{file}"
         result = self._cache.get(key)
         if result is None:

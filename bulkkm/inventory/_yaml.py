@@ -21,6 +21,10 @@ _VALUE_TAG = "tag:yaml.org,2002:value"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp")
+)
+"""Tags whose safe constructors take a scalar node and return its value directly."""
 
 
 class _Lines:
@@ -80,8 +84,10 @@ class _LineLoader(_BaseLoader):
     still go through ``SafeConstructor``, so values mean what they mean to ``safe_load``.
     """
 
-    # Plain scalars starting with any other character can only be strings (YAML 1.1).
+    # Plain scalars starting with any other character can only be strings (YAML 1.1),
+    # unless some resolver applies whatever the first character (key None): then none is.
     _MAYBE_TYPED: frozenset[str] = frozenset(k for k in _BaseLoader.yaml_implicit_resolvers if k)
+    _ANY_FIRST: bool = None in _BaseLoader.yaml_implicit_resolvers
 
     def __init__(self, stream: str) -> None:
         """Load from ``stream`` into a fresh line table."""
@@ -91,7 +97,11 @@ class _LineLoader(_BaseLoader):
 
     def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
         """The tag of an untagged node: strings decided here cheaply, the rest by PyYAML."""
-        if kind is ScalarNode and value and (not implicit[0] or value[0] not in self._MAYBE_TYPED):
+        if (
+            kind is ScalarNode
+            and value
+            and (not implicit[0] or (value[0] not in self._MAYBE_TYPED and not self._ANY_FIRST))
+        ):
             return _STR_TAG
         tag: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         return tag
@@ -102,9 +112,8 @@ class _LineLoader(_BaseLoader):
         if type(node) is ScalarNode:
             if tag == _STR_TAG:
                 return node.value
-            constructor = self.yaml_constructors.get(tag)
-            if constructor is not None:
-                return constructor(self, node)
+            if tag in _SCALAR_TAGS:
+                return self.yaml_constructors[tag](self, node)
         elif node in self._built:
             return self._built[node]
         elif type(node) is MappingNode and tag == _MAP_TAG:

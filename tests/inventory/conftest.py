@@ -20,7 +20,6 @@ ENV: Mapping[str, str] = {
     "ONTAP_EMEA_PASSWORD": "emea-secret-0003",
     "ONTAP_APAC_PASSWORD": "apac-secret-0004",
     "KMIP_APAC_PASSWORD": "kmip-apac-secret-0005",
-    "ONTAP_AMER_PASSWORD": "amer-secret-0006",
     "EMPTY": "",
 }
 """The variables the example inventories and the tests refer to (values are fake)."""

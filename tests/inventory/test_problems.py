@@ -19,45 +19,43 @@ defaults:
   key_servers: [kms1.example.com]
 """
 """Five lines of valid defaults that most cases start with."""
+ONE = "clusters: [{name: c1, address: h1, svms: all}]\n"
+"""A valid list of one cluster."""
 
 CASES = [
     # -- the top level -----------------------------------------------------------------
     pytest.param(
-        HEAD.replace("version: 1\n", "").replace("defaults:", "defaults:  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD.replace("version: 1\n", "").replace("defaults:", "defaults:  # <-") + ONE,
         "version",
         "version is required",
         id="version-missing",
     ),
     pytest.param(
-        HEAD.replace("version: 1", "version: 2  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD.replace("version: 1", "version: 2  # <-") + ONE,
         "version",
         "unsupported version 2",
         id="version-unsupported",
     ),
     pytest.param(
-        HEAD.replace("version: 1", "version: '1'  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD.replace("version: 1", "version: '1'  # <-") + ONE,
         "version",
         "expected the number 1, got a string",
         id="version-string",
     ),
     pytest.param(
-        HEAD.replace("version: 1", "version: true  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD.replace("version: 1", "version: true  # <-") + ONE,
         "version",
         "got a boolean",
         id="version-boolean",
     ),
     pytest.param(
-        HEAD + "clusterz: []  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "clusterz: []  # <-\n" + ONE,
         "clusterz",
         "unknown key 'clusterz'; did you mean 'clusters'?",
         id="top-unknown-key-near-miss",
     ),
     pytest.param(
-        HEAD + "tls: {}  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "tls: {}  # <-\n" + ONE,
         "tls",
         "it belongs under 'defaults:' or in a cluster",
         id="top-settings-key-misplaced",
@@ -81,8 +79,7 @@ CASES = [
         id="clusters-empty",
     ),
     pytest.param(
-        HEAD + "allow_plaintext_secrets: sometimes  # <-\n"
-        "clusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "allow_plaintext_secrets: sometimes  # <-\n" + ONE,
         "allow_plaintext_secrets",
         "expected true or false, got a string",
         id="allow-plaintext-not-boolean",
@@ -347,7 +344,7 @@ CASES = [
     # -- key servers -------------------------------------------------------------------
     pytest.param(
         HEAD.replace("key_servers: [kms1.example.com]", "key_servers: [k1, k2, k3, k4, k5]  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers",
         "5 key servers: ONTAP allows at most 4 per key manager",
         id="more-than-4-primaries",
@@ -357,7 +354,7 @@ CASES = [
             "key_servers: [kms1.example.com]",
             "key_servers:\n    - server: k1\n      secondary_key_servers: [s1, s2, s3, s4]  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[0].secondary_key_servers",
         "4 secondary key servers: ONTAP allows at most 3 per key server",
         id="more-than-3-secondaries",
@@ -367,7 +364,7 @@ CASES = [
             "key_servers: [kms1.example.com]",
             "key_servers:\n    - KMS1.Example.com\n    - kms1.example.com:5696  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[1]",
         "kms1.example.com:5696 is listed twice (also at defaults.key_servers[0])",
         id="duplicate-primary-after-normalising",
@@ -377,7 +374,7 @@ CASES = [
             "key_servers: [kms1.example.com]",
             "key_servers:\n    - fd20::1\n    - '[fd20:0:0::1]:5696'  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[1]",
         "[fd20::1]:5696 is listed twice",
         id="duplicate-ipv6-after-normalising",
@@ -388,7 +385,7 @@ CASES = [
             "key_servers:\n    - server: kms1.example.com\n"
             "      secondary_key_servers:\n        - kms1.example.com:5696  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[0].secondary_key_servers[0]",
         "kms1.example.com:5696 is listed twice (also at defaults.key_servers[0].server)",
         id="secondary-equal-to-its-primary",
@@ -399,7 +396,7 @@ CASES = [
             "key_servers:\n    - kms2.example.com\n    - server: kms1.example.com\n"
             "      secondary_key_servers: [kms2.example.com]  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[1].secondary_key_servers[0]",
         "kms2.example.com:5696 is listed twice (also at defaults.key_servers[0])",
         id="secondary-equal-to-another-primary",
@@ -408,14 +405,14 @@ CASES = [
         HEAD.replace(
             "key_servers: [kms1.example.com]", "key_servers:\n    - server: kms://k1  # <-"
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[0].server",
         "has a scheme: write the host (and port) only",
         id="server-with-scheme",
     ),
     pytest.param(
         HEAD.replace("key_servers: [kms1.example.com]", "key_servers:\n    - 'k1:port'  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[0]",
         "not a valid key server: 'k1:port': port 'port' is not a number",
         id="server-bad-port",
@@ -425,7 +422,7 @@ CASES = [
             "key_servers: [kms1.example.com]",
             "key_servers:\n    - secondary_key_servers: [k2]  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[0].server",
         "server is required",
         id="server-mapping-without-server",
@@ -435,21 +432,20 @@ CASES = [
             "key_servers: [kms1.example.com]",
             "key_servers:\n    - server: k1\n      secondary_key_server: [k2]  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[0].secondary_key_server",
         "did you mean 'secondary_key_servers'?",
         id="server-mapping-unknown-key",
     ),
     pytest.param(
         HEAD.replace("key_servers: [kms1.example.com]", "key_servers: kms1.example.com  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers",
         "expected a list of key servers, got a string",
         id="key-servers-not-a-list",
     ),
     pytest.param(
-        HEAD.replace("key_servers: [kms1.example.com]", "key_servers:\n    - 5696  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD.replace("key_servers: [kms1.example.com]", "key_servers:\n    - 5696  # <-") + ONE,
         "defaults.key_servers[0]",
         "expected a key server name or a mapping with server:, got an integer",
         id="key-server-wrong-type",
@@ -459,15 +455,14 @@ CASES = [
             "key_servers: [kms1.example.com]",
             "key_servers:\n    - server: k1\n      secondary_key_servers: k2  # <-",
         )
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        + ONE,
         "defaults.key_servers[0].secondary_key_servers",
         "expected a list of key server names, got a string",
         id="secondaries-not-a-list",
     ),
     # -- credentials -------------------------------------------------------------------
     pytest.param(
-        HEAD.replace("username: admin", "username: 7  # <-")
-        + "clusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD.replace("username: admin", "username: 7  # <-") + ONE,
         "defaults.username",
         "expected a user name, got an integer",
         id="username-not-a-string",
@@ -488,130 +483,123 @@ CASES = [
     ),
     # -- limits ------------------------------------------------------------------------
     pytest.param(
-        HEAD
-        + "  limits:\n    concurrency: 0  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    concurrency: 0  # <-\n" + ONE,
         "defaults.limits.concurrency",
-        "expected a whole number greater than 0, got 0",
+        "expected a whole number greater than 0 and at most 1000000, got 0",
         id="concurrency-zero",
     ),
     pytest.param(
-        HEAD
-        + "  limits:\n    concurrency: 2.5  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    concurrency: 2.5  # <-\n" + ONE,
         "defaults.limits.concurrency",
-        "expected a whole number greater than 0, got 2.5",
+        "expected a whole number greater than 0 and at most 1000000, got 2.5",
         id="concurrency-fraction",
     ),
     pytest.param(
-        HEAD
-        + "  limits:\n    concurrency: true  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    concurrency: true  # <-\n" + ONE,
         "defaults.limits.concurrency",
         "got a boolean",
         id="concurrency-boolean",
     ),
     pytest.param(
-        HEAD
-        + "  limits:\n    concurrency: '4'  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    concurrency: '4'  # <-\n" + ONE,
         "defaults.limits.concurrency",
         "expected a whole number greater than 0, got a string",
         id="concurrency-string",
     ),
     pytest.param(
-        HEAD + "  limits:\n    rate: -1  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    rate: -1  # <-\n" + ONE,
         "defaults.limits.rate",
-        "expected a number greater than 0, got -1",
+        "expected a number greater than 0 and at most 1000000, got -1",
         id="rate-negative",
     ),
     pytest.param(
-        HEAD + "  limits:\n    rate: yes  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    rate: yes  # <-\n" + ONE,
         "defaults.limits.rate",
         "got a boolean",
         id="rate-boolean",
     ),
     pytest.param(
-        HEAD + "  limits:\n    rate: .inf  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    rate: .inf  # <-\n" + ONE,
         "defaults.limits.rate",
-        "expected a number greater than 0, got inf",
+        "expected a number greater than 0 and at most 1000000, got inf",
         id="rate-infinite",
     ),
     pytest.param(
-        HEAD
-        + "  limits:\n    timeout: .nan  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    timeout: .nan  # <-\n" + ONE,
         "defaults.limits.timeout",
-        "expected a number greater than 0, got nan",
+        "expected a number greater than 0 and at most 1000000, got nan",
         id="timeout-nan",
     ),
     pytest.param(
-        HEAD + "  limits:\n    timeout: 0  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    timeout: 0  # <-\n" + ONE,
         "defaults.limits.timeout",
-        "expected a number greater than 0, got 0",
+        "expected a number greater than 0 and at most 1000000, got 0",
         id="timeout-zero",
     ),
     pytest.param(
-        HEAD
-        + "  limits:\n    concurency: 2  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits:\n    concurency: 2  # <-\n" + ONE,
         "defaults.limits.concurency",
         "did you mean 'concurrency'?",
         id="limits-unknown-key",
     ),
     pytest.param(
-        HEAD + "  limits: 4  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  limits: 4  # <-\n" + ONE,
         "defaults.limits",
         "expected a mapping of limits, got an integer",
         id="limits-not-a-mapping",
     ),
     # -- tls (shape only; files are in test_tls) --------------------------------------
     pytest.param(
-        HEAD + "  tls:\n    verify: nope  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  tls:\n    verify: nope  # <-\n" + ONE,
         "defaults.tls.verify",
         "expected true or false, got a string",
         id="verify-not-boolean",
     ),
     pytest.param(
-        HEAD + "  tls:\n    ca: ca.pem  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  tls:\n    ca: ca.pem  # <-\n" + ONE,
         "defaults.tls.ca",
         "unknown key 'ca'",
         id="tls-unknown-key",
     ),
     pytest.param(
-        HEAD + "  tls: [ca.pem]  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  tls: [ca.pem]  # <-\n" + ONE,
         "defaults.tls",
         "expected a mapping of TLS settings, got a list",
         id="tls-not-a-mapping",
     ),
     # -- groups and defaults -----------------------------------------------------------
     pytest.param(
-        HEAD + "groups: [emea]  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "groups: [emea]  # <-\n" + ONE,
         "groups",
         "expected a mapping of group names to settings, got a list",
         id="groups-not-a-mapping",
     ),
     pytest.param(
-        HEAD + "groups:\n  bad name: {}  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "groups:\n  bad name: {}  # <-\n" + ONE,
         'groups["bad name"]',
         "'bad name' is not a valid group name",
         id="group-name-invalid",
     ),
     pytest.param(
-        HEAD + "groups:\n  emea: 4  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "groups:\n  emea: 4  # <-\n" + ONE,
         "groups.emea",
         "expected a mapping of settings for group 'emea', got an integer",
         id="group-not-a-mapping",
     ),
     pytest.param(
-        HEAD
-        + "groups:\n  emea:\n    address: h9  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "groups:\n  emea:\n    address: h9  # <-\n" + ONE,
         "groups.emea.address",
         "it belongs in a cluster entry (it is not inherited)",
         id="group-cluster-only-key",
     ),
     pytest.param(
-        HEAD + "  name: everyone  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        HEAD + "  name: everyone  # <-\n" + ONE,
         "defaults.name",
         "it belongs in a cluster entry (it is not inherited)",
         id="defaults-cluster-only-key",
     ),
     pytest.param(
-        "version: 1\ndefaults: 3  # <-\nclusters: [{name: c1, address: h1, svms: all}]\n",
+        "version: 1\ndefaults: 3  # <-\n" + ONE,
         "defaults",
         "expected a mapping of settings for defaults, got an integer",
         id="defaults-not-a-mapping",

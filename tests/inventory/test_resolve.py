@@ -277,3 +277,16 @@ def test_a_defaults_password_that_every_cluster_overrides_is_never_resolved(writ
         "clusters: [{name: c1, address: h1, svms: all, password: env:ONTAP_PASSWORD}]\n"
     )
     assert only_cluster(write, text).password is not None
+
+
+def test_a_cluster_list_no_key_manager_uses_is_not_resolved(write: Write) -> None:
+    """An inherited list that no key manager uses is not resolved: its bad secret is no error."""
+    text = (
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers: [{server: kms1.example.com, password: env:NOT_SET_ANYWHERE}]",
+        )
+        + "clusters: [{name: c1, address: h1, svms: [{name: svm_a, key_servers: [k2]}]}]\n"
+    )
+    cluster = only_cluster(write, text)
+    assert (servers(cluster.svms[0]), cluster.key_servers) == (("k2:5696",), ())

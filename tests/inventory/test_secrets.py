@@ -188,7 +188,7 @@ def test_each_reference_is_resolved_once_per_load(
     write: Write, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Many clusters sharing references cost one variable lookup and one file read each."""
-    secret_file = write("kmip-from-file\n", "kmip.txt")
+    write("kmip-from-file\n", "kmip.txt")
     text = (
         HEAD.replace(
             "key_servers: [kms1.example.com]",

@@ -96,7 +96,8 @@ def test_a_client_certificate_replaces_username_and_password(
         pytest.param(
             "client_cert: certs/client.pem, client_key: certs/other.key",
             "defaults.tls.client_key",
-            "cannot load 'certs/client.pem' with key 'certs/other.key': [X509: KEY_VALUES_MISMATCH]",
+            "cannot load 'certs/client.pem' with key 'certs/other.key': "
+            "[X509: KEY_VALUES_MISMATCH]",
             id="key-does-not-match",
         ),
         pytest.param(

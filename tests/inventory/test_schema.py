@@ -1,0 +1,144 @@
+"""The JSON Schema: the same keys as the parser, closed objects, described keys."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+import yaml
+
+from bulkkm.inventory import inventory_schema
+from bulkkm.inventory._format import (
+    CLUSTER_KEYS,
+    LIMITS_KEYS,
+    SERVER_KEYS,
+    SETTINGS_KEYS,
+    SVM_KEYS,
+    TLS_KEYS,
+    TOP_KEYS,
+)
+
+INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
+EXAMPLES = sorted(p for p in INVENTORIES.iterdir() if p.suffix in {".yaml", ".yml", ".toml"})
+
+Json = dict[str, object]
+
+
+def at(schema: Json, *keys: str | int) -> Json:
+    """The sub-schema reached by following ``keys``."""
+    node: object = schema
+    for key in keys:
+        node = cast(list[object], node)[key] if isinstance(key, int) else cast(Json, node)[key]
+    return cast(Json, node)
+
+
+def objects(node: object) -> Iterator[Json]:
+    """Every sub-schema that is a mapping, depth first."""
+    if isinstance(node, dict):
+        yield cast(Json, node)
+        for value in node.values():
+            yield from objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from objects(value)
+
+
+@pytest.mark.parametrize(
+    ("where", "keys"),
+    [
+        pytest.param((), TOP_KEYS, id="top"),
+        pytest.param(("$defs", "settings"), SETTINGS_KEYS, id="defaults-and-groups"),
+        pytest.param(("$defs", "cluster"), CLUSTER_KEYS, id="cluster"),
+        pytest.param(("$defs", "tls"), TLS_KEYS, id="tls"),
+        pytest.param(("$defs", "limits"), LIMITS_KEYS, id="limits"),
+        pytest.param(("$defs", "keyServer", "anyOf", 1), SERVER_KEYS, id="key-server"),
+        pytest.param(("$defs", "svmEntry", "anyOf", 1), SVM_KEYS, id="svm-entry"),
+    ],
+)
+def test_schema_has_exactly_the_keys_the_parser_accepts(
+    where: tuple[str | int, ...], keys: tuple[str, ...]
+) -> None:
+    """Each mapping of the format lists in the schema the very keys the parser takes."""
+    node = at(inventory_schema(), *where)
+    assert sorted(cast(Json, node["properties"])) == sorted(keys)
+    assert node["additionalProperties"] is False
+
+
+def test_every_object_is_closed_and_every_key_described() -> None:
+    """additionalProperties is false (or a schema, for group names); keys have descriptions."""
+    schema = inventory_schema()
+    for node in objects(schema):
+        if node.get("type") == "object":
+            assert node.get("additionalProperties") is False or node is at(
+                schema, "properties", "groups"
+            ), node
+        for name, sub in cast(Json, node.get("properties", {})).items():
+            assert isinstance(sub, dict)
+            assert sub.get("description"), name
+
+
+def test_groups_are_settings_like_defaults() -> None:
+    """Every group has the same keys as defaults."""
+    schema = inventory_schema()
+    assert at(schema, "properties", "groups", "additionalProperties") == {
+        "$ref": "#/$defs/settings"
+    }
+    assert at(schema, "properties", "defaults")["$ref"] == "#/$defs/settings"
+
+
+def test_schema_is_draft_2020_12_json_and_fresh_each_call() -> None:
+    """It declares its draft, serialises to JSON, and callers may change their copy."""
+    schema = inventory_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert json.loads(json.dumps(schema)) == schema
+    at(schema, "$defs", "tls")["properties"] = {}
+    assert at(inventory_schema(), "$defs", "tls")["properties"] != {}
+
+
+def read(path: Path) -> object:
+    """An example file's data, as an editor's schema validation would see it."""
+    if path.suffix == ".toml":
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_validates_against_the_schema(path: Path) -> None:
+    """The example inventories are valid by the schema (needs the optional jsonschema)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(inventory_schema())
+    assert [e.message for e in validator.iter_errors(read(path))] == []
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param({"version": 2, "clusters": [{"name": "c", "address": "h"}]}, id="version"),
+        pytest.param({"version": 1, "clusters": [{"name": "c", "adress": "h"}]}, id="unknown"),
+        pytest.param(
+            {"version": 1, "clusters": [{"name": "c", "address": "https://h"}]}, id="scheme"
+        ),
+        pytest.param(
+            {"version": 1, "defaults": {"limits": {"rate": 0}}, "clusters": []}, id="rate-zero"
+        ),
+        pytest.param(
+            {"version": 1, "clusters": [{"name": "c", "address": "h", "svms": ["all"]}]},
+            id="all-in-list",
+        ),
+    ],
+)
+def test_schema_rejects_what_the_parser_rejects(document: Json) -> None:
+    """A few shapes the parser refuses are refused by the schema too (needs jsonschema)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(inventory_schema())
+    assert list(validator.iter_errors(document))
+
+
+def test_schema_is_a_valid_draft_2020_12_schema() -> None:
+    """The schema passes the metaschema (needs the optional jsonschema)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(inventory_schema())
