@@ -7,6 +7,7 @@ import fnmatch
 from enum import StrEnum
 from pathlib import Path
 
+from bulkkm.rollout import WaveSize, Window
 from bulkkm.secret import Secret
 from bulkkm.servers import join_host_port
 
@@ -15,6 +16,7 @@ __all__ = [
     "DesiredServer",
     "Inventory",
     "Limits",
+    "Rollout",
     "SelectorKind",
     "SvmSelector",
     "Tls",
@@ -94,6 +96,10 @@ class Cluster:
     cluster_scope: bool = False
     key_servers: tuple[DesiredServer, ...] = ()
     """The cluster's own resolved key servers: those of its cluster-scoped key manager."""
+    window: Window | None = None
+    """When the cluster may be changed; None: any time."""
+    wave: int | None = None
+    """The rollout wave (1-based) this cluster is pinned to, e.g. a canary in wave 1."""
 
     @property
     def address(self) -> str:
@@ -111,6 +117,17 @@ class Cluster:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Rollout:
+    """The inventory's ``rollout:`` settings; command-line options override each."""
+
+    waves: tuple[WaveSize, ...] | None = None
+    wave_order: str | None = None
+    max_fail_percent: float | None = None
+    max_failures: int | None = None
+    pause_between_waves: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Inventory:
     """A validated fleet file."""
 
@@ -118,6 +135,7 @@ class Inventory:
     sha256: str
     clusters: tuple[Cluster, ...]
     warnings: tuple[str, ...] = ()
+    rollout: Rollout = Rollout()
 
     def filter(self, patterns: tuple[str, ...]) -> Inventory:
         """A new inventory with only the clusters whose name matches one of the globs."""
