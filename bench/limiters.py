@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiolimiter import AsyncLimiter
-from asyncio_throttle import Throttler
+from asyncio_throttle.throttler import Throttler
 
 __all__ = ["LIMITERS", "LimiterRun", "measure_limiter"]
 
@@ -31,7 +31,7 @@ def _asyncio_throttle(rate: int) -> Acquire:
     throttler = Throttler(rate_limit=rate, period=1.0)
 
     async def acquire() -> None:
-        await throttler.acquire()
+        await throttler.acquire()  # type: ignore[no-untyped-call]
 
     return acquire
 

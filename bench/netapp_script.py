@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Final
 
 import yaml
-from netapp_ontap import HostConnection
 from netapp_ontap.error import NetAppRestError
-from netapp_ontap.resources import KeyServer, SecurityKeyManager
+from netapp_ontap.host_connection import HostConnection
+from netapp_ontap.resource import Resource
+from netapp_ontap.resources.key_server import KeyServer
+from netapp_ontap.resources.security_key_manager import SecurityKeyManager
 
 __all__ = ["ScriptRun", "netapp_script_rollout"]
 
@@ -83,7 +85,8 @@ class _Rollout:
             port=int(port),
             username=self.username,
             password=self.password,
-            verify=self.ca_file,
+            # requests takes a CA path here, though netapp_ontap annotates a bool.
+            verify=self.ca_file,  # type: ignore[arg-type]
         )
         with connection:
             try:
@@ -108,7 +111,7 @@ class _Rollout:
             self.counts.failed += failed
 
 
-def _external_svm(km: SecurityKeyManager) -> bool:
+def _external_svm(km: Resource) -> bool:
     """Whether a key manager is an SVM's external one (what ``svms: all`` selects)."""
     onboard = getattr(km, "onboard", None)
     return (

@@ -121,9 +121,7 @@ class _Worker:
             self._get(f"{base}/api/cluster", {"fields": "version"}),
             self._get(f"{base}/api/security/key-managers", {"fields": KEY_MANAGER_FIELDS}),
         )
-        missing = [
-            str(km["uuid"]) for km in _records(key_managers) if _lacks(km, self._server)
-        ]
+        missing = [str(km["uuid"]) for km in _records(key_managers) if _lacks(km, self._server)]
         gate = asyncio.Semaphore(self._concurrency)
 
         async def post(uuid: str) -> None:

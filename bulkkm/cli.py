@@ -13,20 +13,27 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import orjson
+import structlog
 from rich.console import Console
 
 from bulkkm import engine
-from bulkkm.console import EventLog, ProgressView, Tally, render_summary
+from bulkkm.console import EventLog, ProgressView, Tally, render_summary, summary_lines
 from bulkkm.errors import BulkkmError, InventoryError, UsageError
-from bulkkm.events import RunFinished, Subscriber
+from bulkkm.events import RunFinished, Subscriber, WaveFinished
 from bulkkm.inventory import Inventory, describe, inventory_schema, load_inventory
 from bulkkm.logs import configure_logging, printable
+from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
 from bulkkm.report import ReportWriter, finished_targets, summarize
+from bulkkm.rollout import check_order, parse_waves
 
 __all__ = ["main"]
+
+T = TypeVar("T")
+
+log = structlog.get_logger("bulkkm")
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -48,6 +55,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
     return value
 
 
@@ -84,7 +102,7 @@ def _parser() -> _Parser:
 
     def fleet_command(name: str, help_text: str, report_required: bool) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text)
-        p.add_argument("inventory", type=Path)
+        p.add_argument("inventory", type=Path, nargs="?" if name != "check" else None)
         p.add_argument(
             "--report", type=Path, required=report_required, help="the JSON-lines report to write"
         )
@@ -97,7 +115,11 @@ def _parser() -> _Parser:
         )
         return p
 
-    fleet_command("plan", "discover and show what apply would do (GET only)", report_required=False)
+    plan = fleet_command(
+        "plan", "discover and show what apply would do (GET only)", report_required=False
+    )
+    plan.add_argument("--out", type=Path, metavar="PLAN", help="save the plan for apply --plan")
+    plan.add_argument("--show", type=Path, metavar="PLAN", help="print a saved plan and exit")
     fleet_command(
         "check",
         "compliance audit: exit 4 when targets lack their servers (GET only)",
@@ -123,7 +145,29 @@ def _parser() -> _Parser:
         "--max-fail-percent",
         type=_percent,
         metavar="P",
-        help="stop starting new work once more than P%% of targets failed (exit 3)",
+        help="stop starting new work once more than P%% of targets failed (with --waves: "
+        "stop between waves once a wave's failures exceed P%%, default 0) (exit 3)",
+    )
+    apply.add_argument(
+        "--plan",
+        type=Path,
+        metavar="PLAN",
+        help="execute a saved plan; refuse drifted key managers",
+    )
+    apply.add_argument(
+        "--waves", metavar="SIZES", help="roll out in cumulative waves of clusters: 1,10%%,100%%"
+    )
+    apply.add_argument(
+        "--wave-order", metavar="ORDER", help="inventory (default), name or random:SEED"
+    )
+    apply.add_argument(
+        "--pause-between-waves", type=_seconds, metavar="SECONDS", help="wait between waves"
+    )
+    apply.add_argument(
+        "--confirm-waves", action="store_true", help="show each wave's results and ask to go on"
+    )
+    apply.add_argument(
+        "--ignore-windows", action="store_true", help="change clusters outside their windows"
     )
 
     report = sub.add_parser("report", help="read a report back")
@@ -204,42 +248,118 @@ def _load(path: Path) -> Inventory:
     """Load the inventory; warnings go to the log on every run."""
     inventory = load_inventory(path)
     for warning in inventory.warnings:
-        engine.log.warning("inventory_warning", message=warning)
+        log.warning("inventory_warning", message=warning)
     return inventory
 
 
 def _fleet(args: argparse.Namespace) -> int:
     """``plan``, ``check`` and ``apply``."""
-    inventory = _load(args.inventory)
+    if getattr(args, "show", None) is not None:
+        for line in read_plan(args.show).lines():
+            print(printable(line))
+        return 0
+    saved = read_plan(args.plan) if getattr(args, "plan", None) is not None else None
+    inventory = _inventory_for(args.inventory, saved)
     limited = inventory.filter(tuple(args.limit))
+    if saved is not None:
+        limited = limited.filter(saved.changed_clusters)
     if args.limit and not limited.clusters:
         raise UsageError(f"--limit {' '.join(args.limit)} matches no cluster of the inventory")
-    skipped = tuple(c.name for c in inventory.clusters if c not in limited.clusters)
+    options = _options(args, inventory, limited, saved)
+    subscribers: list[Subscriber] = []
+    if getattr(args, "out", None) is not None:
+        subscribers.append(PlanWriter(args.out, inventory, options.clock()))
+    summary = asyncio.run(
+        run_with_console(limited, options, report=args.report, quiet=args.quiet, extra=subscribers)
+    )
+    if getattr(args, "out", None) is not None and not args.quiet:
+        print(printable(f"plan: {args.out} (review with: bulkkm plan --show {args.out})"))
+    return summary.exit_code
+
+
+def _inventory_for(path: Path | None, saved: SavedPlan | None) -> Inventory:
+    """The inventory named on the command line or by the plan, checked against the plan."""
+    if path is None and saved is None:
+        raise UsageError("an INVENTORY is needed (or --plan PLAN for apply, --show PLAN for plan)")
+    inventory = _load(path or saved.inventory)  # type: ignore[union-attr]
+    if saved is not None and inventory.sha256 != saved.inventory_sha256:
+        raise UsageError(
+            f"{inventory.path} changed since the plan was made (sha256 differs); make a new plan"
+        )
+    return inventory
+
+
+def _options(
+    args: argparse.Namespace, inventory: Inventory, limited: Inventory, saved: SavedPlan | None
+) -> engine.Options:
+    """The engine's options from the command line, then the inventory's ``rollout:``."""
+    rollout = inventory.rollout
     resume = None
     if getattr(args, "resume", None) is not None:
         if args.report is not None and args.report.resolve() == args.resume.resolve():
             raise UsageError("--report must not be the --resume report: it would be overwritten")
         run_id, done = finished_targets(args.resume)
         resume = engine.Resume(run_id=run_id, done=done)
-    options = engine.Options(
+    waves = rollout.waves
+    if getattr(args, "waves", None) is not None:
+        try:
+            waves = parse_waves(args.waves)
+        except ValueError as exc:
+            raise UsageError(f"--waves: {exc}") from None
+    order = getattr(args, "wave_order", None) or rollout.wave_order or "inventory"
+    try:
+        check_order(order)
+    except ValueError as exc:
+        raise UsageError(f"--wave-order: {exc}") from None
+    confirm = None
+    if getattr(args, "confirm_waves", False):
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UsageError("--confirm-waves asks on a terminal, and there is none")
+        confirm = _confirm_wave
+    return engine.Options(
         command=engine.Command(args.command),
         dry_run=getattr(args, "dry_run", False),
-        max_failures=getattr(args, "max_failures", None),
-        max_fail_percent=getattr(args, "max_fail_percent", None),
+        max_failures=_first(getattr(args, "max_failures", None), rollout.max_failures),
+        max_fail_percent=_first(getattr(args, "max_fail_percent", None), rollout.max_fail_percent),
         resume=resume,
-        skipped_clusters=skipped,
+        approved=saved.approved() if saved is not None else None,
+        waves=waves,
+        wave_order=order,
+        pause_between_waves=_first(
+            getattr(args, "pause_between_waves", None), rollout.pause_between_waves
+        )
+        or 0.0,
+        confirm_wave=confirm,
+        ignore_windows=getattr(args, "ignore_windows", False),
+        skipped_clusters=tuple(c.name for c in inventory.clusters if c not in limited.clusters),
     )
-    summary = asyncio.run(run_with_console(limited, options, report=args.report, quiet=args.quiet))
-    return summary.exit_code
+
+
+def _first(*values: T | None) -> T | None:
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
+async def _confirm_wave(wave: WaveFinished) -> bool:
+    """Show a wave's results on the terminal and ask whether to go on."""
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(wave.counts.items())) or "no target"
+    print(f"\nwave {wave.number} of {wave.of} done: {counts}", file=sys.stderr)
+    answer = await asyncio.to_thread(input, f"start wave {wave.number + 1}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 async def run_with_console(
-    inventory: Inventory, options: engine.Options, *, report: Path | None, quiet: bool
+    inventory: Inventory,
+    options: engine.Options,
+    *,
+    report: Path | None,
+    quiet: bool,
+    extra: Sequence[Subscriber] = (),
 ) -> RunFinished:
     """Run the engine with the report, the log, the progress view and the closing summary."""
     writer = ReportWriter(report) if report is not None else None
     tally = Tally()
-    subscribers: list[Subscriber] = [tally, EventLog()]
+    subscribers: list[Subscriber] = [tally, EventLog(), *extra]
     if writer is not None:
         subscribers.insert(0, writer)
     if not quiet:
@@ -286,27 +406,14 @@ def _summarize(path: Path, *, as_json: bool) -> int:
             "errors": result.errors,
             "failing_clusters": result.failing_clusters,
             "clusters_failed": list(result.clusters_failed),
+            "clusters_not_done": result.clusters_not_done,
+            "waves": {str(k): v for k, v in result.waves.items()},
             "summary": result.summary,
         }
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    run = result.run or {}
-    print(
-        printable(f"run {run.get('run_id')} ({run.get('command')}) started {run.get('started_at')}")
-    )
-    if not result.complete:
-        print("no summary line: the run did not finish (killed?); counts are of the lines written")
-    for title, counts in (
-        ("outcome", result.outcomes),
-        ("error", result.errors),
-        ("cluster with targets not done", result.failing_clusters),
-    ):
-        if counts:
-            print(f"\n{title}s:" if not title.startswith("cluster") else f"\n{title}:")
-            for key, count in list(counts.items())[:20]:
-                print(printable(f"  {key:<40} {count:>8}"))
-    if result.clusters_failed:
-        print(printable(f"\nclusters not discovered: {', '.join(result.clusters_failed)}"))
+    for line in summary_lines(result):
+        print(printable(line))
     return 0
 
 

@@ -35,10 +35,13 @@ from bulkkm.events import (
     RunFinished,
     RunStarted,
     TargetResult,
+    WaveFinished,
+    WaveStarted,
 )
 from bulkkm.logs import printable
+from bulkkm.report import ReportSummary
 
-__all__ = ["EventLog", "ProgressView", "Tally", "render_summary"]
+__all__ = ["EventLog", "ProgressView", "Tally", "render_summary", "summary_lines"]
 
 log = structlog.get_logger("bulkkm")
 PROGRESS_EVERY: Final = 5.0
@@ -106,6 +109,20 @@ class EventLog:
                     reason=event.reason,
                     code=event.error.code if event.error else None,
                     error=event.error.message if event.error else None,
+                )
+            case WaveStarted():
+                log.info(
+                    "wave_started", wave=event.number, of=event.of, clusters=len(event.clusters)
+                )
+            case WaveFinished():
+                log.info(
+                    "wave_finished",
+                    wave=event.number,
+                    of=event.of,
+                    targets=event.targets,
+                    failed=event.failed,
+                    counts=event.counts,
+                    stop=event.stop,
                 )
             case RunFinished():
                 log.info(
@@ -315,3 +332,23 @@ def render_summary(
     )
     if report:
         console.print(Text(f"report: {report}"))
+
+
+def summary_lines(result: ReportSummary) -> list[str]:
+    """``bulkkm report summarize`` as text: outcomes, errors, clusters, waves."""
+    run = result.run or {}
+    lines = [f"run {run.get('run_id')} ({run.get('command')}) started {run.get('started_at')}"]
+    if not result.complete:
+        lines.append("no summary line: the run did not finish; counts are of the lines written")
+    sections: list[tuple[str, dict[str, int]]] = [
+        ("outcomes", result.outcomes),
+        ("errors", result.errors),
+        ("clusters without target lines", result.clusters_not_done),
+        ("clusters with targets not done", result.failing_clusters),
+    ]
+    sections += [(f"wave {number}", counts) for number, counts in result.waves.items()]
+    for title, counts in sections:
+        if counts:
+            lines.append(f"{title}:")
+            lines += [f"  {key:<44} {count:>8}" for key, count in list(counts.items())[:20]]
+    return lines

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from bulkkm.errors import ErrorCategory, OntapError
+from bulkkm.plan import Decision, LiveKeyManager
 
 __all__ = [
     "ClusterDiscovered",
@@ -25,6 +26,8 @@ __all__ = [
     "Subscriber",
     "TargetResult",
     "TargetsKnown",
+    "WaveFinished",
+    "WaveStarted",
 ]
 
 
@@ -70,6 +73,11 @@ class RunStarted:
     version: str
     resumed_from: str | None
     clusters: int
+    waves: tuple[str, ...] | None = None
+    """The wave sizes when rolling out in waves (``("1", "10%", "100%")``)."""
+    ignore_windows: bool = False
+    plan_id: str | None = None
+    """The approved plan this run executes."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +87,8 @@ class ClusterDiscovered:
     cluster: str
     version: str
     targets: int
+    key_managers: tuple[LiveKeyManager, ...] = ()
+    decisions: tuple[Decision, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +127,7 @@ class TargetResult:
     finished_at: datetime
     carried_over: bool = False
     """True when the outcome comes from the report a ``--resume`` run started from."""
+    wave: int | None = None
 
     @property
     def duration_ms(self) -> int:
@@ -132,6 +143,30 @@ class ClusterResult:
     outcome: Outcome
     error: ErrorInfo | None = None
     reason: str | None = None
+    wave: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WaveStarted:
+    """A rollout wave begins."""
+
+    number: int
+    of: int
+    clusters: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WaveFinished:
+    """A rollout wave is over; ``stop`` says why the rollout ends here, if it does."""
+
+    number: int
+    of: int
+    clusters: tuple[str, ...]
+    targets: int
+    failed: int
+    """Failed targets plus clusters that could not be discovered."""
+    counts: dict[str, int]
+    stop: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +185,8 @@ class RunFinished:
 
 Event = (
     RunStarted
+    | WaveStarted
+    | WaveFinished
     | ClusterDiscovered
     | TargetsKnown
     | Retrying

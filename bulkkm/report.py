@@ -98,6 +98,7 @@ class ReportWriter:
                         "outcome": event.outcome.value,
                         "error": _error(event.error),
                         "reason": event.reason,
+                        "wave": event.wave,
                     }
                 )
             case RunFinished():
@@ -135,6 +136,7 @@ class ReportWriter:
             "error": _error(result.error),
             "reason": result.reason,
             "attempts": result.attempts,
+            "wave": result.wave,
             "started_at": timestamp(result.started_at),
             "finished_at": timestamp(result.finished_at),
             "duration_ms": result.duration_ms,
@@ -157,6 +159,9 @@ class ReportWriter:
                 "version": event.version,
                 "resumed_from": event.resumed_from,
                 "clusters": event.clusters,
+                "waves": list(event.waves) if event.waves else None,
+                "ignore_windows": event.ignore_windows,
+                "plan_id": event.plan_id,
                 "targets": None,
             }
         )
@@ -256,7 +261,11 @@ class ReportSummary:
     """``category code`` -> count, most frequent first."""
     failing_clusters: dict[str, int]
     """cluster -> targets not done, most first."""
+    waves: dict[int, dict[str, int]]
+    """wave -> outcome -> count, when the run rolled out in waves."""
     clusters_failed: tuple[str, ...]
+    clusters_not_done: dict[str, int]
+    """``failed discovery_failed``, ``skipped outside_window`` … -> clusters with a cluster line."""
     summary: dict[str, object] | None
     complete: bool
     """False when the report has no summary line (the run was killed)."""
@@ -269,7 +278,9 @@ def summarize(path: Path) -> ReportSummary:
     outcomes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     failing: Counter[str] = Counter()
+    waves: dict[int, Counter[str]] = {}
     clusters_failed: list[str] = []
+    clusters: Counter[str] = Counter()
     for line in read_lines(path):
         kind = line["type"]
         if kind == "run":
@@ -283,8 +294,14 @@ def summarize(path: Path) -> ReportSummary:
                 errors[
                     " ".join(str(error.get(k)) for k in ("category", "code") if error.get(k))
                 ] += 1
+            wave = line.get("wave")
+            if isinstance(wave, int):
+                key = outcome if kind == "target" else f"cluster {outcome}"
+                waves.setdefault(wave, Counter())[key] += 1
             if kind == "cluster":
-                clusters_failed.append(str(line.get("cluster")))
+                clusters[f"{outcome} {line.get('reason')}"] += 1
+                if outcome == Outcome.FAILED:
+                    clusters_failed.append(str(line.get("cluster")))
                 continue
             outcomes[outcome] += 1
             if outcome not in DONE and outcome != Outcome.WOULD_ADD:
@@ -294,7 +311,9 @@ def summarize(path: Path) -> ReportSummary:
         outcomes=dict(outcomes.most_common()),
         errors=dict(errors.most_common()),
         failing_clusters=dict(failing.most_common()),
+        waves={number: dict(counts) for number, counts in sorted(waves.items())},
         clusters_failed=tuple(clusters_failed),
+        clusters_not_done=dict(clusters.most_common()),
         summary=summary,
         complete=summary is not None,
     )

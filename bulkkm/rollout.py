@@ -119,7 +119,7 @@ def split_waves(
         covered += len(wave)
         target = reach[number] if number < len(reach) else covered
         take = max(min(target - covered, len(free)), 0)
-        wave += free[:take]
+        wave.extend(free[:take])
         del free[:take]
         covered += take
     step = max(reach[-1] - (reach[-2] if len(reach) > 1 else 0), 1)

@@ -15,9 +15,9 @@ WEEKEND_NIGHTS = Window(days=frozenset({5, 6}), start=time(1), end=time(5), tz="
 OVERNIGHT = Window(days=frozenset(range(7)), start=time(22), end=time(2), tz="America/New_York")
 
 
-def local(zone: ZoneInfo, *args: int) -> datetime:
+def local(zone: ZoneInfo, year: int, month: int, day: int, hour: int, minute: int) -> datetime:
     """A wall-clock moment in ``zone``."""
-    return datetime(*args, tzinfo=zone)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=zone)
 
 
 @pytest.mark.parametrize(

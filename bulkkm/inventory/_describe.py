@@ -1,8 +1,16 @@
-"""What ``bulkkm validate`` prints: each cluster as resolved, then the totals."""
+"""What ``bulkkm validate`` prints: each cluster as resolved, the rollout, then the totals."""
 
 from __future__ import annotations
 
-from bulkkm.inventory._model import Cluster, DesiredServer, Inventory, Limits, SelectorKind
+from bulkkm.inventory._model import (
+    Cluster,
+    DesiredServer,
+    Inventory,
+    Limits,
+    Rollout,
+    SelectorKind,
+)
+from bulkkm.rollout import Window
 
 __all__ = ["describe"]
 
@@ -12,6 +20,8 @@ def describe(inventory: Inventory) -> tuple[str, ...]:
     lines: list[str] = []
     for cluster in inventory.clusters:
         lines.extend(_cluster_lines(cluster))
+    if inventory.rollout != Rollout():
+        lines.append(_rollout(inventory.rollout))
     lines.append(_totals(inventory))
     lines.extend(f"warning: {warning}" for warning in inventory.warnings)
     return tuple(lines)
@@ -26,6 +36,28 @@ def _limits(limits: Limits) -> str:
     """``concurrency 4, rate 20/s, timeout 30s``."""
     rate = "no rate limit" if limits.rate is None else f"rate {_number(limits.rate)}/s"
     return f"concurrency {limits.concurrency}, {rate}, timeout {_number(limits.timeout)}s"
+
+
+def _window(window: Window) -> str:
+    """``window sat,sun 01:00-05:00 Europe/Paris`` (``, overnight`` when it ends next day)."""
+    overnight = ", overnight" if window.end < window.start else ""
+    return f"window {window}{overnight}"
+
+
+def _rollout(rollout: Rollout) -> str:
+    """The ``rollout:`` settings the file sets, on one line."""
+    parts = []
+    if rollout.waves is not None:
+        parts.append(f"waves {', '.join(str(size) for size in rollout.waves)}")
+    if rollout.wave_order is not None:
+        parts.append(f"order {rollout.wave_order}")
+    if rollout.max_failures is not None:
+        parts.append(f"max failures {rollout.max_failures}")
+    if rollout.max_fail_percent is not None:
+        parts.append(f"max fail {_number(rollout.max_fail_percent)}%")
+    if rollout.pause_between_waves is not None:
+        parts.append(f"pause {_number(rollout.pause_between_waves)}s between waves")
+    return f"rollout (command-line options override): {'; '.join(parts)}"
 
 
 def _servers(servers: tuple[DesiredServer, ...]) -> str:
@@ -46,6 +78,10 @@ def _cluster_lines(cluster: Cluster) -> list[str]:
         details.insert(0, f"groups {', '.join(cluster.groups)}")
     if not cluster.tls.verify:
         details.append("TLS NOT VERIFIED")
+    if cluster.window is not None:
+        details.append(_window(cluster.window))
+    if cluster.wave is not None:
+        details.append(f"pinned to wave {cluster.wave}")
     lines = [f"{cluster.name} at {cluster.address} ({'; '.join(details)})"]
     for selector in cluster.svms:
         if selector.kind is SelectorKind.ALL:

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from typing import Final, Generic, TypeAlias, TypeVar, final
 
 from bulkkm.inventory._format import KeyPath
-from bulkkm.inventory._model import SelectorKind
+from bulkkm.inventory._model import Rollout, SelectorKind
 from bulkkm.inventory._secrets import SecretRef
+from bulkkm.rollout import Window
 
 __all__ = [
     "EMPTY_LIMITS",
@@ -160,9 +161,13 @@ class Settings:
     svms: Field[Selection] = None
     exclude_svms: Field[tuple[str, ...]] = None
     cluster_scope: Field[bool] = None
+    window: Field[Window | None] = None
+    """One value, replaced whole (null: no window, whatever is inherited)."""
+    wave: Field[int] = None
+    """Never set in defaults; the parser refuses it there."""
 
     def over(self, base: Settings) -> Settings:
-        """This layer on top of ``base``: mappings merged key by key, lists replaced."""
+        """This layer on top of ``base``: mappings merged key by key, lists and windows replaced."""
         if self is EMPTY_SETTINGS:
             return base
         return Settings(
@@ -174,6 +179,8 @@ class Settings:
             svms=_pick(self.svms, base.svms),
             exclude_svms=_pick(self.exclude_svms, base.exclude_svms),
             cluster_scope=_pick(self.cluster_scope, base.cluster_scope),
+            window=_pick(self.window, base.window),
+            wave=_pick(self.wave, base.wave),
         )
 
 
@@ -187,6 +194,8 @@ INVALID_SETTINGS: Final = Settings(
     svms=INVALID,
     exclude_svms=INVALID,
     cluster_scope=INVALID,
+    window=INVALID,
+    wave=INVALID,
 )
 """A layer that is not even a mapping: everything it might have set counts as invalid."""
 
@@ -210,5 +219,7 @@ class Document:
     defaults: Settings
     groups: Mapping[str, Settings]
     clusters: tuple[ClusterSpec, ...]
+    rollout: Rollout = Rollout()
+    """Not layered: read as it is (the parts written wrongly are left unset, and reported)."""
     literal_secrets: tuple[KeyPath, ...] = ()
     """Where passwords are written out (allowed by ``allow_plaintext_secrets``)."""

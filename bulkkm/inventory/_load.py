@@ -63,4 +63,10 @@ def _load(path: Path, environ: Mapping[str, str]) -> Inventory:
     )
     if issues:
         raise InventoryError(issues.problems(str(path), source.locate))
-    return Inventory(path=path, sha256=source.sha256, clusters=clusters, warnings=warnings)
+    return Inventory(
+        path=path,
+        sha256=source.sha256,
+        clusters=clusters,
+        warnings=warnings,
+        rollout=document.rollout,
+    )

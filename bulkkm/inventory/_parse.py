@@ -9,23 +9,31 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Mapping
+from datetime import time
 from typing import Final, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from bulkkm.inventory._format import (
     CLUSTER_KEYS,
     CLUSTER_ONLY_KEYS,
     GLOB_CHARS,
+    GROUP_KEYS,
     LIMITS_KEYS,
+    MAX_WAVE,
     NAME_RE,
+    ROLLOUT_KEYS,
     SERVER_KEYS,
     SETTINGS_KEYS,
     SVM_KEYS,
     SVM_NAME_RE,
+    TIME_RE,
     TLS_KEYS,
     TOP_KEYS,
     VERSION,
+    WINDOW_KEYS,
     KeyPath,
     render_path,
 )
@@ -48,8 +56,9 @@ from bulkkm.inventory._layers import (
     SvmSpec,
     TlsLayer,
 )
-from bulkkm.inventory._model import SelectorKind
+from bulkkm.inventory._model import Rollout, SelectorKind
 from bulkkm.inventory._secrets import SecretRef, parse_secret
+from bulkkm.rollout import DAYS, WaveSize, Window, check_order, parse_waves
 from bulkkm.servers import normalize_server, split_host_port
 
 __all__ = ["parse_document"]
@@ -66,15 +75,22 @@ _GLOB_OK: Final = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]+")
 # Where a key that is unknown at one level belongs, for a better hint than "unknown".
 _UNDER_TLS: Final = dict.fromkeys(TLS_KEYS, "under 'tls:'")
 _UNDER_LIMITS: Final = dict.fromkeys(LIMITS_KEYS, "under 'limits:'")
+_UNDER_WINDOW: Final = dict.fromkeys(WINDOW_KEYS, "under 'window:'")
+_UNDER_ROLLOUT: Final = dict.fromkeys(ROLLOUT_KEYS, "under 'rollout:' at the top of the file")
 _SETTINGS_HINTS: Final = {
     **_UNDER_TLS,
     **_UNDER_LIMITS,
+    **_UNDER_WINDOW,
+    **_UNDER_ROLLOUT,
     "server": "in an entry of 'key_servers:'",
     "secondary_key_servers": "in an entry of 'key_servers:'",
+    "rollout": "at the top of the file",
 }
 _INHERITED_HINTS: Final = {
     **_SETTINGS_HINTS,
     **dict.fromkeys(CLUSTER_ONLY_KEYS, "in a cluster entry (it is not inherited)"),
+    # Only defaults refuse it (groups take it).
+    "wave": "in a group or a cluster (in defaults it would pin every cluster to one wave)",
 }
 _CLUSTER_HINTS: Final = {
     **_SETTINGS_HINTS,
@@ -84,7 +100,13 @@ _CLUSTER_HINTS: Final = {
 _TOP_HINTS: Final = {
     **dict.fromkeys(SETTINGS_KEYS, "under 'defaults:' or in a cluster"),
     **dict.fromkeys(CLUSTER_ONLY_KEYS, "in a cluster entry"),
+    **_UNDER_WINDOW,
+    **_UNDER_ROLLOUT,
+    "wave": "in a group or a cluster",
 }
+_ROLLOUT_HINTS: Final = {"window": "under 'defaults:', in a group or in a cluster"}
+_WINDOW_EXAMPLE: Final = '{days: [sat, sun], start: "01:00", end: "05:00", tz: Europe/Paris}'
+_DAY_NUMBERS: Final = {name: number for number, name in enumerate(DAYS)}
 
 
 def parse_document(data: Mapping[object, object], issues: Issues) -> Document:
@@ -105,6 +127,55 @@ def _unknown_key(key: str, allowed: tuple[str, ...], hints: Mapping[str, str]) -
     if close:
         return f"unknown key {_show(key)}; did you mean {close[0]!r}?"
     return f"unknown key {_show(key)}; expected one of {', '.join(allowed)}"
+
+
+def _missing(key: str, written: Mapping[object, object], allowed: tuple[str, ...]) -> bool:
+    """Whether required ``key`` is missing and no unknown key written is a near miss of it.
+
+    A near miss has already been reported with a "did you mean"; saying the key is also
+    missing would report one mistake twice.
+    """
+    if key in written:
+        return False
+    return not any(
+        isinstance(other, str)
+        and other not in allowed
+        and difflib.get_close_matches(other, allowed, n=1) == [key]
+        for other in written
+    )
+
+
+@functools.cache
+def _zone_names() -> dict[str, str]:
+    """The IANA zone names known here, by their lower-case form (for suggestions only)."""
+    return {name.lower(): name for name in available_timezones()}
+
+
+@functools.lru_cache(maxsize=512)
+def _zone_problem(name: str) -> str | None:
+    """Why ``name`` is not a time zone ``zoneinfo`` knows, with the nearest name; or None."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, say
+        pass
+    else:
+        return None
+    known = _zone_names()
+    lowered = name.strip().lower()
+    close = [known[lowered]] if lowered in known else difflib.get_close_matches(lowered, known, n=1)
+    hint = f"; did you mean {known.get(close[0], close[0])!r}?" if close else ""
+    return f"unknown time zone {_show(name)}: write an IANA name such as Europe/Paris{hint}"
+
+
+def _window_key(value: object) -> tuple[object, ...] | None:
+    """A window as written, as a hashable key, when it is plain strings; None otherwise."""
+    if not isinstance(value, dict) or len(value) != len(WINDOW_KEYS):
+        return None
+    days = value.get("days")
+    rest = (value.get("start"), value.get("end"), value.get("tz"))
+    if not isinstance(days, list) or not all(isinstance(v, str) for v in (*days, *rest)):
+        return None
+    return (tuple(days), *rest)
 
 
 def _glob_problem(pattern: str) -> str | None:
@@ -135,7 +206,15 @@ def _glob_problem(pattern: str) -> str | None:
 class _Parser:
     """One pass over the data; holds the problems and the file-wide switches."""
 
-    __slots__ = ("_allow_plaintext", "_issues", "_literals", "_patterns", "_servers")
+    __slots__ = (
+        "_allow_plaintext",
+        "_issues",
+        "_literals",
+        "_patterns",
+        "_servers",
+        "_windows",
+        "_zones",
+    )
 
     def __init__(self, issues: Issues) -> None:
         """Report to ``issues``."""
@@ -146,6 +225,9 @@ class _Parser:
         # checked (and normalised) once.
         self._servers: dict[str, str] = {}
         self._patterns: set[str] = set()
+        # The same window written on thousands of clusters is checked and built once.
+        self._windows: dict[tuple[object, ...], Window] = {}
+        self._zones: set[str] = set()
 
     def _add(self, path: KeyPath, message: str) -> None:
         """Record one problem."""
@@ -226,7 +308,7 @@ class _Parser:
             self._allow_plaintext = isinstance(allow, At) and allow.value
         defaults = EMPTY_SETTINGS
         if "defaults" in top:
-            defaults = self._inherited(top["defaults"], ("defaults",), "defaults")
+            defaults = self._inherited(top["defaults"], ("defaults",), "defaults", SETTINGS_KEYS)
         groups = self._groups(top["groups"]) if "groups" in top else {}
         clusters: tuple[ClusterSpec, ...] = ()
         if "clusters" not in top:
@@ -237,6 +319,7 @@ class _Parser:
             defaults=defaults,
             groups=groups,
             clusters=clusters,
+            rollout=self._rollout(top["rollout"]) if "rollout" in top else Rollout(),
             literal_secrets=tuple(self._literals),
         )
 
@@ -275,13 +358,15 @@ class _Parser:
                     (*path, name),
                     f"{_show(name)} is not a valid group name (letters, digits, _, -, .)",
                 )
-            groups[name] = self._inherited(body, (*path, name), f"group {name!r}")
+            groups[name] = self._inherited(body, (*path, name), f"group {name!r}", GROUP_KEYS)
         return groups
 
-    def _inherited(self, value: object, path: KeyPath, what: str) -> Settings:
-        """``defaults`` or a group: only the inheritable settings."""
+    def _inherited(
+        self, value: object, path: KeyPath, what: str, allowed: tuple[str, ...]
+    ) -> Settings:
+        """``defaults`` or a group: only the inheritable settings (``allowed``)."""
         known = self._mapping(
-            value, path, SETTINGS_KEYS, f"a mapping of settings for {what}", _INHERITED_HINTS
+            value, path, allowed, f"a mapping of settings for {what}", _INHERITED_HINTS
         )
         return INVALID_SETTINGS if known is None else self._settings(known, path)
 
@@ -397,7 +482,7 @@ class _Parser:
 
     def _settings(self, known: Mapping[str, object], path: KeyPath) -> Settings:
         """The inheritable settings present in a layer's (already filtered) keys."""
-        if not any(key in known for key in SETTINGS_KEYS):
+        if not any(key in known for key in GROUP_KEYS):
             return EMPTY_SETTINGS
         return Settings(
             username=self._optional(known, path, "username", self._username),
@@ -412,6 +497,8 @@ class _Parser:
             svms=self._optional(known, path, "svms", self._selection),
             exclude_svms=self._optional(known, path, "exclude_svms", self._excludes),
             cluster_scope=self._optional(known, path, "cluster_scope", self._flag),
+            window=self._optional(known, path, "window", self._window),
+            wave=self._optional(known, path, "wave", self._wave),
         )
 
     @staticmethod
@@ -685,6 +772,244 @@ class _Parser:
         patterns = [self._pattern(item, (*path, index)) for index, item in enumerate(items)]
         valid = [p for p in patterns if p is not None]
         return At(tuple(valid), path) if len(valid) == len(patterns) else INVALID
+
+    # -- rollout: windows, waves ----------------------------------------------------------
+
+    def _window(self, value: object, path: KeyPath) -> Field[Window | None]:
+        """A maintenance window: one value, never merged (null: none, whatever is inherited)."""
+        if value is None:
+            return At(None, path)
+        key = _window_key(value)
+        window = None if key is None else self._windows.get(key)
+        if window is None:
+            window = self._new_window(value, path)
+            if window is None:
+                return INVALID
+            if key is not None:
+                self._windows[key] = window
+        return At(window, path)
+
+    def _new_window(self, value: object, path: KeyPath) -> Window | None:
+        """Check a window's four keys and build it; None when anything is wrong (reported)."""
+        known = self._mapping(
+            value,
+            path,
+            WINDOW_KEYS,
+            f"a window such as {_WINDOW_EXAMPLE}, or null for none",
+            {},
+        )
+        if known is None or not isinstance(value, dict):  # a dict whenever known is not None
+            return None
+        for key in WINDOW_KEYS:
+            if _missing(key, value, WINDOW_KEYS):
+                self._add((*path, key), f"{key} is required: a window is {_WINDOW_EXAMPLE}")
+        days = self._days(known["days"], (*path, "days")) if "days" in known else None
+        start = self._time(known["start"], (*path, "start")) if "start" in known else None
+        end = self._time(known["end"], (*path, "end")) if "end" in known else None
+        tz = self._zone(known["tz"], (*path, "tz")) if "tz" in known else None
+        if start is not None and start == end:
+            self._add(
+                (*path, "end"),
+                f"end equals start ({start:%H:%M}): empty, or a whole day? For whole days write "
+                'start: "00:00" and end: "23:59" (an end before start runs overnight)',
+            )
+            return None
+        if days is None or start is None or end is None or tz is None:
+            return None
+        return Window(days=days, start=start, end=end, tz=tz)
+
+    def _days(self, value: object, path: KeyPath) -> frozenset[int] | None:
+        """``days``: a non-empty list of day names, each once (mon … sun, any case)."""
+        if isinstance(value, str):
+            self._add(
+                path,
+                f"expected a list of days such as [sat, sun] (every day: [{', '.join(DAYS)}]), "
+                f"got the string {_show(value)}",
+            )
+            return None
+        items = self._list(value, path, "days (mon, tue, wed, thu, fri, sat, sun)")
+        if items is None:
+            return None
+        if not items:
+            self._add(path, "the list of days is empty: name at least one (mon … sun)")
+            return None
+        days: dict[int, KeyPath] = {}
+        valid = True
+        for index, item in enumerate(items):
+            day = self._day(item, (*path, index))
+            if day is None:
+                valid = False
+            elif day in days:
+                self._add(
+                    (*path, index),
+                    f"{DAYS[day]!r} is listed twice (also at {render_path(days[day])})",
+                )
+                valid = False
+            else:
+                days[day] = (*path, index)
+        return frozenset(days) if valid else None
+
+    def _day(self, value: object, path: KeyPath) -> int | None:
+        """One day name, as its number (0 = Monday)."""
+        if not isinstance(value, str):
+            self._add(path, f"expected a day (mon … sun), got {describe_type(value)}")
+            return None
+        name = value.lower()
+        if name in _DAY_NUMBERS:
+            return _DAY_NUMBERS[name]
+        # "saturday" is too far from "sat" for difflib; a prefix says what was meant.
+        close = [d for d in DAYS if name.startswith(d)] or difflib.get_close_matches(
+            name, DAYS, n=1
+        )
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        self._add(path, f"{_show(value)} is not a day: write mon, tue, … or sun{hint}")
+        return None
+
+    def _time(self, value: object, path: KeyPath) -> time | None:
+        """``start``/``end``: a quoted ``"HH:MM"``; a TOML local time of whole minutes too."""
+        key = path[-1]
+        if isinstance(value, str):
+            match = TIME_RE.fullmatch(value)
+            if match:
+                return time(int(match[1]), int(match[2]))
+            self._add(
+                path,
+                f'{_show(value)} is not a time of day: write "HH:MM", 24-hour, from "00:00" '
+                'to "23:59" (midnight is "00:00")',
+            )
+            return None
+        if isinstance(value, time):  # TOML ``start = 01:00:00``: exact, so taken as it is
+            if not (value.second or value.microsecond or value.tzinfo):
+                return value
+            self._add(path, f'expected whole minutes, "HH:MM" (the zone is tz), got {value}')
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and 60 <= value < 24 * 60:
+            # YAML 1.1 reads an unquoted 10:30 as 10 * 60 + 30 (sexagesimal). Turning the
+            # number back into a time would be a guess (``start: 630`` reads the same), so
+            # it is refused with the time it most likely was.
+            hours, minutes = divmod(value, 60)
+            self._add(
+                path,
+                f"got the number {value}: YAML reads an unquoted {hours}:{minutes:02d} as a "
+                f'number; quote the time: {key}: "{hours:02d}:{minutes:02d}"',
+            )
+            return None
+        self._add(
+            path,
+            f'expected a time of day in quotes ({key}: "01:00"), got {describe_type(value)} '
+            "(an unquoted time may be read as a number: quote it)",
+        )
+        return None
+
+    def _zone(self, value: object, path: KeyPath) -> str | None:
+        """``tz``: an IANA time zone name that ``zoneinfo`` knows."""
+        if isinstance(value, str) and value in self._zones:
+            return value
+        name = self._string(value, path, "an IANA time zone such as Europe/Paris")
+        if name is None:
+            return None
+        problem = _zone_problem(name)
+        if problem is not None:
+            self._add(path, problem)
+            return None
+        self._zones.add(name)
+        return name
+
+    def _wave(self, value: object, path: KeyPath) -> Field[int]:
+        """``wave``: the wave a cluster is pinned to, 1 being the first."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            got = describe_type(value)
+        elif not 1 <= value <= MAX_WAVE:
+            got = repr(value)
+        else:
+            return At(value, path)
+        self._add(path, f"expected a wave number from 1 (the first wave) to {MAX_WAVE}, got {got}")
+        return INVALID
+
+    def _rollout(self, value: object) -> Rollout:
+        """The top-level ``rollout`` mapping; keys written wrongly are reported and left unset."""
+        path: KeyPath = ("rollout",)
+        known = self._mapping(
+            value, path, ROLLOUT_KEYS, "a mapping of rollout settings", _ROLLOUT_HINTS
+        )
+        if not known:
+            return Rollout()
+
+        def read(key: str, check: Callable[[object, KeyPath], T | None]) -> T | None:
+            """The key's checked value, None when absent or wrong."""
+            return check(known[key], (*path, key)) if key in known else None
+
+        return Rollout(
+            waves=read("waves", self._waves),
+            wave_order=read("wave_order", self._order),
+            max_fail_percent=read("max_fail_percent", self._percent),
+            max_failures=read("max_failures", self._failures),
+            pause_between_waves=read("pause_between_waves", self._pause),
+        )
+
+    def _waves(self, value: object, path: KeyPath) -> tuple[WaveSize, ...] | None:
+        """``waves``: ``"1,10%,100%"``, or a list of the same sizes (checked item by item)."""
+        if isinstance(value, str):
+            try:
+                return parse_waves(value)
+            except ValueError as exc:
+                self._add(path, str(exc))
+                return None
+        items = self._list(value, path, 'wave sizes (1, "10%") or a string such as "1,10%,100%"')
+        if items is None:
+            return None
+        if not items:
+            self._add(path, 'the list of waves is empty: write sizes such as [1, "10%", "100%"]')
+            return None
+        sizes: list[WaveSize] = []
+        for index, item in enumerate(items):
+            try:  # one at a time, so that a bad size is reported at its own line
+                sizes.extend(parse_waves([item]))
+            except ValueError as exc:
+                self._add((*path, index), str(exc))
+        return tuple(sizes) if len(sizes) == len(items) else None
+
+    def _order(self, value: object, path: KeyPath) -> str | None:
+        """``wave_order``: ``inventory``, ``name`` or ``random:SEED``."""
+        if not isinstance(value, str):
+            self._add(path, f"expected inventory, name or random:SEED, got {describe_type(value)}")
+            return None
+        try:
+            return check_order(value)
+        except ValueError as exc:
+            self._add(path, str(exc))
+            return None
+
+    def _percent(self, value: object, path: KeyPath) -> float | None:
+        """``max_fail_percent``: a number from 0 to 100."""
+        if isinstance(value, str) and value.strip().endswith("%"):
+            self._add(path, f"write the number without '%': max_fail_percent: {value.strip()[:-1]}")
+            return None
+        return self._amount(value, path, 100)
+
+    def _pause(self, value: object, path: KeyPath) -> float | None:
+        """``pause_between_waves``: seconds, 0 or more."""
+        return self._amount(value, path, MAX_LIMIT)
+
+    def _amount(self, value: object, path: KeyPath, most: int) -> float | None:
+        """A number from 0 to ``most``; booleans, NaN and infinities are not."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._add(path, f"expected a number from 0 to {most}, got {describe_type(value)}")
+            return None
+        if not 0 <= value <= most:  # false for NaN too; compared before any float()
+            self._add(path, f"expected a number from 0 to {most}, got {value!r}")
+            return None
+        return float(value)
+
+    def _failures(self, value: object, path: KeyPath) -> int | None:
+        """``max_failures``: a whole number, 0 or more."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._add(path, f"expected a whole number, 0 or more, got {describe_type(value)}")
+            return None
+        if value < 0:
+            self._add(path, f"expected a whole number, 0 or more, got {value}")
+            return None
+        return value
 
 
 def _svm_spec(path: KeyPath, pattern: str, key_servers: Field[ServerList]) -> SvmSpec:

@@ -1,9 +1,10 @@
 """Stacking the layers into resolved clusters, and the checks only a whole cluster allows.
 
 Order: defaults, then the cluster's groups in the order it lists them, then the cluster,
-then (for ``key_servers`` only) an SVM entry. Stacks of defaults and groups are built once
-per distinct list of groups; key-server lists, TLS settings, limits and secrets are
-resolved once each and shared by every cluster that uses them.
+then (for ``key_servers`` only) an SVM entry. A window is one value: the highest layer
+that writes ``window:`` gives the whole of it (null: none). Stacks of defaults and groups
+are built once per distinct list of groups; key-server lists, TLS settings, limits and
+secrets are resolved once each and shared by every cluster that uses them.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ class _Resolver:
             exclude_svms=exclude_svms,
             cluster_scope=scope,
             key_servers=own or (),
+            # Built once per window written (the parser's cache), shared by its clusters.
+            window=_value(settings.window),
+            wave=_value(settings.wave),
         )
 
     def _check_selects(self, spec: ClusterSpec, settings: Settings) -> None:

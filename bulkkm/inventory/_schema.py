@@ -7,11 +7,17 @@ settings are the parser's to check.
 
 from __future__ import annotations
 
+from bulkkm.inventory._format import MAX_WAVE, TIME_RE
+from bulkkm.rollout import DAYS
+
 __all__ = ["inventory_schema"]
 
 _SIMPLE_NAME = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 _SVM_PATTERN = r"^[A-Za-z0-9_.\-*?\[\]!]+$"
 _NO_SCHEME = "^(?!.*://)[^\\s]+$"
+# JSON Schema patterns have no case-insensitive flag: each letter is a class ([sS][aA][tT]).
+_DAY_PATTERN = "^(" + "|".join("".join(f"[{c}{c.upper()}]" for c in day) for day in DAYS) + ")$"
+_TIME_PATTERN = f"^{TIME_RE.pattern}$"
 
 
 def _ref(name: str) -> dict[str, object]:
@@ -56,6 +62,27 @@ def _settings_properties() -> dict[str, object]:
             "type": "boolean",
             "description": "Also update the cluster-scoped key manager (admin SVM).",
         },
+        "window": {
+            "anyOf": [_ref("window"), {"type": "null"}],
+            "description": (
+                "When the cluster may be changed: a weekly maintenance window. One value: a "
+                "window set at a more specific level replaces the inherited one whole (it is "
+                "not merged key by key); null removes an inherited window (any time)."
+            ),
+        },
+    }
+
+
+def _wave_property() -> dict[str, object]:
+    """``wave``: in a group or on a cluster, never in defaults."""
+    return {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_WAVE,
+        "description": (
+            "Pin the cluster (or the group's clusters) to this rollout wave, 1 being the "
+            "first (a canary, say), whatever the wave sizes say."
+        ),
     }
 
 
@@ -183,10 +210,105 @@ def _defs() -> dict[str, object]:
                 },
             },
         },
+        "window": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["days", "start", "end", "tz"],
+            "description": (
+                'A weekly maintenance window, e.g. {days: [sat, sun], start: "01:00", end: '
+                '"05:00", tz: Europe/Paris}. All four keys are required.'
+            ),
+            "properties": {
+                "days": {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"type": "string", "pattern": _DAY_PATTERN},
+                    "description": "The days the window opens: mon, tue, wed, thu, fri, sat, sun.",
+                },
+                "start": {
+                    "type": "string",
+                    "pattern": _TIME_PATTERN,
+                    "description": (
+                        'Opening time, "HH:MM" 24-hour, in quotes (YAML reads an unquoted '
+                        "10:30 as a number)."
+                    ),
+                },
+                "end": {
+                    "type": "string",
+                    "pattern": _TIME_PATTERN,
+                    "description": (
+                        'Closing time, "HH:MM"; before start: the window runs overnight into '
+                        "the next day. Equal to start is an error."
+                    ),
+                },
+                "tz": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The IANA time zone of start and end, e.g. Europe/Paris.",
+                },
+            },
+        },
+        "rollout": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "How the run proceeds in waves; command-line options override each.",
+            "properties": {
+                "waves": {
+                    "description": (
+                        'Cumulative wave sizes: "1,10%,100%" or [1, "10%", "100%"] (counts of '
+                        "clusters or percentages of the fleet)."
+                    ),
+                    "anyOf": [
+                        {"type": "string", "minLength": 1},
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "anyOf": [
+                                    {"type": "integer", "minimum": 1},
+                                    {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?%?\s*$"},
+                                ]
+                            },
+                        },
+                    ],
+                },
+                "wave_order": {
+                    "type": "string",
+                    "pattern": "^(inventory|name|random:[0-9]+)$",
+                    "description": (
+                        "Order of the clusters before they are cut into waves: inventory (as "
+                        "written), name, or random:SEED (the same order for the same seed)."
+                    ),
+                },
+                "max_fail_percent": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 100,
+                    "description": "Stop starting new work once failures exceed this % (per wave).",
+                },
+                "max_failures": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Stop starting new work once failures exceed this number.",
+                },
+                "pause_between_waves": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1000000,
+                    "description": "Seconds to wait between one wave and the next.",
+                },
+            },
+        },
         "settings": {
             "type": "object",
             "additionalProperties": False,
             "properties": _settings_properties(),
+        },
+        "group": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {**_settings_properties(), "wave": _wave_property()},
         },
         "cluster": {
             "type": "object",
@@ -209,6 +331,7 @@ def _defs() -> dict[str, object]:
                     "description": "Groups to inherit from, in order (later ones win).",
                 },
                 **_settings_properties(),
+                "wave": _wave_property(),
             },
         },
     }
@@ -238,13 +361,17 @@ def inventory_schema() -> dict[str, object]:
                 "type": "object",
                 "description": "Named settings that clusters inherit by listing them in groups:.",
                 "propertyNames": {"pattern": _SIMPLE_NAME},
-                "additionalProperties": _ref("settings"),
+                "additionalProperties": _ref("group"),
             },
             "clusters": {
                 "type": "array",
                 "minItems": 1,
                 "items": _ref("cluster"),
                 "description": "The clusters to work on.",
+            },
+            "rollout": {
+                **_ref("rollout"),
+                "description": "Waves, their order and when to stop (all optional).",
             },
         },
         "$defs": _defs(),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bulkkm import engine
-from bulkkm.events import Event, RunFinished
+from bulkkm.events import Event, RunFinished, Subscriber
 from bulkkm.inventory import Inventory, load_inventory
 from bulkkm.report import ReportWriter
 from bulkkm.retry import RetryPolicy
@@ -51,7 +51,8 @@ async def run_rollout(
     *,
     check: bool = True,
     name: str = "report.jsonl",
-    **options: object,
+    extra: Sequence[Subscriber] = (),
+    **options: Any,
 ) -> Rollout:
     """Run the engine with a report; check every invariant unless told not to."""
     options.setdefault("retry", FAST)
@@ -61,7 +62,9 @@ async def run_rollout(
     writer = ReportWriter(report)
     events: list[Event] = []
     try:
-        summary = await engine.run(inventory, engine.Options(**options), [writer, events.append])  # type: ignore[arg-type]
+        summary = await engine.run(
+            inventory, engine.Options(**options), [writer, events.append, *extra]
+        )
     finally:
         writer.close()
     lines = [orjson.loads(line) for line in report.read_bytes().splitlines()]

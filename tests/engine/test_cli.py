@@ -200,3 +200,56 @@ async def test_schema_and_validate_on_a_good_inventory(tmp_path: Path) -> None:
     assert code == 0, err
     assert "sim-0000" in out
     assert "sim-0001" in out
+
+
+async def test_saved_plan_is_shown_and_applied(tmp_path: Path) -> None:
+    """plan --out, plan --show, apply --plan: the approved additions and nothing else."""
+    async with SimulatedFleet(fleet_spec(clusters=3, svms=2, seed=8, initial_servers=0)) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        plan = tmp_path / "plan.json"
+        code, out, err = await bulkkm("plan", str(path), "--out", str(plan), "-q")
+        assert code == 0, err
+        assert fleet.write_log == []
+        code, out, _ = await bulkkm("plan", "--show", str(plan))
+        assert code == 0
+        additions = out.count("\n  + ")
+        assert additions > 0
+        report = tmp_path / "r.jsonl"
+        code, _, err = await bulkkm("apply", "--plan", str(plan), "--report", str(report), "-q")
+        assert code == 0, err
+    assert outcomes(read(report))["added"] == additions
+
+
+async def test_plan_for_a_changed_inventory_is_refused(tmp_path: Path) -> None:
+    """apply --plan refuses an inventory edited since the plan, before sending anything."""
+    async with SimulatedFleet(fleet_spec(clusters=1, svms=1, seed=8, initial_servers=0)) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        plan = tmp_path / "plan.json"
+        assert (await bulkkm("plan", str(path), "--out", str(plan), "-q"))[0] == 0
+        path.write_text(path.read_text() + "\n# edited\n")
+        requests = len(fleet.request_log)
+        code, _, err = await bulkkm("apply", "--plan", str(plan), "--report", str(tmp_path / "r"))
+        assert code == 2
+        assert "changed since the plan" in err
+        assert len(fleet.request_log) == requests
+
+
+async def test_waves_from_the_command_line_and_confirm_needs_a_terminal(tmp_path: Path) -> None:
+    """--waves rolls out in waves; --confirm-waves without a terminal is refused (exit 2)."""
+    async with SimulatedFleet(fleet_spec(clusters=4, svms=1, seed=9, initial_servers=0)) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        report = tmp_path / "r.jsonl"
+        code, _, err = await bulkkm(
+            "apply", str(path), "--report", str(report), "--waves", "1,100%", "--confirm-waves"
+        )
+        assert code == 2
+        assert "terminal" in err
+        assert fleet.request_log == []
+        code, _, err = await bulkkm(
+            "apply", str(path), "--report", str(report), "--waves", "1,100%", "-q"
+        )
+        assert code == 0, err
+        code, out, _ = await bulkkm("report", "summarize", str(report))
+    assert {line["wave"] for line in read(report) if line["type"] == "target"} == {1, 2}
+    assert "wave 1:" in out
+    assert "wave 2:" in out

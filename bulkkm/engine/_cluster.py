@@ -1,15 +1,10 @@
-"""The engine: discover, plan and apply across the fleet; the only place with task groups,
-semaphores, rate limiters and deadlines.
+"""One cluster in a run: discover, plan, apply.
 
-A fixed pool of cluster workers takes clusters in inventory order, so memory stays bounded
-whatever the fleet's size. Each cluster is discovered, planned and applied on its own:
-a slow or broken cluster holds up nobody else. Within a cluster, up to ``concurrency``
-batch workers send the POSTs; every request passes the cluster's gate (semaphore, then rate
-limiter), held for that request only, never across a backoff sleep.
-
-Every target ends with exactly one ``TargetResult``: a ``_ClusterRun`` keeps the targets it
-has not reported yet and, whatever happens (a stop, a broken cluster, cancellation), reports
-each of them once before it returns.
+Within a cluster, up to ``concurrency`` batch workers send the POSTs; every request passes
+the cluster's gate (semaphore, then rate limiter), held for that request only, never across
+a backoff sleep. Every target ends with exactly one ``TargetResult``: a ``ClusterRun``
+keeps the targets it has not reported yet and, whatever happens (a stop, a broken cluster,
+a closing window, cancellation), reports each of them once before it returns.
 """
 
 from __future__ import annotations
@@ -18,13 +13,9 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from enum import StrEnum
-from importlib.metadata import version as _package_version
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 import stamina
@@ -37,118 +28,25 @@ from bulkkm.events import (
     ClusterDiscovered,
     ClusterResult,
     ErrorInfo,
-    Event,
     Outcome,
     Retrying,
-    RunFinished,
-    RunStarted,
-    Subscriber,
     TargetResult,
-    TargetsKnown,
 )
-from bulkkm.inventory import Cluster, Inventory, SelectorKind
+from bulkkm.inventory import Cluster, DesiredServer, SelectorKind
 from bulkkm.ontap import OntapClient
 from bulkkm.plan import Action, Batch, ClusterState, Decision, batches, plan_cluster
 from bulkkm.report import TargetKey
-from bulkkm.retry import (
-    ALREADY_CONFIGURED,
-    KMIP_CRYPTSOFT,
-    KMIP_CRYPTSOFT_ATTEMPTS,
-    RetryPolicy,
-    is_retryable,
-)
+from bulkkm.retry import ALREADY_CONFIGURED, KMIP_CRYPTSOFT, KMIP_CRYPTSOFT_ATTEMPTS, is_retryable
 
-__all__ = ["Command", "Options", "Resume", "RetryPolicy", "RunControl", "exit_code", "run"]
+if TYPE_CHECKING:
+    from bulkkm.engine._run import Run
 
-VERSION: Final = _package_version("bulkkm")
-KEEPALIVE: Final = 3.0
-"""Seconds an idle connection stays open: longer than a cluster's gaps, short for a fleet."""
+__all__ = ["ClusterRun"]
+
 A = TypeVar("A")
 B = TypeVar("B")
 T = TypeVar("T")
 log = structlog.get_logger("bulkkm.engine")
-
-
-class Command(StrEnum):
-    """What a run is for."""
-
-    PLAN = "plan"
-    CHECK = "check"
-    APPLY = "apply"
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Resume:
-    """The report a run resumes from: its id and the targets it finished."""
-
-    run_id: str
-    done: dict[TargetKey, TargetResult]
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Options:
-    """How one run behaves."""
-
-    command: Command = Command.APPLY
-    dry_run: bool = False
-    max_failures: int | None = None
-    max_fail_percent: float | None = None
-    resume: Resume | None = None
-    retry: RetryPolicy = RetryPolicy()
-    max_connections: int = 1024
-    """The cap on open connections over the whole fleet."""
-    active_clusters: int = 256
-    """Clusters worked on at once; the rest wait their turn, in inventory order."""
-    breaker_threshold: int = 10
-    """Transport failures in a row after which a cluster's remaining targets are skipped."""
-    grace: float = 5.0
-    """Seconds in-flight requests get to finish after an interrupt."""
-    skipped_clusters: tuple[str, ...] = ()
-    """Clusters of the inventory left out of this run (``--limit``): one ``skipped`` line each."""
-
-    @property
-    def read_only(self) -> bool:
-        """Whether nothing but GET may leave the process."""
-        return self.dry_run or self.command is not Command.APPLY
-
-
-class RunControl:
-    """Stops a run from outside it: the CLI's signal handlers call ``interrupt``."""
-
-    def __init__(self) -> None:
-        """Not stopped."""
-        self.interrupted = asyncio.Event()
-
-    def interrupt(self) -> None:
-        """Start no new work; in-flight requests get the grace period, then are cancelled."""
-        self.interrupted.set()
-
-
-def exit_code(
-    counts: Counter[str], clusters_failed: int, command: Command, stop: str | None
-) -> int:
-    """The process exit code for a finished run (../shared/CONTRACT.md)."""
-    if stop == "interrupted":
-        return 130
-    if stop is not None:
-        return 3
-    bad = (Outcome.FAILED, Outcome.BLOCKED, Outcome.SKIPPED, Outcome.CANCELLED)
-    if clusters_failed or any(counts[o] for o in bad):
-        return 1
-    if command is Command.CHECK and counts[Outcome.WOULD_ADD]:
-        return 4
-    return 0
-
-
-async def run(
-    inventory: Inventory,
-    options: Options,
-    subscribers: Sequence[Subscriber],
-    *,
-    control: RunControl | None = None,
-) -> RunFinished:
-    """Run ``options.command`` over the inventory; every event goes to every subscriber."""
-    return await _Run(inventory, options, subscribers, control or RunControl()).main()
 
 
 _retry_reporter: contextvars.ContextVar[Callable[[RetryDetails], None]] = contextvars.ContextVar(
@@ -176,164 +74,6 @@ class _Stopped(Exception):
         self.outcome, self.reason, self.error = outcome, reason, error
 
 
-class _Run:
-    """One run's shared state: counters, stop flag, subscribers."""
-
-    def __init__(
-        self,
-        inventory: Inventory,
-        options: Options,
-        subscribers: Sequence[Subscriber],
-        control: RunControl,
-    ) -> None:
-        """Prepare; nothing is sent yet."""
-        self.inventory = inventory
-        self.options = options
-        self.subscribers = tuple(subscribers)
-        self.control = control
-        self.run_id = str(uuid.uuid4())
-        self.counts: Counter[str] = Counter()
-        self.clusters_failed = 0
-        self.failures = 0
-        self.known_targets = 0
-        self.clusters_settled = 0
-        self.stop: str | None = None
-        self.cancelling = False
-
-    def emit(self, event: Event) -> None:
-        """Hand an event to every subscriber; count outcomes; check the stop thresholds."""
-        for subscriber in self.subscribers:
-            subscriber(event)
-        if isinstance(event, TargetResult):
-            self.counts[event.outcome] += 1
-            if event.outcome is Outcome.FAILED:
-                self.failures += 1
-                self._check_thresholds()
-        elif isinstance(event, ClusterResult) and event.outcome is Outcome.FAILED:
-            self.clusters_failed += 1
-            self.failures += 1
-            self._check_thresholds()
-
-    def _check_thresholds(self) -> None:
-        """Stop starting new work once ``--max-failures`` or ``--max-fail-percent`` is exceeded."""
-        if self.stop is not None:
-            return
-        opts = self.options
-        if opts.max_failures is not None and self.failures > opts.max_failures:
-            self.stop = "max_failures"
-        elif opts.max_fail_percent is not None:
-            base = max(self.known_targets + self.clusters_failed, 1)
-            if 100 * self.failures / base > opts.max_fail_percent:
-                self.stop = "max_fail_percent"
-        if self.stop is not None:
-            log.warning("run_stopping", reason=self.stop, failures=self.failures)
-
-    def settle_cluster(self, targets: int) -> None:
-        """A cluster is discovered or given up on; once all are, the target count is final."""
-        self.known_targets += targets
-        self.clusters_settled += 1
-        if self.clusters_settled == len(self.inventory.clusters):
-            self.emit(TargetsKnown(targets=self.known_targets))
-
-    async def main(self) -> RunFinished:
-        """Discover and apply every cluster, then report the summary."""
-        started = datetime.now(UTC)
-        opts = self.options
-        self.emit(
-            RunStarted(
-                run_id=self.run_id,
-                command=opts.command.value,
-                dry_run=opts.read_only,
-                started_at=started,
-                inventory=str(self.inventory.path),
-                inventory_sha256=self.inventory.sha256,
-                version=VERSION,
-                resumed_from=opts.resume.run_id if opts.resume else None,
-                clusters=len(self.inventory.clusters) + len(opts.skipped_clusters),
-            )
-        )
-        for name in opts.skipped_clusters:
-            self.emit(ClusterResult(cluster=name, outcome=Outcome.SKIPPED, reason="limit"))
-        if not self.inventory.clusters:
-            self.emit(TargetsKnown(targets=0))
-        with structlog.contextvars.bound_contextvars(run_id=self.run_id):
-            await self._work()
-        finished = datetime.now(UTC)
-        summary = RunFinished(
-            run_id=self.run_id,
-            finished_at=finished,
-            duration_ms=round((finished - started).total_seconds() * 1000),
-            counts={str(k): v for k, v in self.counts.most_common()},
-            clusters_failed=self.clusters_failed,
-            exit_code=exit_code(self.counts, self.clusters_failed, opts.command, self.stop),
-            aborted=self.stop is not None,
-            stop_reason=self.stop,
-        )
-        self.emit(summary)
-        return summary
-
-    async def _work(self) -> None:
-        """The cluster worker pool, under one session, cancelled after an interrupt's grace."""
-        # Idle connections of finished clusters close soon: each TLS connection holds a
-        # 256 KiB read buffer in asyncio, and a fleet has thousands of clusters.
-        connector = aiohttp.TCPConnector(
-            limit=self.options.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE
-        )
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-            clusters = iter(self.inventory.clusters)
-            workers = min(self.options.active_clusters, len(self.inventory.clusters))
-            work = asyncio.ensure_future(self._pool(session, clusters, workers))
-            interrupted = asyncio.ensure_future(self.control.interrupted.wait())
-            try:
-                await asyncio.wait((work, interrupted), return_when=asyncio.FIRST_COMPLETED)
-                if not work.done():
-                    self.stop = "interrupted"
-                    log.warning("interrupted", grace_seconds=self.options.grace)
-                    done, _ = await asyncio.wait((work,), timeout=self.options.grace)
-                    if not done:
-                        self.cancelling = True
-                        work.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await work
-                else:
-                    work.result()
-            finally:
-                interrupted.cancel()
-                if not work.done():  # our own caller cancelled us
-                    work.cancel()
-
-    async def _pool(
-        self, session: aiohttp.ClientSession, clusters: Iterator[Cluster], workers: int
-    ) -> None:
-        """``workers`` tasks, each taking the next cluster until none is left."""
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(self._cluster_worker(session, clusters))
-        finally:
-            for cluster in clusters:  # left when an interrupt cancelled the pool
-                self.emit(
-                    ClusterResult(
-                        cluster=cluster.name, outcome=Outcome.SKIPPED, reason="interrupted"
-                    )
-                )
-                self.settle_cluster(0)
-
-    async def _cluster_worker(
-        self, session: aiohttp.ClientSession, clusters: Iterator[Cluster]
-    ) -> None:
-        """Work clusters one after another; once the run stops, record the rest as skipped."""
-        for cluster in clusters:
-            if self.stop is not None:
-                self.emit(
-                    ClusterResult(cluster=cluster.name, outcome=Outcome.SKIPPED, reason=self.stop)
-                )
-                self.settle_cluster(0)
-                continue
-            with structlog.contextvars.bound_contextvars(cluster=cluster.name):
-                await _ClusterRun(self, session, cluster).run()
-
-
 class _Gate:
     """A cluster's admission for one request: its semaphore, then its rate limiter."""
 
@@ -354,19 +94,23 @@ class _Gate:
             yield
 
 
-class _ClusterRun:
+class ClusterRun:
     """One cluster: discover, plan, apply; every target reported exactly once."""
 
-    def __init__(self, run: _Run, session: aiohttp.ClientSession, cluster: Cluster) -> None:
+    def __init__(self, run: Run, session: aiohttp.ClientSession, cluster: Cluster) -> None:
         """Bind the cluster to the run's session behind its own gate."""
         self.parent = run
         self.cluster = cluster
         self.client = OntapClient(
             session, cluster, gate=_Gate(cluster), read_only=run.options.read_only
         )
+        self.wave = run.wave
         self.unreported: dict[TargetKey, Decision] = {}
         self.transport_failures = 0
         self.broken: _Stopped | None = None
+        window = cluster.window if run.options.windows else None
+        self.closes = window.closes_at(run.options.clock()) if window else None
+        """When the cluster's maintenance window closes: no request starts after it."""
 
     async def run(self) -> None:
         """The whole life of the cluster in this run."""
@@ -379,18 +123,29 @@ class _ClusterRun:
                     outcome=Outcome.FAILED,
                     error=ErrorInfo.from_exception(exc),
                     reason="discovery_failed",
+                    wave=self.wave,
                 )
             )
             self.parent.settle_cluster(0)
             return
         decisions = plan_cluster(self.cluster, state)
-        self.unreported = {_key(d): d for d in decisions}
-        self.parent.settle_cluster(len(decisions))
+        drifted: list[Decision] = []
+        if self.parent.options.approved is not None:
+            decisions, drifted = self._approved(decisions, state)
+        self.unreported = {_key(d): d for d in (*decisions, *drifted)}
+        self.parent.settle_cluster(len(self.unreported))
         self.parent.emit(
             ClusterDiscovered(
-                cluster=self.cluster.name, version=str(state.version), targets=len(decisions)
+                cluster=self.cluster.name,
+                version=str(state.version),
+                targets=len(self.unreported),
+                key_managers=state.key_managers,
+                decisions=decisions,
             )
         )
+        now = datetime.now(UTC)
+        for d in drifted:
+            self._report(d, Outcome.SKIPPED, reason="drifted", started=now)
         try:
             todo = self._settle_without_writes(decisions)
             pending = list(batches(todo, state.version))
@@ -404,8 +159,50 @@ class _ClusterRun:
             raise
         finally:
             if self.unreported:  # a stop left batches unstarted
-                stop = self.broken or self._run_stop()
+                stop = self._halt() or self._run_stop()
                 self._report_rest(stop.outcome, stop.reason, stop.error)
+
+    def _approved(
+        self, decisions: tuple[Decision, ...], state: ClusterState
+    ) -> tuple[tuple[Decision, ...], list[Decision]]:
+        """The approved plan's additions on this cluster: (still valid, drifted).
+
+        Only additions the plan approved are kept; a key manager whose servers are no longer
+        those the plan saw is not touched: its additions are drifted.
+        """
+        approved = self.parent.options.approved
+        assert approved is not None
+        live = {km.uuid: km for km in state.key_managers}
+        current = {(d.key_manager_uuid, d.server): d for d in decisions}
+        kept: list[Decision] = []
+        drifted: list[Decision] = []
+        for (cluster, uuid), km in approved.key_managers.items():
+            if cluster != self.cluster.name:
+                continue
+            same = uuid in live and tuple(sorted(live[uuid].servers)) == km.fingerprint
+            for server in km.add:
+                d = current.get((uuid, server))
+                if same and d is not None and d.action is Action.ADD:
+                    kept.append(d)
+                else:
+                    drifted.append(
+                        Decision(
+                            cluster=cluster,
+                            svm=km.svm,
+                            key_manager_uuid=uuid,
+                            desired=DesiredServer(server=server),
+                            action=Action.ADD,
+                        )
+                    )
+        return tuple(kept), drifted
+
+    def _halt(self) -> _Stopped | None:
+        """Why no new request may start on this cluster now, if one may not."""
+        if self.broken is not None:
+            return self.broken
+        if self.closes is not None and self.parent.options.clock() >= self.closes:
+            return _Stopped(Outcome.SKIPPED, "outside_window", None)
+        return None
 
     async def _discover(self) -> ClusterState:
         """The cluster's version and key managers (and SVM names when an explicit one is absent)."""
@@ -441,8 +238,8 @@ class _ClusterRun:
         return todo
 
     async def _batch_worker(self, pending: list[Batch]) -> None:
-        """Send batches until none is left or the run stops."""
-        while pending and self.broken is None and self.parent.stop is None:
+        """Send batches until none is left, the cluster must halt or the run stops."""
+        while pending and self._halt() is None and self.parent.stop is None:
             await self._apply(pending.pop())
 
     async def _apply(self, batch: Batch) -> None:
@@ -456,8 +253,8 @@ class _ClusterRun:
         try:
             async for attempt in self._attempts(batch.svm, tuple(d.server for d in remaining)):
                 with attempt:
-                    if self.broken is not None:
-                        raise self.broken
+                    if (halt := self._halt()) is not None:
+                        raise halt
                     if verify:
                         remaining = self._confirm(
                             await self.client.key_server_names(batch.key_manager_uuid),
@@ -589,7 +386,7 @@ class _ClusterRun:
 
     def _run_stop(self) -> _Stopped:
         """How unstarted targets end when the run stops."""
-        stop = self.parent.stop or "stopped"
+        stop = self.parent.stop or "interrupted"
         outcome = Outcome.CANCELLED if stop == "interrupted" else Outcome.SKIPPED
         return _Stopped(outcome, stop, None)
 
@@ -614,7 +411,7 @@ class _ClusterRun:
         if self.unreported.pop(_key(d), None) is None:
             return
         if carried is not None:
-            self.parent.emit(dataclasses.replace(carried, carried_over=True))
+            self.parent.emit(dataclasses.replace(carried, carried_over=True, wave=self.wave))
             return
         now = datetime.now(UTC)
         self.parent.emit(
@@ -629,6 +426,7 @@ class _ClusterRun:
                 attempts=attempts,
                 started_at=started or now,
                 finished_at=now,
+                wave=self.wave,
             )
         )
 

@@ -1,0 +1,46 @@
+"""The engine: discover, plan and apply across the fleet.
+
+The only place with task groups, semaphores, rate limiters and deadlines. ``run`` takes a
+resolved inventory and ``Options`` and hands every event (progress, outcomes, the summary)
+to its subscribers: it never prints, so any front end (the CLI, a service) can drive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bulkkm.engine._options import (
+    ApprovedKeyManager,
+    ApprovedPlan,
+    Command,
+    Options,
+    Resume,
+    RunControl,
+)
+from bulkkm.engine._run import Run, exit_code
+from bulkkm.events import RunFinished, Subscriber
+from bulkkm.inventory import Inventory
+from bulkkm.retry import RetryPolicy
+
+__all__ = [
+    "ApprovedKeyManager",
+    "ApprovedPlan",
+    "Command",
+    "Options",
+    "Resume",
+    "RetryPolicy",
+    "RunControl",
+    "exit_code",
+    "run",
+]
+
+
+async def run(
+    inventory: Inventory,
+    options: Options,
+    subscribers: Sequence[Subscriber],
+    *,
+    control: RunControl | None = None,
+) -> RunFinished:
+    """Run ``options.command`` over the inventory; every event goes to every subscriber."""
+    return await Run(inventory, options, subscribers, control or RunControl()).main()

@@ -1,0 +1,109 @@
+"""How one run behaves: the command, its limits and stops, what it resumes or executes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from bulkkm.events import TargetResult, WaveFinished
+from bulkkm.report import TargetKey
+from bulkkm.retry import RetryPolicy
+from bulkkm.rollout import WaveSize
+
+__all__ = ["ApprovedKeyManager", "ApprovedPlan", "Command", "Options", "Resume", "RunControl"]
+
+
+class Command(StrEnum):
+    """What a run is for."""
+
+    PLAN = "plan"
+    CHECK = "check"
+    APPLY = "apply"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Resume:
+    """The report a run resumes from: its id and the targets it finished."""
+
+    run_id: str
+    done: dict[TargetKey, TargetResult]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovedKeyManager:
+    """One key manager's approved additions and the live state they were computed from."""
+
+    svm: str | None
+    fingerprint: tuple[str, ...]
+    """The primary servers it had when the plan was made, sorted."""
+    add: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovedPlan:
+    """A saved plan: apply does these additions and nothing else."""
+
+    plan_id: str
+    key_managers: dict[tuple[str, str], ApprovedKeyManager]
+    """(cluster, key manager uuid) -> what to add."""
+
+
+def _utcnow() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """How one run behaves."""
+
+    command: Command = Command.APPLY
+    dry_run: bool = False
+    max_failures: int | None = None
+    max_fail_percent: float | None = None
+    """Over the run; with waves, over each wave (default 0 then: any failure stops)."""
+    resume: Resume | None = None
+    approved: ApprovedPlan | None = None
+    waves: tuple[WaveSize, ...] | None = None
+    wave_order: str = "inventory"
+    pause_between_waves: float = 0.0
+    confirm_wave: Callable[[WaveFinished], Awaitable[bool]] | None = None
+    """Asked after each wave but the last; False stops the rollout."""
+    ignore_windows: bool = False
+    clock: Callable[[], datetime] = _utcnow
+    retry: RetryPolicy = RetryPolicy()
+    max_connections: int = 1024
+    """The cap on open connections over the whole fleet."""
+    active_clusters: int = 256
+    """Clusters worked on at once; the rest wait their turn, in rollout order."""
+    breaker_threshold: int = 10
+    """Transport failures in a row after which a cluster's remaining targets are skipped."""
+    grace: float = 5.0
+    """Seconds in-flight requests get to finish after an interrupt."""
+    skipped_clusters: tuple[str, ...] = ()
+    """Clusters of the inventory left out of this run (``--limit``): one ``skipped`` line each."""
+
+    @property
+    def read_only(self) -> bool:
+        """Whether nothing but GET may leave the process."""
+        return self.dry_run or self.command is not Command.APPLY
+
+    @property
+    def windows(self) -> bool:
+        """Whether maintenance windows restrict this run (only apply changes anything)."""
+        return self.command is Command.APPLY and not self.ignore_windows
+
+
+class RunControl:
+    """Stops a run from outside it: the CLI's signal handlers call ``interrupt``."""
+
+    def __init__(self) -> None:
+        """Not stopped."""
+        self.interrupted = asyncio.Event()
+
+    def interrupt(self) -> None:
+        """Start no new work; in-flight requests get the grace period, then are cancelled."""
+        self.interrupted.set()

@@ -1,0 +1,305 @@
+"""One run: waves of clusters through a fixed pool of workers, thresholds, interrupts.
+
+A fixed pool of cluster workers takes the clusters of the current wave in rollout order,
+so memory stays bounded whatever the fleet's size, and a slow cluster holds up only its own
+worker. A wave runs to completion before the next starts; between waves the failure
+threshold, the pause and the operator's confirmation decide whether the rollout goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from importlib.metadata import version as _package_version
+from typing import Final
+
+import aiohttp
+import structlog
+
+from bulkkm.engine._cluster import ClusterRun
+from bulkkm.engine._options import Command, Options, RunControl
+from bulkkm.events import (
+    ClusterResult,
+    Event,
+    Outcome,
+    RunFinished,
+    RunStarted,
+    Subscriber,
+    TargetResult,
+    TargetsKnown,
+    WaveFinished,
+    WaveStarted,
+)
+from bulkkm.inventory import Cluster, Inventory
+from bulkkm.rollout import order_clusters, split_waves
+
+__all__ = ["Run", "exit_code"]
+
+VERSION: Final = _package_version("bulkkm")
+KEEPALIVE: Final = 3.0
+"""Seconds an idle connection stays open: longer than a cluster's gaps, short for a fleet."""
+STOPS: Final = frozenset({"max_failures", "max_fail_percent", "rollout_stopped"})
+log = structlog.get_logger("bulkkm.engine")
+
+
+def exit_code(
+    counts: Counter[str], clusters_failed: int, command: Command, stop: str | None
+) -> int:
+    """The process exit code for a finished run (../shared/CONTRACT.md)."""
+    if stop == "interrupted":
+        return 130
+    if stop in STOPS:
+        return 3
+    bad = (Outcome.FAILED, Outcome.BLOCKED, Outcome.SKIPPED, Outcome.CANCELLED)
+    if clusters_failed or any(counts[o] for o in bad):
+        return 1
+    if command is Command.CHECK and counts[Outcome.WOULD_ADD]:
+        return 4
+    return 0
+
+
+class Run:
+    """One run's shared state: counters, the stop flag, the current wave, the subscribers."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        options: Options,
+        subscribers: Sequence[Subscriber],
+        control: RunControl,
+    ) -> None:
+        """Prepare; nothing is sent yet."""
+        self.inventory = inventory
+        self.options = options
+        self.subscribers = tuple(subscribers)
+        self.control = control
+        self.run_id = str(uuid.uuid4())
+        self.counts: Counter[str] = Counter()
+        self.clusters_failed = 0
+        self.failures = 0
+        self.known_targets = 0
+        self.clusters_settled = 0
+        self.stop: str | None = None
+        self.wave: int | None = None
+        self.wave_counts: Counter[str] = Counter()
+        self.wave_targets = 0
+        self.wave_failures = 0
+        self.waves = self._waves()
+
+    def _waves(self) -> tuple[tuple[Cluster, ...], ...]:
+        """The clusters in rollout order, cut into waves (one wave without ``--waves``)."""
+        opts = self.options
+        clusters = order_clusters(self.inventory.clusters, opts.wave_order, lambda c: c.name)
+        if opts.waves is None:
+            return (tuple(clusters),) if clusters else ()
+        return split_waves(clusters, opts.waves, lambda c: c.wave)
+
+    def emit(self, event: Event) -> None:
+        """Hand an event to every subscriber; count outcomes; check the stop thresholds."""
+        for subscriber in self.subscribers:
+            subscriber(event)
+        if isinstance(event, TargetResult):
+            self.counts[event.outcome] += 1
+            self.wave_counts[event.outcome] += 1
+            if event.outcome is Outcome.FAILED:
+                self._failed()
+        elif isinstance(event, ClusterResult) and event.outcome is Outcome.FAILED:
+            self.clusters_failed += 1
+            self.wave_targets += 1
+            self._failed()
+
+    def _failed(self) -> None:
+        """Count a failure; stop starting new work once a threshold is exceeded."""
+        self.failures += 1
+        self.wave_failures += 1
+        if self.stop is not None:
+            return
+        opts = self.options
+        if opts.max_failures is not None and self.failures > opts.max_failures:
+            self.stop = "max_failures"
+        elif opts.max_fail_percent is not None and opts.waves is None:
+            base = max(self.known_targets + self.clusters_failed, 1)
+            if 100 * self.failures / base > opts.max_fail_percent:
+                self.stop = "max_fail_percent"
+        if self.stop is not None:
+            log.warning("run_stopping", reason=self.stop, failures=self.failures)
+
+    def settle_cluster(self, targets: int) -> None:
+        """A cluster is discovered or given up on; once all are, the target count is final."""
+        self.known_targets += targets
+        self.wave_targets += targets
+        self.clusters_settled += 1
+        if self.clusters_settled == len(self.inventory.clusters):
+            self.emit(TargetsKnown(targets=self.known_targets))
+
+    def skip_cluster(self, cluster: Cluster, reason: str, wave: int | None) -> None:
+        """A cluster not started: one ``cluster`` line, its targets unknown."""
+        self.emit(
+            ClusterResult(cluster=cluster.name, outcome=Outcome.SKIPPED, reason=reason, wave=wave)
+        )
+        self.settle_cluster(0)
+
+    async def main(self) -> RunFinished:
+        """Discover and apply every cluster, wave after wave, then report the summary."""
+        started = datetime.now(UTC)
+        opts = self.options
+        self.emit(
+            RunStarted(
+                run_id=self.run_id,
+                command=opts.command.value,
+                dry_run=opts.read_only,
+                started_at=started,
+                inventory=str(self.inventory.path),
+                inventory_sha256=self.inventory.sha256,
+                version=VERSION,
+                resumed_from=opts.resume.run_id if opts.resume else None,
+                clusters=len(self.inventory.clusters) + len(opts.skipped_clusters),
+                waves=tuple(str(w) for w in opts.waves) if opts.waves else None,
+                ignore_windows=opts.ignore_windows,
+                plan_id=opts.approved.plan_id if opts.approved else None,
+            )
+        )
+        for name in opts.skipped_clusters:
+            self.emit(ClusterResult(cluster=name, outcome=Outcome.SKIPPED, reason="limit"))
+        if not self.inventory.clusters:
+            self.emit(TargetsKnown(targets=0))
+        with structlog.contextvars.bound_contextvars(run_id=self.run_id):
+            await self._work()
+        finished = datetime.now(UTC)
+        summary = RunFinished(
+            run_id=self.run_id,
+            finished_at=finished,
+            duration_ms=round((finished - started).total_seconds() * 1000),
+            counts={str(k): v for k, v in self.counts.most_common()},
+            clusters_failed=self.clusters_failed,
+            exit_code=exit_code(self.counts, self.clusters_failed, opts.command, self.stop),
+            aborted=self.stop is not None,
+            stop_reason=self.stop,
+        )
+        self.emit(summary)
+        return summary
+
+    async def _work(self) -> None:
+        """The waves under one session; after an interrupt, a grace period, then cancellation."""
+        # Idle connections of finished clusters close soon: each TLS connection holds a
+        # 256 KiB read buffer in asyncio, and a fleet has thousands of clusters.
+        connector = aiohttp.TCPConnector(
+            limit=self.options.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE
+        )
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            work = asyncio.ensure_future(self._rollout(session))
+            interrupted = asyncio.ensure_future(self.control.interrupted.wait())
+            try:
+                await asyncio.wait((work, interrupted), return_when=asyncio.FIRST_COMPLETED)
+                if not work.done():
+                    self.stop = "interrupted"
+                    log.warning("interrupted", grace_seconds=self.options.grace)
+                    done, _ = await asyncio.wait((work,), timeout=self.options.grace)
+                    if not done:
+                        work.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await work
+                else:
+                    work.result()
+            finally:
+                interrupted.cancel()
+                if not work.done():  # our own caller cancelled us
+                    work.cancel()
+
+    async def _rollout(self, session: aiohttp.ClientSession) -> None:
+        """Each wave to completion; the clusters of waves not reached are skipped."""
+        remaining = list(enumerate(self.waves, 1))
+        try:
+            while remaining and self.stop is None:
+                number, wave = remaining.pop(0)
+                await self._wave(session, number, wave)
+                if remaining and self.stop is None:
+                    await self._between_waves()
+        finally:
+            for number, wave in remaining:
+                for cluster in wave:
+                    self.skip_cluster(cluster, self.stop or "interrupted", self._wave_of(number))
+
+    async def _wave(
+        self, session: aiohttp.ClientSession, number: int, wave: Sequence[Cluster]
+    ) -> None:
+        """One wave through the worker pool; the rollout stops here if it failed too much."""
+        self.wave = self._wave_of(number)
+        self.wave_counts, self.wave_targets, self.wave_failures = Counter(), 0, 0
+        names = tuple(c.name for c in wave)
+        if self.wave is not None:
+            self.emit(WaveStarted(number=number, of=len(self.waves), clusters=names))
+        clusters = iter(wave)
+        try:
+            await self._pool(session, clusters, min(self.options.active_clusters, len(wave)))
+        finally:
+            for cluster in clusters:  # left when an interrupt cancelled the pool
+                self.skip_cluster(cluster, "interrupted", self.wave)
+        limit = self.options.max_fail_percent or 0.0
+        percent = 100 * self.wave_failures / max(self.wave_targets, 1)
+        if self.wave is not None and self.stop is None and percent > limit:
+            self.stop = "rollout_stopped"
+            log.warning("rollout_stopped", wave=number, failed=self.wave_failures)
+        if self.wave is not None:
+            self.emit(
+                WaveFinished(
+                    number=number,
+                    of=len(self.waves),
+                    clusters=names,
+                    targets=self.wave_targets,
+                    failed=self.wave_failures,
+                    counts=dict(self.wave_counts),
+                    stop=self.stop,
+                )
+            )
+
+    async def _between_waves(self) -> None:
+        """The pause, then the operator's word, before the next wave."""
+        opts = self.options
+        if opts.pause_between_waves > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(opts.pause_between_waves):
+                    await self.control.interrupted.wait()
+        if opts.confirm_wave is not None and self.stop is None:
+            finished = WaveFinished(
+                number=self.wave or 0,
+                of=len(self.waves),
+                clusters=(),
+                targets=self.wave_targets,
+                failed=self.wave_failures,
+                counts=dict(self.wave_counts),
+            )
+            if not await opts.confirm_wave(finished):
+                self.stop = "rollout_stopped"
+
+    def _wave_of(self, number: int) -> int | None:
+        """The wave number reports carry: None when not rolling out in waves."""
+        return number if self.options.waves is not None else None
+
+    async def _pool(
+        self, session: aiohttp.ClientSession, clusters: Iterator[Cluster], workers: int
+    ) -> None:
+        """``workers`` tasks, each taking the next cluster until none is left."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(self._cluster_worker(session, clusters))
+
+    async def _cluster_worker(
+        self, session: aiohttp.ClientSession, clusters: Iterator[Cluster]
+    ) -> None:
+        """Work clusters one after another; once the run stops, record the rest as skipped."""
+        for cluster in clusters:
+            if self.stop is not None:
+                self.skip_cluster(cluster, self.stop, self.wave)
+                continue
+            window = cluster.window
+            now = self.options.clock()
+            if self.options.windows and window is not None and window.closes_at(now) is None:
+                self.skip_cluster(cluster, "outside_window", self.wave)
+                continue
+            with structlog.contextvars.bound_contextvars(cluster=cluster.name):
+                await ClusterRun(self, session, cluster).run()
