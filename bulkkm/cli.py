@@ -20,7 +20,14 @@ import structlog
 from rich.console import Console
 
 from bulkkm import engine
-from bulkkm.console import EventLog, ProgressView, Tally, render_summary, summary_lines
+from bulkkm.console import (
+    EventLog,
+    ProgressView,
+    Tally,
+    render_summary,
+    summary_lines,
+    window_lines,
+)
 from bulkkm.errors import BulkkmError, InventoryError, UsageError
 from bulkkm.events import RunFinished, Subscriber, WaveFinished
 from bulkkm.inventory import Inventory, describe, inventory_schema, load_inventory
@@ -272,8 +279,11 @@ def _fleet(args: argparse.Namespace) -> int:
     summary = asyncio.run(
         run_with_console(limited, options, report=args.report, quiet=args.quiet, extra=subscribers)
     )
-    if getattr(args, "out", None) is not None and not args.quiet:
-        print(printable(f"plan: {args.out} (review with: bulkkm plan --show {args.out})"))
+    if args.command == "plan" and not args.quiet:
+        for line in window_lines(limited, options.clock()):
+            print(printable(line))
+        if args.out is not None:
+            print(printable(f"plan: {args.out} (review with: bulkkm plan --show {args.out})"))
     return summary.exit_code
 
 

@@ -38,10 +38,18 @@ from bulkkm.events import (
     WaveFinished,
     WaveStarted,
 )
+from bulkkm.inventory import Inventory
 from bulkkm.logs import printable
-from bulkkm.report import ReportSummary
+from bulkkm.report import ReportSummary, timestamp
 
-__all__ = ["EventLog", "ProgressView", "Tally", "render_summary", "summary_lines"]
+__all__ = [
+    "EventLog",
+    "ProgressView",
+    "Tally",
+    "render_summary",
+    "summary_lines",
+    "window_lines",
+]
 
 log = structlog.get_logger("bulkkm")
 PROGRESS_EVERY: Final = 5.0
@@ -351,4 +359,17 @@ def summary_lines(result: ReportSummary) -> list[str]:
         if counts:
             lines.append(f"{title}:")
             lines += [f"  {key:<44} {count:>8}" for key, count in list(counts.items())[:20]]
+    return lines
+
+
+def window_lines(inventory: Inventory, now: datetime) -> list[str]:
+    """Each maintenance window of the fleet, when it next opens and how many clusters it holds."""
+    windows = Counter(c.window for c in inventory.clusters if c.window is not None)
+    if not windows:
+        return []
+    lines = ["maintenance windows (apply changes a cluster only inside its window):"]
+    for window, count in sorted(windows.items(), key=lambda item: item[0].next_opening(now)):
+        opens = window.next_opening(now)
+        when = "open now" if opens == now else f"next opens {timestamp(opens)}"
+        lines.append(f"  {window}: {when} ({count} clusters)")
     return lines
