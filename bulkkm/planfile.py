@@ -77,13 +77,15 @@ class SavedPlan:
         """What ``apply --plan`` executes."""
         return ApprovedPlan(
             plan_id=self.plan_id,
-            key_managers={
-                (c.name, km.uuid): ApprovedKeyManager(
-                    svm=km.svm, fingerprint=km.servers_present, add=km.add
-                )
+            clusters={
+                c.name: {
+                    km.uuid: ApprovedKeyManager(
+                        svm=km.svm, fingerprint=km.servers_present, add=km.add
+                    )
+                    for km in c.key_managers
+                    if km.add and km.uuid is not None
+                }
                 for c in self.clusters
-                for km in c.key_managers
-                if km.add and km.uuid is not None
             },
         )
 

@@ -176,9 +176,8 @@ class ClusterRun:
         current = {(d.key_manager_uuid, d.server): d for d in decisions}
         kept: list[Decision] = []
         drifted: list[Decision] = []
-        for (cluster, uuid), km in approved.key_managers.items():
-            if cluster != self.cluster.name:
-                continue
+        cluster = self.cluster.name
+        for uuid, km in approved.clusters.get(cluster, {}).items():
             same = uuid in live and tuple(sorted(live[uuid].servers)) == km.fingerprint
             for server in km.add:
                 d = current.get((uuid, server))

@@ -47,8 +47,8 @@ class ApprovedPlan:
     """A saved plan: apply does these additions and nothing else."""
 
     plan_id: str
-    key_managers: dict[tuple[str, str], ApprovedKeyManager]
-    """(cluster, key manager uuid) -> what to add."""
+    clusters: dict[str, dict[str, ApprovedKeyManager]]
+    """cluster -> key manager uuid -> what to add."""
 
 
 def _utcnow() -> datetime:
