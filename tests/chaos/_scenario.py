@@ -190,7 +190,9 @@ def _write_inventory(fleet: SimulatedFleet, scenario: Chaos, directory: Path) ->
 
 def _check_clusters(fleet: SimulatedFleet, scenario: Chaos, result: Rollout) -> None:
     """What each cluster's kind of trouble lets us expect of its lines and its load."""
-    cluster_lines = {str(line["cluster"]): line for line in result.lines if line["type"] == "cluster"}
+    cluster_lines = {
+        str(line["cluster"]): line for line in result.lines if line["type"] == "cluster"
+    }
     for sim, plan in zip(fleet.clusters, scenario.clusters, strict=True):
         name = sim.name
         mine = [t for t in result.targets() if t["cluster"] == name]

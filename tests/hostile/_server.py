@@ -135,6 +135,8 @@ class HostileServer:
         self.added: dict[str, list[str]] = {}
         self.closing = asyncio.Event()
         self._routes: dict[tuple[str, str], Handler] = {}
+        self.fallback: Handler | None = None
+        """Answers every request no replaced route takes, instead of the ONTAP behaviour."""
         self._web = web.Server(self._handle, access_log=None)
         self._server: asyncio.Server | None = None
 
@@ -198,6 +200,8 @@ class HostileServer:
         body = await request.read()
         self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
         handler = self._routes.get((request.method, request.path))
+        if handler is None:
+            handler = self.fallback
         if handler is not None:
             return await handler(request)
         return self._ontap(request.method, request.path, body)
@@ -207,7 +211,9 @@ class HostileServer:
         generation, major, minor = self.version
         if (method, path) == ("GET", "/api/cluster"):
             version = {"generation": generation, "major": major, "minor": minor}
-            return json_answer(200, {"version": {"full": f"{generation}.{major}.{minor}", **version}})
+            return json_answer(
+                200, {"version": {"full": f"{generation}.{major}.{minor}", **version}}
+            )
         if (method, path) == ("GET", KM_PATH):
             return json_answer(
                 200, {"records": self.key_managers, "num_records": len(self.key_managers)}
@@ -255,7 +261,9 @@ class PlainListener:
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(2):
                 self.received += await reader.read(65536)
-            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
             await writer.drain()
         writer.close()
         with contextlib.suppress(OSError):

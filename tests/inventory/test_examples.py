@@ -50,6 +50,34 @@ def test_small_fleet_shows_every_kind_of_selection() -> None:
     assert any(":" in c.host for c in inventory.clusters)
 
 
+def test_multi_region_shows_windows_a_canary_and_a_rollout() -> None:
+    """A production group's window, a cluster's own window over it, a canary, and waves."""
+    inventory = load(INVENTORIES / "multi-region.yaml")
+    clusters = {c.name: c for c in inventory.clusters}
+    group_window = clusters["paris-01"].window
+    assert group_window is not None
+    assert group_window.tz == "Europe/Paris"
+    assert clusters["frankfurt-01"].window is group_window
+    tokyo = clusters["tokyo-01"].window
+    assert tokyo is not None
+    assert (tokyo.tz, tokyo.end < tokyo.start) == ("Asia/Tokyo", True)
+    assert clusters["sydney-01"].window is None
+    assert [c.name for c in inventory.clusters if c.wave is not None] == ["emea-admin-01"]
+    assert clusters["emea-admin-01"].wave == 1
+    assert inventory.rollout.waves is not None
+    assert inventory.rollout.wave_order == "name"
+
+
+def test_toml_example_has_a_group_window() -> None:
+    """In fleet.toml the emea clusters have the group's window, the others none."""
+    clusters = {c.name: c for c in load(INVENTORIES / "fleet.toml").clusters}
+    window = clusters["paris-01"].window
+    assert window is not None
+    assert str(window) == "sat,sun 01:00-05:00 Europe/Paris"
+    assert clusters["lyon-02"].window is window
+    assert clusters["nyc-01"].window is None
+
+
 def test_toml_example_resolves_like_its_yaml_counterpart() -> None:
     """fleet.toml and small-fleet.yaml describe paris-01 and lyon-02 with the same servers."""
     toml = {c.name: c for c in load(INVENTORIES / "fleet.toml").clusters}

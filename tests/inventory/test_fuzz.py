@@ -37,10 +37,18 @@ BASE: dict[str, object] = {
             "kms2.example.com",
         ],
         "exclude_svms": ["*_test"],
+        "window": {"days": ["sat", "sun"], "start": "01:00", "end": "05:00", "tz": "Europe/Paris"},
     },
-    "groups": {"emea": {"limits": {"concurrency": 2}, "svms": "all"}},
+    "groups": {
+        "emea": {
+            "limits": {"concurrency": 2},
+            "svms": "all",
+            "window": {"days": ["fri"], "start": "22:00", "end": "02:00", "tz": "UTC"},
+            "wave": 2,
+        }
+    },
     "clusters": [
-        {"name": "paris-01", "address": "10.1.2.3", "groups": ["emea"]},
+        {"name": "paris-01", "address": "10.1.2.3", "groups": ["emea"], "wave": 1},
         {
             "name": "lyon-02",
             "address": "[fd20::2]:8443",
@@ -50,8 +58,16 @@ BASE: dict[str, object] = {
                 "app_*",
             ],
             "cluster_scope": True,
+            "window": None,
         },
     ],
+    "rollout": {
+        "waves": [1, "10%", "100%"],
+        "wave_order": "random:7",
+        "max_fail_percent": 10,
+        "max_failures": 3,
+        "pause_between_waves": 30,
+    },
 }
 
 values = st.recursive(
@@ -60,13 +76,15 @@ values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats()
     | st.text(max_size=30)
-    | st.sampled_from(["all", "env:", "file:", "env:NOPE", "file:ca.pem", "https://h", "[::1"]),
+    | st.sampled_from(["all", "env:", "file:", "env:NOPE", "file:ca.pem", "https://h", "[::1"])
+    | st.sampled_from(["01:00", "24:00", "sat", "Sun", "Europe/Paris", "10%", "0%", "random:3"]),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children, max_size=3)
     ),
     max_leaves=6,
 )
-"""Replacement values: every YAML type, odd numbers, and strings that look like references."""
+"""Replacement values: every YAML type, odd numbers, strings that look like references, and
+near misses of times, days, zones, wave sizes and orders."""
 
 host_like = st.text(
     alphabet=st.sampled_from("abcXYZ019.:-_[]/% \t@*"), max_size=24
@@ -170,6 +188,10 @@ def test_any_mutation_validates_or_raises_inventory_error(
             assert cluster.limits.concurrency >= 1
             assert math.isfinite(cluster.limits.timeout)
             assert cluster.svms or cluster.cluster_scope
+            assert cluster.wave is None or cluster.wave >= 1
+            assert cluster.window is None or (
+                cluster.window.days and cluster.window.start != cluster.window.end
+            )
 
 
 EXAMPLE_TEXTS = {

@@ -22,6 +22,18 @@ defaults:
 ONE = "clusters: [{name: c1, address: h1, svms: all}]\n"
 """A valid list of one cluster."""
 
+
+def windowed(*lines: str, header: str = "window:") -> str:
+    """A file whose one cluster has a block ``window:`` made of ``lines``."""
+    body = "".join(f"      {line}\n" for line in lines)
+    return HEAD + f"clusters:\n  - name: c1\n    address: h1\n    svms: all\n    {header}\n{body}"
+
+
+DAYS = "days: [sat, sun]"
+START = 'start: "01:00"'
+END = 'end: "05:00"'
+TZ = "tz: Europe/Paris"
+
 CASES = [
     # -- the top level -----------------------------------------------------------------
     pytest.param(
@@ -603,6 +615,325 @@ CASES = [
         "defaults",
         "expected a mapping of settings for defaults, got an integer",
         id="defaults-not-a-mapping",
+    ),
+    # -- window: ----------------------------------------------------------------------
+    pytest.param(
+        windowed(DAYS, "start: 10:30  # <-", END, TZ),
+        "clusters[0].window.start",
+        'YAML reads an unquoted 10:30 as a number; quote the time: start: "10:30"',
+        id="window-time-unquoted-read-as-minutes",
+    ),
+    pytest.param(
+        windowed(DAYS, START, "end: 1:00  # <-", TZ),
+        "clusters[0].window.end",
+        'got the number 60: YAML reads an unquoted 1:00 as a number; quote the time: end: "01:00"',
+        id="window-time-unquoted-unpadded",
+    ),
+    pytest.param(
+        windowed(DAYS, "start: 12:30:00  # <-", END, TZ),
+        "clusters[0].window.start",
+        'expected a time of day in quotes (start: "01:00"), got an integer',
+        id="window-time-unquoted-with-seconds",
+    ),
+    pytest.param(
+        windowed(DAYS, START, 'end: "24:00"  # <-', TZ),
+        "clusters[0].window.end",
+        "'24:00' is not a time of day: write \"HH:MM\", 24-hour",
+        id="window-time-24",
+    ),
+    pytest.param(
+        windowed(DAYS, 'start: "1am"  # <-', END, TZ),
+        "clusters[0].window.start",
+        "'1am' is not a time of day",
+        id="window-time-malformed",
+    ),
+    pytest.param(
+        windowed(DAYS, "start: [1, 0]  # <-", END, TZ),
+        "clusters[0].window.start",
+        'expected a time of day in quotes (start: "01:00"), got a list',
+        id="window-time-not-a-string",
+    ),
+    pytest.param(
+        windowed(DAYS, 'start: "05:00"', 'end: "05:00"  # <-', TZ),
+        "clusters[0].window.end",
+        "end equals start (05:00)",
+        id="window-end-equals-start",
+    ),
+    pytest.param(
+        windowed(DAYS, START, END, header="window:  # <-"),
+        "clusters[0].window.tz",
+        "tz is required",
+        id="window-tz-missing",
+    ),
+    pytest.param(
+        windowed("day: [sat]  # <-", START, END, TZ),
+        "clusters[0].window.day",
+        "unknown key 'day'; did you mean 'days'?",
+        id="window-key-near-miss-not-also-missing",
+    ),
+    pytest.param(
+        windowed(DAYS, START, END, TZ, "dst: true  # <-"),
+        "clusters[0].window.dst",
+        "unknown key 'dst'; expected one of days, start, end, tz",
+        id="window-unknown-key",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n"
+        "    window: weekends  # <-\n",
+        "clusters[0].window",
+        "expected a window such as {days: [sat, sun]",
+        id="window-not-a-mapping",
+    ),
+    pytest.param(
+        windowed("days: []  # <-", START, END, TZ),
+        "clusters[0].window.days",
+        "the list of days is empty",
+        id="window-days-empty",
+    ),
+    pytest.param(
+        windowed("days: daily  # <-", START, END, TZ),
+        "clusters[0].window.days",
+        "expected a list of days such as [sat, sun] (every day: [mon, tue, wed, thu, fri, "
+        "sat, sun]), got the string 'daily'",
+        id="window-days-a-string",
+    ),
+    pytest.param(
+        windowed("days:", "  - sat", "  - sunday  # <-", START, END, TZ),
+        "clusters[0].window.days[1]",
+        "'sunday' is not a day: write mon, tue, … or sun; did you mean 'sun'?",
+        id="window-day-unknown",
+    ),
+    pytest.param(
+        windowed("days:", "  - sat", "  - SAT  # <-", START, END, TZ),
+        "clusters[0].window.days[1]",
+        "'sat' is listed twice (also at clusters[0].window.days[0])",
+        id="window-day-twice-in-any-case",
+    ),
+    pytest.param(
+        windowed("days:", "  - 6  # <-", START, END, TZ),
+        "clusters[0].window.days[0]",
+        "expected a day (mon … sun), got an integer",
+        id="window-day-not-a-name",
+    ),
+    pytest.param(
+        windowed(DAYS, START, END, "tz: Europe/Pariss  # <-"),
+        "clusters[0].window.tz",
+        "unknown time zone 'Europe/Pariss': write an IANA name such as Europe/Paris; "
+        "did you mean 'Europe/Paris'?",
+        id="window-tz-unknown",
+    ),
+    pytest.param(
+        windowed(DAYS, START, END, "tz: europe/paris  # <-"),
+        "clusters[0].window.tz",
+        "did you mean 'Europe/Paris'?",
+        id="window-tz-wrong-case",
+    ),
+    pytest.param(
+        windowed(DAYS, START, END, "tz: Europe  # <-"),
+        "clusters[0].window.tz",
+        "unknown time zone 'Europe'",
+        id="window-tz-a-directory",
+    ),
+    pytest.param(
+        windowed(DAYS, START, END, "tz: +01:00  # <-"),
+        "clusters[0].window.tz",
+        "unknown time zone '+01:00': write an IANA name such as Europe/Paris",
+        id="window-tz-an-offset",
+    ),
+    pytest.param(
+        windowed(DAYS, START, END, "tz: 1  # <-"),
+        "clusters[0].window.tz",
+        "expected an IANA time zone such as Europe/Paris, got an integer",
+        id="window-tz-not-a-string",
+    ),
+    pytest.param(
+        HEAD + '  window: {days: [sat], start: "01:00", end: "02:00", tz: Mars}  # <-\n' + ONE,
+        "defaults.window.tz",
+        "unknown time zone 'Mars'",
+        id="window-in-defaults",
+    ),
+    pytest.param(
+        HEAD + "groups:\n  prod:\n    window:\n      days: [sat]\n      start: 9:00  # <-\n"
+        '      end: "10:00"\n      tz: UTC\n' + ONE,
+        "groups.prod.window.start",
+        'quote the time: start: "09:00"',
+        id="window-in-a-group",
+    ),
+    pytest.param(
+        HEAD + "window: {}  # <-\n" + ONE,
+        "window",
+        "it belongs under 'defaults:' or in a cluster",
+        id="window-at-the-top",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n    tz: UTC  # <-\n",
+        "clusters[0].tz",
+        "it belongs under 'window:'",
+        id="window-key-on-the-cluster",
+    ),
+    # -- wave: ------------------------------------------------------------------------
+    pytest.param(
+        HEAD + "  wave: 1  # <-\n" + ONE,
+        "defaults.wave",
+        "it belongs in a group or a cluster (in defaults it would pin every cluster",
+        id="wave-in-defaults",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n    wave: 0  # <-\n",
+        "clusters[0].wave",
+        "expected a wave number from 1 (the first wave) to 1000, got 0",
+        id="wave-zero",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n    wave: 1001  # <-\n",
+        "clusters[0].wave",
+        "to 1000, got 1001",
+        id="wave-too-high",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n    wave: 1.5  # <-\n",
+        "clusters[0].wave",
+        "got a number",
+        id="wave-not-whole",
+    ),
+    pytest.param(
+        HEAD + "groups:\n  canary:\n    wave: true  # <-\n" + ONE,
+        "groups.canary.wave",
+        "expected a wave number from 1 (the first wave) to 1000, got a boolean",
+        id="wave-boolean-in-a-group",
+    ),
+    pytest.param(
+        HEAD + "wave: 1  # <-\n" + ONE,
+        "wave",
+        "it belongs in a group or a cluster",
+        id="wave-at-the-top",
+    ),
+    # -- rollout: ---------------------------------------------------------------------
+    pytest.param(
+        HEAD + ONE + "rollout: fast  # <-\n",
+        "rollout",
+        "expected a mapping of rollout settings, got a string",
+        id="rollout-not-a-mapping",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  wave: [1]  # <-\n",
+        "rollout.wave",
+        "unknown key 'wave'; did you mean 'waves'?",
+        id="rollout-unknown-key-near-miss",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  window: {}  # <-\n",
+        "rollout.window",
+        "it belongs under 'defaults:', in a group or in a cluster",
+        id="rollout-window-misplaced",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  waves: 1,0%,100%  # <-\n",
+        "rollout.waves",
+        "wave size '0%' is neither a count of clusters (1, 5) nor a percentage (10%)",
+        id="rollout-waves-string-bad-size",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  waves:\n    - 1\n    - ten  # <-\n    - 100%\n",
+        "rollout.waves[1]",
+        "wave size 'ten' is neither",
+        id="rollout-waves-list-bad-item",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  waves:\n    - true  # <-\n",
+        "rollout.waves[0]",
+        "wave size 'True' is neither",
+        id="rollout-waves-boolean-item",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  waves: []  # <-\n",
+        "rollout.waves",
+        "the list of waves is empty",
+        id="rollout-waves-empty",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  waves: 5  # <-\n",
+        "rollout.waves",
+        'expected a list of wave sizes (1, "10%") or a string such as "1,10%,100%", got an integer',
+        id="rollout-waves-a-number",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  wave_order: random  # <-\n",
+        "rollout.wave_order",
+        "wave order 'random' is not inventory, name or random:SEED",
+        id="rollout-order-unknown",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  wave_order: 42  # <-\n",
+        "rollout.wave_order",
+        "expected inventory, name or random:SEED, got an integer",
+        id="rollout-order-not-a-string",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  max_fail_percent: 150  # <-\n",
+        "rollout.max_fail_percent",
+        "expected a number from 0 to 100, got 150",
+        id="rollout-percent-over-100",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  max_fail_percent: 5%  # <-\n",
+        "rollout.max_fail_percent",
+        "write the number without '%': max_fail_percent: 5",
+        id="rollout-percent-with-sign",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  max_fail_percent: .nan  # <-\n",
+        "rollout.max_fail_percent",
+        "expected a number from 0 to 100, got nan",
+        id="rollout-percent-nan",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  max_failures: -1  # <-\n",
+        "rollout.max_failures",
+        "expected a whole number, 0 or more, got -1",
+        id="rollout-failures-negative",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  max_failures: 2.5  # <-\n",
+        "rollout.max_failures",
+        "expected a whole number, 0 or more, got a number",
+        id="rollout-failures-not-whole",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  max_failures: false  # <-\n",
+        "rollout.max_failures",
+        "got a boolean",
+        id="rollout-failures-boolean",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  pause_between_waves: -5  # <-\n",
+        "rollout.pause_between_waves",
+        "expected a number from 0 to 1000000, got -5",
+        id="rollout-pause-negative",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  pause_between_waves: .inf  # <-\n",
+        "rollout.pause_between_waves",
+        "got inf",
+        id="rollout-pause-infinite",
+    ),
+    pytest.param(
+        HEAD + ONE + "rollout:\n  pause_between_waves: 60s  # <-\n",
+        "rollout.pause_between_waves",
+        "expected a number from 0 to 1000000, got a string",
+        id="rollout-pause-with-unit",
+    ),
+    pytest.param(
+        HEAD + ONE + "waves: 1,100%  # <-\n",
+        "waves",
+        "it belongs under 'rollout:' at the top of the file",
+        id="rollout-key-at-the-top",
+    ),
+    pytest.param(
+        HEAD + "  max_failures: 3  # <-\n" + ONE,
+        "defaults.max_failures",
+        "it belongs under 'rollout:' at the top of the file",
+        id="rollout-key-in-defaults",
     ),
     # -- YAML itself -------------------------------------------------------------------
     pytest.param(

@@ -14,12 +14,15 @@ import yaml
 from bulkkm.inventory import inventory_schema
 from bulkkm.inventory._format import (
     CLUSTER_KEYS,
+    GROUP_KEYS,
     LIMITS_KEYS,
+    ROLLOUT_KEYS,
     SERVER_KEYS,
     SETTINGS_KEYS,
     SVM_KEYS,
     TLS_KEYS,
     TOP_KEYS,
+    WINDOW_KEYS,
 )
 
 INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
@@ -51,12 +54,15 @@ def objects(node: object) -> Iterator[Json]:
     ("where", "keys"),
     [
         pytest.param((), TOP_KEYS, id="top"),
-        pytest.param(("$defs", "settings"), SETTINGS_KEYS, id="defaults-and-groups"),
+        pytest.param(("$defs", "settings"), SETTINGS_KEYS, id="defaults"),
+        pytest.param(("$defs", "group"), GROUP_KEYS, id="group"),
         pytest.param(("$defs", "cluster"), CLUSTER_KEYS, id="cluster"),
         pytest.param(("$defs", "tls"), TLS_KEYS, id="tls"),
         pytest.param(("$defs", "limits"), LIMITS_KEYS, id="limits"),
         pytest.param(("$defs", "keyServer", "anyOf", 1), SERVER_KEYS, id="key-server"),
         pytest.param(("$defs", "svmEntry", "anyOf", 1), SVM_KEYS, id="svm-entry"),
+        pytest.param(("$defs", "window"), WINDOW_KEYS, id="window"),
+        pytest.param(("$defs", "rollout"), ROLLOUT_KEYS, id="rollout"),
     ],
 )
 def test_schema_has_exactly_the_keys_the_parser_accepts(
@@ -81,13 +87,23 @@ def test_every_object_is_closed_and_every_key_described() -> None:
             assert sub.get("description"), name
 
 
-def test_groups_are_settings_like_defaults() -> None:
-    """Every group has the same keys as defaults."""
+def test_groups_are_settings_like_defaults_plus_a_wave() -> None:
+    """Every group has the keys of defaults, described alike, and ``wave`` besides."""
     schema = inventory_schema()
-    assert at(schema, "properties", "groups", "additionalProperties") == {
-        "$ref": "#/$defs/settings"
-    }
+    assert at(schema, "properties", "groups", "additionalProperties") == {"$ref": "#/$defs/group"}
     assert at(schema, "properties", "defaults")["$ref"] == "#/$defs/settings"
+    group = dict(at(schema, "$defs", "group", "properties"))
+    assert group.pop("wave") == at(schema, "$defs", "cluster", "properties", "wave")
+    assert group == at(schema, "$defs", "settings", "properties")
+
+
+def test_the_window_description_says_it_is_replaced_whole() -> None:
+    """Editors tell the user that a window is not merged key by key, and what null does."""
+    window = at(inventory_schema(), "$defs", "settings", "properties", "window")
+    description = str(window["description"])
+    assert "replaces the inherited one whole" in description
+    assert "not merged key by key" in description
+    assert "null removes" in description
 
 
 def test_schema_is_draft_2020_12_json_and_fresh_each_call() -> None:
@@ -114,6 +130,10 @@ def test_every_example_validates_against_the_schema(path: Path) -> None:
     assert [e.message for e in validator.iter_errors(read(path))] == []
 
 
+CLUSTERS = [{"name": "c", "address": "h", "svms": "all"}]
+"""A valid list of clusters, so that a document is refused for its one fault only."""
+
+
 @pytest.mark.parametrize(
     "document",
     [
@@ -123,11 +143,55 @@ def test_every_example_validates_against_the_schema(path: Path) -> None:
             {"version": 1, "clusters": [{"name": "c", "address": "https://h"}]}, id="scheme"
         ),
         pytest.param(
-            {"version": 1, "defaults": {"limits": {"rate": 0}}, "clusters": []}, id="rate-zero"
+            {"version": 1, "defaults": {"limits": {"rate": 0}}, "clusters": CLUSTERS},
+            id="rate-zero",
         ),
         pytest.param(
             {"version": 1, "clusters": [{"name": "c", "address": "h", "svms": ["all"]}]},
             id="all-in-list",
+        ),
+        pytest.param(
+            {"version": 1, "defaults": {"wave": 1}, "clusters": CLUSTERS},
+            id="wave-in-defaults",
+        ),
+        pytest.param(
+            {"version": 1, "defaults": {"window": {"days": ["sat"]}}, "clusters": CLUSTERS},
+            id="window-incomplete",
+        ),
+        pytest.param(
+            {
+                "version": 1,
+                "defaults": {
+                    "window": {"days": ["sat"], "start": 630, "end": "12:00", "tz": "UTC"}
+                },
+                "clusters": CLUSTERS,
+            },
+            id="window-time-read-as-minutes",
+        ),
+        pytest.param(
+            {
+                "version": 1,
+                "defaults": {
+                    "window": {"days": ["sat", "saturday"], "start": "1", "end": "2", "tz": "UTC"}
+                },
+                "clusters": CLUSTERS,
+            },
+            id="window-bad-day-and-times",
+        ),
+        pytest.param(
+            {"version": 1, "clusters": [{"name": "c", "address": "h", "wave": 0}]},
+            id="wave-zero",
+        ),
+        pytest.param(
+            {"version": 1, "rollout": {"wave": [1]}, "clusters": CLUSTERS}, id="rollout-key"
+        ),
+        pytest.param(
+            {"version": 1, "rollout": {"wave_order": "random"}, "clusters": CLUSTERS},
+            id="rollout-order",
+        ),
+        pytest.param(
+            {"version": 1, "rollout": {"max_fail_percent": 101}, "clusters": CLUSTERS},
+            id="rollout-percent",
         ),
     ],
 )
@@ -136,6 +200,27 @@ def test_schema_rejects_what_the_parser_rejects(document: Json) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(inventory_schema())
     assert list(validator.iter_errors(document))
+
+
+def test_schema_accepts_every_new_rollout_key_written_well() -> None:
+    """The control for the cases above: windows, waves and a rollout block, all valid."""
+    jsonschema = pytest.importorskip("jsonschema")
+    window = {"days": ["Sat", "sun"], "start": "22:00", "end": "2:00", "tz": "Europe/Paris"}
+    document = {
+        "version": 1,
+        "defaults": {"window": window},
+        "groups": {"prod": {"window": None, "wave": 2}},
+        "clusters": [{**CLUSTERS[0], "window": window, "wave": 1, "groups": ["prod"]}],
+        "rollout": {
+            "waves": [1, "10%", "100%"],
+            "wave_order": "random:7",
+            "max_fail_percent": 12.5,
+            "max_failures": 0,
+            "pause_between_waves": 30,
+        },
+    }
+    validator = jsonschema.Draft202012Validator(inventory_schema())
+    assert [e.message for e in validator.iter_errors(document)] == []
 
 
 def test_schema_is_a_valid_draft_2020_12_schema() -> None:

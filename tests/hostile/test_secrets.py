@@ -1,0 +1,265 @@
+"""No credential in any output: a sentinel in every secret slot, every output searched for it.
+
+The slots: cluster passwords from ``env:`` and ``file:``, a rejected password, KMIP
+passwords from ``env:`` and ``file:``. The paths: successes, retries, 401s, TLS failures,
+a dead cluster, an unexpected exception with its traceback, a server that echoes what it
+was sent; JSON and console logs at -v and -vv; plan, check, dry runs, resume, summaries.
+Each sentinel is searched for as written and as HTTP basic auth carries it (base64).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import pickle
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+from bulkkm.inventory import load_inventory
+from bulkkm.simulator import Faults, SimulatedFleet
+from tests.engine.conftest import fleet_spec
+from tests.hostile._server import KM_PATH, HostileServer, Pki, json_answer, svm_km
+
+CLUSTER_ENV = "SENTINEL-cluster-env-9f3a1c"
+CLUSTER_FILE = "SENTINEL-cluster-file-47be20"
+REJECTED = "SENTINEL-rejected-c0ffee"
+KMIP_ENV = "SENTINEL-kmip-env-5e11a7"
+KMIP_FILE = "SENTINEL-kmip-file-81d9b4"
+SENTINELS = (CLUSTER_ENV, CLUSTER_FILE, REJECTED, KMIP_ENV, KMIP_FILE)
+ENV = {"BULKKM_T_CLUSTER_PW": CLUSTER_ENV, "BULKKM_T_BAD_PW": REJECTED, "BULKKM_T_KMIP": KMIP_ENV}
+
+
+def forms(secret: str) -> Iterator[str]:
+    """The sentinel as written, and inside HTTP basic auth (alone and after ``admin:``)."""
+    yield secret
+    for raw in (f"admin:{secret}", secret):
+        yield base64.b64encode(raw.encode()).decode()
+
+
+def assert_no_secret(text: str, where: str) -> None:
+    """No sentinel, in any form, in ``text``."""
+    for secret in SENTINELS:
+        for form in forms(secret):
+            assert form not in text, f"{where} shows {secret} (as {form!r})"
+
+
+async def bulkkm(*args: str, code: str | None = None) -> tuple[int, str, str]:
+    """Run the CLI (or ``python -c code`` with the arguments) with the sentinel environment."""
+    head = ["-c", code] if code is not None else ["-m", "bulkkm"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *head,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **ENV},
+    )
+    async with asyncio.timeout(90):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def write_inventory(tmp_path: Path, fleet: SimulatedFleet, rogue_ca: Path) -> Path:
+    """Every secret slot filled with a sentinel; clusters set up to fail in every way."""
+    (tmp_path / "cluster.pw").write_text(CLUSTER_FILE + "\n")
+    (tmp_path / "kmip.pw").write_text(KMIP_FILE + "\n")
+    c = [sim.address for sim in fleet.clusters]
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "version: 1\n"
+        "defaults:\n"
+        "  username: admin\n"
+        "  password: env:BULKKM_T_CLUSTER_PW\n"
+        f"  tls: {{ca_file: {fleet.ca_file}}}\n"
+        "  limits: {timeout: 1}\n"
+        "  key_servers:\n"
+        "    - {server: kms-new.example.com, password: env:BULKKM_T_KMIP}\n"
+        "clusters:\n"
+        f"  - {{name: env-pw, address: '{c[0]}', svms: all, cluster_scope: true}}\n"
+        f"  - name: file-pw\n    address: '{c[1]}'\n    svms: all\n"
+        "    password: file:cluster.pw\n"
+        "    key_servers:\n"
+        "      - {server: kms-file.example.com, password: file:kmip.pw}\n"
+        f"  - {{name: rejected, address: '{c[2]}', svms: all, password: env:BULKKM_T_BAD_PW}}\n"
+        f"  - {{name: bad-tls, address: '{c[3]}', svms: all, tls: {{ca_file: {rogue_ca}}}}}\n"
+        f"  - {{name: dead, address: '{c[4]}', svms: all}}\n"
+        f"  - {{name: flaky, address: '{c[5]}', svms: all, cluster_scope: true}}\n"
+    )
+    return path
+
+
+async def test_no_secret_in_any_output_of_any_command(pki: Pki, tmp_path: Path) -> None:
+    """apply/plan/check/dry-run/resume/validate/summarize, JSON and console, -v and -vv."""
+    flaky = Faults(transient_rate=0.3, reset_rate=0.1, ambiguous_rate=0.2, error500_rate=0.1)
+    spec = fleet_spec(
+        clusters=6,
+        svms=2,
+        seed=13,
+        initial_servers=0,
+        cluster_faults={"sim-0004": Faults(dead=True), "sim-0005": flaky},
+        faults=Faults(transient_rate=0.2),
+    )
+    rogue = tmp_path / "rogue-ca.pem"
+    pki.rogue.cert_pem.write_to_path(str(rogue))
+    async with SimulatedFleet(spec) as fleet:
+        for sim, password in zip(fleet.clusters, [CLUSTER_ENV, CLUSTER_FILE] + [CLUSTER_ENV] * 4):
+            sim.password = password
+        inventory = str(write_inventory(tmp_path, fleet, rogue))
+        reports: list[Path] = []
+
+        def report(name: str) -> str:
+            reports.append(tmp_path / name)
+            return str(reports[-1])
+
+        runs = [
+            ("apply", inventory, "--report", report("a1.jsonl"), "--log-format", "json", "-v"),
+            ("apply", inventory, "--report", report("a2.jsonl"), "--log-format", "console", "-vv"),
+            ("apply", inventory, "--report", report("a3.jsonl"), "--resume", str(reports[0]),
+             "--log-format", "json", "-vv"),
+            ("apply", inventory, "--report", report("d.jsonl"), "--dry-run", "--log-format",
+             "console", "-vv"),
+            ("plan", inventory, "--log-format", "console", "-vv"),
+            ("check", inventory, "--report", report("c.jsonl"), "--log-format", "json", "-vv"),
+            ("validate", inventory, "-vv"),
+            ("report", "summarize", str(reports[1])),
+            ("report", "summarize", str(reports[2]), "--json"),
+        ]  # fmt: skip
+        outputs: list[str] = []
+        for args in runs:
+            code, out, err = await bulkkm(*args)
+            where = " ".join(args[:2])
+            assert code in (0, 1, 4), f"{where}: exit {code}: {err[-2000:]}"
+            assert_no_secret(out, f"{where} stdout")
+            assert_no_secret(err, f"{where} stderr")
+            outputs.append(err)
+        # The failure paths this test is about were taken.
+        text = "\n".join(outputs)
+        assert "authentication failed" in text
+        assert "TLS failed" in text
+        assert "retry_scheduled" in text
+    for path in reports:
+        assert_no_secret(path.read_text(), path.name)
+        assert oct(path.stat().st_mode & 0o777) == "0o600", path.name
+
+
+FORCED_CRASH = """
+import sys
+import aiohttp
+from bulkkm.cli import main
+
+async def _request(self, method, url, **kwargs):
+    raise RuntimeError("forced: an exception nobody expected")
+
+aiohttp.ClientSession._request = _request
+sys.exit(main(sys.argv[1:]))
+"""
+"""Runs the CLI with aiohttp raising a RuntimeError from inside ``OntapClient._send``,
+whose frame holds the Authorization header and the POST body with the KMIP password."""
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+async def test_traceback_of_an_unexpected_exception_shows_no_secret(
+    pki: Pki, tmp_path: Path, fmt: str
+) -> None:
+    """A bug's traceback (an exception escaping the engine) carries no credential."""
+    rogue = tmp_path / "rogue-ca.pem"
+    pki.rogue.cert_pem.write_to_path(str(rogue))
+    async with SimulatedFleet(fleet_spec(clusters=6, svms=1, seed=2)) as fleet:
+        inventory = write_inventory(tmp_path, fleet, rogue)
+        report = tmp_path / "r.jsonl"
+        code, out, err = await bulkkm(
+            "apply", str(inventory), "--report", str(report), "--log-format", fmt, "-vv",
+            code=FORCED_CRASH,
+        )  # fmt: skip
+    assert code != 0
+    assert "forced: an exception nobody expected" in err  # the traceback path was taken
+    assert_no_secret(out, "stdout")
+    assert_no_secret(err, "stderr")
+    if report.exists():
+        assert_no_secret(report.read_text(), "report")
+        assert oct(report.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "server-supplied error messages go into the report unredacted: ontap._clean strips "
+        "control characters but not secrets, and ReportWriter writes ErrorInfo.message as is. "
+        "ONTAP echoes field values in its messages ('Invalid value \"...\" for field ...'), so "
+        "a KMIP password (or the basic-auth token) echoed back lands in the report, which is "
+        "kept and shared; only the log has bulkkm.secret.redact, and it does not know the "
+        "base64 form. Fix: apply redact() in ontap._clean (every server-supplied string), and "
+        "register the basic-auth token (and base64 of user:password) as known secret values "
+        "when OntapClient builds its headers"
+    ),
+)
+@pytest.mark.parametrize("echo", ["body", "authorization"])
+async def test_server_echoing_a_credential_does_not_put_it_in_the_report(
+    pki: Pki, tmp_path: Path, echo: str
+) -> None:
+    """A server quoting the request (KMIP password, auth header) in its error: report clean."""
+    async with HostileServer(pki.context()) as server:
+
+        async def echoing(request: web.BaseRequest) -> web.StreamResponse:
+            seen = server.seen[-1]
+            quoted = seen.body.decode() if echo == "body" else seen.headers.get("Authorization", "")
+            return json_answer(400, {"error": {"message": f"Invalid input: {quoted}", "code": "1"}})
+
+        server.on("POST", f"{KM_PATH}/{svm_km(1)}/key-servers", echoing)
+        path = tmp_path / "fleet.yaml"
+        path.write_text(
+            "version: 1\n"
+            "defaults:\n"
+            "  username: admin\n"
+            "  password: env:BULKKM_T_CLUSTER_PW\n"
+            f"  tls: {{ca_file: {pki.ca_file}}}\n"
+            "  key_servers:\n"
+            "    - {server: kms-new.example.com, password: env:BULKKM_T_KMIP}\n"
+            f"clusters:\n  - {{name: echo, address: '{server.address}', svms: all}}\n"
+        )
+        report = tmp_path / "r.jsonl"
+        code, out, err = await bulkkm(
+            "apply", str(path), "--report", str(report), "--log-format", "json", "-vv"
+        )
+    assert code == 1, err
+    lines = [orjson.loads(raw) for raw in report.read_bytes().splitlines()]
+    assert [t["outcome"] for t in lines if t["type"] == "target"] == ["failed"]
+    assert_no_secret(report.read_text(), "report")
+    assert_no_secret(out + err, "output")
+
+
+def test_loaded_inventory_shows_no_secret_and_cannot_be_pickled(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """repr of the inventory and its clusters has no credential; pickling one is refused."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "fleet.yaml"
+    (tmp_path / "cluster.pw").write_text(CLUSTER_FILE + "\n")
+    (tmp_path / "kmip.pw").write_text(KMIP_FILE + "\n")
+    path.write_text(
+        "version: 1\n"
+        "defaults:\n"
+        "  username: admin\n"
+        "  password: env:BULKKM_T_CLUSTER_PW\n"
+        f"  tls: {{ca_file: {pki.ca_file}}}\n"
+        "  key_servers:\n"
+        "    - {server: kms-new.example.com, password: env:BULKKM_T_KMIP}\n"
+        "    - {server: kms-file.example.com, password: file:kmip.pw}\n"
+        "clusters:\n"
+        "  - {name: a, address: 10.0.0.1, svms: all}\n"
+        "  - {name: b, address: 10.0.0.2, svms: all, password: file:cluster.pw}\n"
+    )
+    inventory = load_inventory(path)
+    assert_no_secret(repr(inventory), "repr(inventory)")
+    assert_no_secret(str(inventory), "str(inventory)")
+    for cluster in inventory.clusters:
+        with pytest.raises(TypeError, match="pickle"):
+            pickle.dumps(cluster)
