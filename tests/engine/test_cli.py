@@ -253,3 +253,45 @@ async def test_waves_from_the_command_line_and_confirm_needs_a_terminal(tmp_path
     assert {line["wave"] for line in read(report) if line["type"] == "target"} == {1, 2}
     assert "wave 1:" in out
     assert "wave 2:" in out
+
+
+async def test_ctrl_c_finishes_in_flight_work_and_writes_the_summary(tmp_path: Path) -> None:
+    """SIGINT mid-run: exit 130, a summary line, every discovered target has one line."""
+    spec = fleet_spec(clusters=40, svms=4, seed=23, faults=Faults(latency=0.05), initial_servers=0)
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        before = fleet.state()
+        report = tmp_path / "r.jsonl"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bulkkm",
+            "apply",
+            str(path),
+            "--report",
+            str(report),
+            "-q",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            while not report.exists() or report.read_bytes().count(b"\n") < 20:  # noqa: ASYNC110 -- polling a file another process writes
+                await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+        assert process.returncode == 130, err
+        lines = read(report)
+        check_invariants(
+            inventory=load_inventory(path),
+            before=before,
+            after=fleet.state(),
+            writes=fleet.write_log,
+            report=lines,
+        )
+    assert lines[-1]["type"] == "summary"
+    assert lines[-1]["stop_reason"] == "interrupted"
+    cancelled = [line for line in lines if line.get("outcome") == "cancelled"]
+    assert cancelled  # batches not started when the signal came
+    assert {line["reason"] for line in cancelled} == {"interrupted"}
+    assert lines[0]["targets"] == sum(1 for line in lines if line["type"] == "target")
