@@ -94,6 +94,23 @@ class _Gate:
             yield
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
+class _Sending:
+    """Where one batch stands across its attempts."""
+
+    remaining: list[Decision]
+    """Targets of the batch not yet reported."""
+    started: datetime
+    posts: int = 0
+    sent: bool = False
+    """Whether a POST may have reached the cluster."""
+    verify: bool = False
+    """Whether the last POST's fate is unknown: read back before sending again."""
+    cryptsoft: int = 0
+    together: bool = True
+    """Whether the remaining servers still go out in one POST."""
+
+
 class ClusterRun:
     """One cluster: discover, plan, apply; every target reported exactly once."""
 
@@ -243,95 +260,75 @@ class ClusterRun:
 
     async def _apply(self, batch: Batch) -> None:
         """POST one batch with retries; read back before any retry that could repeat a write."""
-        started = datetime.now(UTC)
-        remaining = list(batch.decisions)
-        posts = 0
-        sent = False  # whether a POST may have reached the cluster
-        verify = False  # whether the last POST's fate is unknown
-        cryptsoft = 0
+        st = _Sending(remaining=list(batch.decisions), started=datetime.now(UTC))
         try:
-            async for attempt in self._attempts(batch.svm, tuple(d.server for d in remaining)):
+            async for attempt in self._attempts(batch.svm, tuple(d.server for d in st.remaining)):
                 with attempt:
-                    if (halt := self._halt()) is not None:
-                        raise halt
-                    if verify:
-                        remaining = self._confirm(
-                            await self.client.key_server_names(batch.key_manager_uuid),
-                            remaining,
-                            Outcome.ADDED,
-                            started,
-                            posts,
-                        )
-                        verify = False
-                    while remaining:
-                        posts += 1
-                        try:
-                            await self.client.add_key_servers(
-                                batch.key_manager_uuid, tuple(d.desired for d in remaining)
-                            )
-                        except TransportError as exc:
-                            sent = sent or exc.sent
-                            verify = exc.sent
-                            raise
-                        except ApiError as exc:
-                            if exc.code == ALREADY_CONFIGURED:
-                                if len(remaining) == 1:
-                                    self._report(
-                                        remaining[0],
-                                        Outcome.PRESENT,
-                                        started=started,
-                                        attempts=posts,
-                                    )
-                                    return
-                                live = await self.client.key_server_names(batch.key_manager_uuid)
-                                remaining = self._confirm(
-                                    live, remaining, Outcome.PRESENT, started, posts
-                                )
-                                continue  # the rest were refused with the batch: send them again
-                            if exc.code == KMIP_CRYPTSOFT:
-                                cryptsoft += 1
-                                if cryptsoft >= KMIP_CRYPTSOFT_ATTEMPTS:
-                                    exc.category = ErrorCategory.TLS
-                            raise
-                        for d in remaining:
-                            self._report(d, Outcome.ADDED, started=started, attempts=posts)
-                        return
+                    await self._attempt(batch, st)
         except OntapError as exc:
-            error = ErrorInfo.from_exception(exc)
-            for d in remaining:
-                self._report(d, Outcome.FAILED, error=error, started=started, attempts=posts)
+            self._settle(st, Outcome.FAILED, error=ErrorInfo.from_exception(exc))
         except _Stopped as stop:
             # A target whose POST may have applied cannot be called skipped: its fate is unknown.
-            outcome = Outcome.FAILED if sent else stop.outcome
-            for d in remaining:
-                self._report(
-                    d,
-                    outcome,
-                    error=stop.error,
-                    reason=stop.reason,
-                    started=started,
-                    attempts=posts,
-                )
+            outcome = Outcome.FAILED if st.sent else stop.outcome
+            self._settle(st, outcome, error=stop.error, reason=stop.reason)
         except asyncio.CancelledError:
-            for d in remaining:
-                self._report(
-                    d, Outcome.CANCELLED, reason="interrupted", started=started, attempts=posts
-                )
+            self._settle(st, Outcome.CANCELLED, reason="interrupted")
             raise
 
-    def _confirm(
+    async def _attempt(self, batch: Batch, st: _Sending) -> None:
+        """One attempt: read back if the last POST's fate is unknown, then POST what remains."""
+        if (halt := self._halt()) is not None:
+            raise halt
+        uuid = batch.key_manager_uuid
+        if st.verify:
+            self._settle(st, Outcome.ADDED, only=await self.client.key_server_names(uuid))
+            st.verify = False
+        while st.remaining:
+            chunk = st.remaining if st.together else st.remaining[:1]
+            st.posts += 1
+            try:
+                await self.client.add_key_servers(uuid, tuple(d.desired for d in chunk))
+            except TransportError as exc:
+                st.sent = st.sent or exc.sent
+                st.verify = exc.sent
+                raise
+            except ApiError as exc:
+                if exc.code != ALREADY_CONFIGURED:
+                    if exc.code == KMIP_CRYPTSOFT:
+                        st.cryptsoft += 1
+                        if st.cryptsoft >= KMIP_CRYPTSOFT_ATTEMPTS:
+                            exc.category = ErrorCategory.TLS
+                    raise
+                await self._already_configured(uuid, st, chunk)
+                continue
+            self._settle(st, Outcome.ADDED, only=frozenset(d.server for d in chunk))
+
+    async def _already_configured(self, uuid: str, st: _Sending, chunk: list[Decision]) -> None:
+        """ONTAP says a server of the chunk is there already (65536870): settle what is."""
+        if len(chunk) == 1:
+            self._settle(st, Outcome.PRESENT, only=frozenset({chunk[0].server}))
+            return
+        before = len(st.remaining)
+        self._settle(st, Outcome.PRESENT, only=await self.client.key_server_names(uuid))
+        if len(st.remaining) == before:
+            st.together = False  # refused, yet none of it is listed: one server per POST
+
+    def _settle(
         self,
-        live: frozenset[str],
-        remaining: list[Decision],
+        st: _Sending,
         outcome: Outcome,
-        started: datetime,
-        posts: int,
-    ) -> list[Decision]:
-        """Report the servers the cluster now has as ``outcome``; return those it lacks."""
-        for d in remaining:
-            if d.server in live:
-                self._report(d, outcome, started=started, attempts=posts)
-        return [d for d in remaining if d.server not in live]
+        *,
+        only: frozenset[str] | None = None,
+        error: ErrorInfo | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Report the remaining targets (those whose server is in ``only``) as ``outcome``."""
+        done = [d for d in st.remaining if only is None or d.server in only]
+        for d in done:
+            self._report(
+                d, outcome, error=error, reason=reason, started=st.started, attempts=st.posts
+            )
+        st.remaining = [d for d in st.remaining if only is not None and d.server not in only]
 
     def _attempts(
         self, svm: str | None, servers: tuple[str, ...]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bulkkm import engine
-from bulkkm.events import Outcome, Retrying
+from bulkkm.events import ClusterDiscovered, Event, Outcome, Retrying
 from bulkkm.report import finished_targets
 from bulkkm.simulator import Faults, SimulatedFleet
 from tests.engine.conftest import NEW_SERVERS, fleet_spec, inventory_for, run_rollout
@@ -257,3 +257,29 @@ def test_outcome_values_match_the_contract() -> None:
         "skipped",
         "cancelled",
     }
+
+
+async def test_batch_refused_as_already_configured_is_read_back_and_the_rest_sent(
+    tmp_path: Path,
+) -> None:
+    """A server added by someone else after discovery: it is `present`, the other `added`."""
+    spec = fleet_spec(
+        clusters=1, svms=1, seed=12, initial_servers=0, external_ratio=1.0, onboard_ratio=0.0
+    )
+    async with SimulatedFleet(spec) as fleet:
+        sim = fleet.cluster("sim-0000")
+        assert sim.at_least(8)  # records[] batches need 9.8
+        inventory = inventory_for(fleet, tmp_path)
+
+        def race(event: Event) -> None:
+            if isinstance(event, ClusterDiscovered):
+                for km in sim.key_managers.values():
+                    km.servers[NORMALIZED[0]] = ()
+
+        result = await run_rollout(fleet, inventory, tmp_path, extra=[race])
+        posts = [w for w in fleet.write_log if w.method == "POST"]
+    by_server = {(t["svm"], t["server"]): t["outcome"] for t in result.targets()}
+    assert set(by_server.values()) == {"present", "added"}
+    assert {o for (_, s), o in by_server.items() if s == NORMALIZED[0]} == {"present"}
+    assert {o for (_, s), o in by_server.items() if s == NORMALIZED[1]} == {"added"}
+    assert any(w.code == "65536870" for w in posts)
