@@ -26,5 +26,32 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Long chaos run: BULKKM_CHAOS_EXAMPLES random fault profiles (default 500) from a fresh seed,
+# printed first; replay one with `make chaos BULKKM_CHAOS_SEED=<seed>`.
+chaos: $(STAMP)
+	@seed=$${BULKKM_CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "chaos seed $$seed (replay: make chaos BULKKM_CHAOS_SEED=$$seed)"; \
+	BULKKM_CHAOS_EXAMPLES=$${BULKKM_CHAOS_EXAMPLES:-500} BULKKM_CHAOS_CHAINS=$${BULKKM_CHAOS_CHAINS:-10} \
+	$(BIN)/pytest tests/chaos -q --hypothesis-seed=$$seed --durations=5
+
+# Benchmarks (bench/): the quick size, all sizes (long: run it once), and a seconds-long
+# smoke size for CI that fails only on a crash or on targets left undone, never on timings.
+BENCH_STAMP := $(VENV)/.bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench-smoke
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench --size quick
+
+bench-full: $(BENCH_STAMP)
+	$(BIN)/python -m bench --size full
+
+bench-smoke: $(BENCH_STAMP)
+	$(BIN)/python -m bench --size smoke
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from bulkkm import engine
-from bulkkm.events import Event, Outcome, Retrying, RunFinished, TargetResult
+from bulkkm.events import ClusterDiscovered, Event, Outcome, Retrying, RunFinished, TargetResult
 from bulkkm.inventory import load_inventory
 from bulkkm.report import ReportWriter
 
@@ -60,8 +60,10 @@ class _Recorder:
         self.retries = 0
 
     def __call__(self, event: Event) -> None:
-        """Count adds per cluster, and retries."""
-        if isinstance(event, TargetResult):
+        """Count adds per cluster (every discovered cluster, even with none), and retries."""
+        if isinstance(event, ClusterDiscovered):
+            self.added[event.cluster] += 0
+        elif isinstance(event, TargetResult):
             self.added[event.cluster] += event.outcome is Outcome.ADDED
         elif isinstance(event, Retrying):
             self.retries += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -72,7 +73,7 @@ async def _drive(acquire: Acquire, waiters: int) -> None:
 def measure_limiter(name: str, *, waiters: int, seconds: float) -> LimiterRun:
     """Drive one limiter in a fresh event loop; its wall and CPU time."""
     # Both let a full period's worth through at once, then ``rate`` per second.
-    rate = max(1, round(waiters / (seconds + 1.0)))
+    rate = max(1, math.ceil(waiters / (seconds + 1.0)))
     acquire = LIMITERS[name](rate)
     started, cpu = time.perf_counter(), time.process_time()
     asyncio.run(_drive(acquire, waiters))

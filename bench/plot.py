@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a CI machine
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import ScalarFormatter
 
 from bench.scenarios import MakespanFigure
 
@@ -35,6 +36,8 @@ def plot_makespan(figures: Sequence[MakespanFigure], path: Path, *, note: str) -
         ax.annotate(f.fleet, (f.targets, f.seconds), textcoords="offset points", xytext=(5, -12))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("targets (one key server to add per SVM key manager)")
     ax.set_ylabel("makespan (s)")
     ax.set_title("Makespan against fleet size, simulator latency 50 ms, concurrency 4")

@@ -53,7 +53,14 @@ def _environment() -> dict[str, str]:
         "bulkkm": version("bulkkm"),
         "commit": commit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_at_start": _load(),
     }
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews the figures."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def _progress(started: float) -> scenarios.Progress:
@@ -124,38 +131,47 @@ def main(argv: list[str] | None = None) -> int:
         choices=SCENARIOS,
         help="run only this scenario (repeatable; default: all)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument("--plot", type=Path, default=RESULTS / "makespan.png")
+    parser.add_argument(
+        "--out", type=Path, help=f"the results (default: {RESULTS}/latest.json; smoke: none)"
+    )
+    parser.add_argument(
+        "--plot", type=Path, help=f"the plot (default: {RESULTS}/makespan.png; smoke: none)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the fleets' files in this new directory")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     only = set(args.only or SCENARIOS)
+    # A smoke run (CI) leaves the recorded results alone unless told where to write.
+    keep = size.name != "smoke"
+    out: Path | None = args.out or (RESULTS / "latest.json" if keep else None)
+    plot: Path | None = args.plot or (RESULTS / "makespan.png" if keep else None)
     configure_logging(fmt="json", verbosity=-1)  # bulkkm's own warnings only, on stderr
     say = _progress(time.monotonic())
+    environment = _environment()
     with tempfile.TemporaryDirectory(prefix="bulkkm-bench-") as scratch:
         work = args.keep or Path(scratch)
         results = Results(
             size=size.name,
-            environment=_environment(),
+            environment=environment,
             makespan=tuple(scenarios.makespan(size, work, say)) if "makespan" in only else (),
             throughput=scenarios.throughput(size, work, say) if "throughput" in only else None,
             memory=scenarios.memory(size, work, say) if "memory" in only else None,
             faults=scenarios.faults(size, work, say) if "faults" in only else None,
             limiters=tuple(scenarios.limiters(size, say)) if "limiters" in only else (),
         )
+    environment["load_at_end"] = _load()
     problems = _problems(results)
-    _write(results, problems, args.out)
-    if results.makespan:
+    print(render(results))
+    if out is not None:
+        _write(results, problems, out)
+        print(f"\nresults: {out}")
+    if plot is not None and results.makespan:
         from bench.plot import plot_makespan  # noqa: PLC0415 -- matplotlib is slow to import
 
         env = results.environment
-        plot_makespan(
-            results.makespan,
-            args.plot,
-            note=f"{env['cpus']} CPUs shared by client and simulator; {env['date']}",
-        )
-    print(render(results))
-    print(f"\nresults: {args.out}" + (f"\nplot: {args.plot}" if results.makespan else ""))
+        note = f"{env['cpus']} CPUs shared by client and simulator; {env['date']}"
+        plot_makespan(results.makespan, plot, note=note)
+        print(f"plot: {plot}")
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -109,18 +109,12 @@ def _bulk(fleet: Fleet, directory: Path) -> BulkRun:
     )
 
 
-def _reps(
-    fleet: FleetRuns,
-    latency_ms: float,
-    directory: Path,
-    progress: Progress,
-    script_threads: Sequence[int] = (),
-) -> list[_Rep]:
+def _reps(fleet: FleetRuns, latency_ms: float, directory: Path, progress: Progress) -> list[_Rep]:
     """``fleet.runs`` repetitions, alternating which client goes first."""
     shape = FleetShape(clusters=fleet.clusters, svms=fleet.svms, latency_ms=latency_ms)
     reps = []
     for run in range(fleet.runs):
-        threads = script_threads if run < fleet.script_runs else ()
+        threads = fleet.script_threads if run < fleet.script_runs else ()
         progress(f"{shape.label} at {latency_ms:g} ms, run {run + 1}/{fleet.runs}")
         reps.append(
             _compare(
@@ -173,11 +167,11 @@ def makespan(size: Size, directory: Path, progress: Progress) -> list[MakespanFi
     """Makespan against the ideal at 50 ms, and the thread-pool scripts on the same fleets."""
     figures = []
     for fleet in size.makespan:
-        reps = _reps(fleet, LATENCY_MS, directory / "makespan", progress, size.script_threads)
+        reps = _reps(fleet, LATENCY_MS, directory / "makespan", progress)
         ideals = [_ideal(rep) for rep in reps]
         bounds = Counter("latency" if lat >= cpu else "cpu" for lat, cpu in ideals)
         scripts = []
-        for index, threads in enumerate(size.script_threads):
+        for index, threads in enumerate(fleet.script_threads):
             runs = [(rep.scripts[index], rep.bulk) for rep in reps if rep.scripts]
             if runs:
                 scripts.append(

@@ -122,6 +122,8 @@ def render(results: Results) -> str:
         "The simulator runs in its own process on the same machine: it and the client share",
         f"the {env['cpus']} CPUs, so rates are this machine's and client CPU times include the",
         "contention. Figures are medians; ratios are taken within each repetition.",
+        f"Load average at start {env['load_at_start']}, at end {env.get('load_at_end', '?')}"
+        " (other work on the machine skews the figures).",
     ]
     if results.makespan:
         lines += ["", "Makespan at 50 ms simulator latency, concurrency 4, TLS on"]

@@ -19,6 +19,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from bulkkm.events import Retrying
 from bulkkm.inventory import load_inventory
 from bulkkm.retry import RetryPolicy
 from bulkkm.simulator import Faults, FleetSpec, SimulatedFleet
@@ -46,7 +47,7 @@ _COMMON: Final[dict[str, Any]] = {
     "print_blob": True,
     "suppress_health_check": (HealthCheck.too_slow,),
 }
-settings.register_profile("bulkkm-chaos-ci", max_examples=12, derandomize=True, **_COMMON)
+settings.register_profile("bulkkm-chaos-ci", max_examples=24, derandomize=True, **_COMMON)
 settings.register_profile(
     "bulkkm-chaos-long",
     max_examples=int(os.environ.get("BULKKM_CHAOS_EXAMPLES") or 500),
@@ -167,7 +168,7 @@ def chaos(draw: st.DrawFn) -> Chaos:
         clusters=tuple(draw(st.lists(cluster_chaos(), min_size=3, max_size=8))),
         svms=draw(st.integers(2, 5)),
         seed=draw(st.integers(0, 2**16)),
-        job_mode=draw(st.sampled_from((False, False, False, True))),
+        job_mode=draw(st.sampled_from((False, False, True))),
         initial_servers=draw(st.sampled_from((None, 0, 0, 1, 2))),
         key_servers=draw(st.sampled_from(sorted(KEY_SERVERS))),
     )
@@ -188,11 +189,37 @@ def _write_inventory(fleet: SimulatedFleet, scenario: Chaos, directory: Path) ->
     return path
 
 
+def _troubled(result: Rollout) -> tuple[set[str], set[str]]:
+    """Clusters where some request failed, and those where one timed out (was abandoned)."""
+    failed: set[str] = set()
+    timed_out: set[str] = set()
+    errors = [(e.cluster, e.error.category.value) for e in result.events if isinstance(e, Retrying)]
+    errors += [
+        (str(line["cluster"]), line["error"]["category"])
+        for line in result.lines
+        if line.get("error") and line["error"]["category"] != "precondition"  # nothing sent
+    ]
+    for cluster, category in errors:
+        failed.add(cluster)
+        if category == "timeout":
+            timed_out.add(cluster)
+    return failed, timed_out
+
+
 def _check_clusters(fleet: SimulatedFleet, scenario: Chaos, result: Rollout) -> None:
-    """What each cluster's kind of trouble lets us expect of its lines and its load."""
+    """What each cluster's kind of trouble lets us expect of its lines and its load.
+
+    The cluster counts a request in flight until it has answered it, so a request bulkkm
+    abandoned (timed out, or cancelled beside a failed one) still counts while bulkkm sends
+    the next: the peak is checked where no request failed, and on capped clusters where none
+    timed out. A timed-out POST may still be applied afterwards, when nothing can tell it from
+    a lost one: the no-re-POST rule is checked where none timed out. (A loaded machine can
+    make any cluster time out; such clusters are left out rather than made flaky.)
+    """
     cluster_lines = {
         str(line["cluster"]): line for line in result.lines if line["type"] == "cluster"
     }
+    failed, timed_out = _troubled(result)
     for sim, plan in zip(fleet.clusters, scenario.clusters, strict=True):
         name = sim.name
         mine = [t for t in result.targets() if t["cluster"] == name]
@@ -204,14 +231,16 @@ def _check_clusters(fleet: SimulatedFleet, scenario: Chaos, result: Rollout) -> 
         if plan.healthy:
             assert name not in cluster_lines, f"healthy {name} failed: {cluster_lines[name]}"
             assert set(outcomes(mine)) <= DONE, f"healthy {name}: {outcomes(mine)}"
-        if plan.answers_in_time:
-            peak = fleet.peak_in_flight(name)
+        peak = fleet.peak_in_flight(name)
+        if name not in failed:
             assert peak <= plan.concurrency, f"{name}: {peak} in flight > {plan.concurrency}"
-            cap = plan.faults.max_in_flight
-            if cap is not None and cap >= plan.concurrency:
-                assert fleet.refused(name) == 0, f"{name}: bulkkm went over the cluster's cap"
-            if not scenario.job_mode:
-                check_no_blind_repost([w for w in fleet.write_log if w.cluster == name])
+        cap = plan.faults.max_in_flight
+        capped = plan.kind == "capped" and cap is not None and cap >= plan.concurrency
+        if capped and name not in timed_out:
+            assert fleet.refused(name) == 0, f"{name}: bulkkm went over the cluster's cap"
+            assert peak <= plan.concurrency, f"{name}: {peak} in flight > {plan.concurrency}"
+        if plan.answers_in_time and name not in timed_out and not scenario.job_mode:
+            check_no_blind_repost([w for w in fleet.write_log if w.cluster == name])
 
 
 async def run_chaos(scenario: Chaos, directory: Path) -> None:

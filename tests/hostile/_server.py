@@ -34,8 +34,9 @@ __all__ = [
     "KM_PATH",
     "Handler",
     "HostileServer",
-    "PlainListener",
     "Pki",
+    "PlainListener",
+    "RawServer",
     "Seen",
     "client_for",
     "json_answer",
@@ -94,11 +95,12 @@ class Pki:
     ) -> ssl.SSLContext:
         """A server context whose certificate names ``names`` (default: the loopbacks)."""
         issuer = self.rogue if rogue else self.ca
-        kwargs: dict[str, datetime] = {}
-        if expired:
-            now = datetime.now(UTC)
-            kwargs = {"not_before": now - timedelta(days=30), "not_after": now - timedelta(days=1)}
-        cert = issuer.issue_cert(*(names or ("127.0.0.1", "127.0.0.2", "localhost")), **kwargs)
+        now = datetime.now(UTC)
+        cert = issuer.issue_cert(
+            *(names or ("127.0.0.1", "127.0.0.2", "localhost")),
+            not_before=now - timedelta(days=30) if expired else None,
+            not_after=now - timedelta(days=1) if expired else None,
+        )
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
         return context
@@ -120,18 +122,23 @@ class HostileServer:
         self.host = host
         self.port = 0
         self.seen: list[Seen] = []
+        self.in_flight = 0
+        self.peak = 0
+        """The most requests handled at once (a request counts until its handler returns)."""
         self.version = version
+        self.svms = tuple(svms)
         self.key_managers: list[dict[str, object]] = [
             {"uuid": CLUSTER_KM, "scope": "cluster", "external": {"servers": []}}
-        ] + [
-            {
-                "uuid": svm_km(i),
-                "scope": "svm",
-                "svm": {"name": name, "uuid": f"svm-{i}"},
-                "external": {"servers": []},
-            }
-            for i, name in enumerate(svms, 1)
         ]
+        for i, name in enumerate(svms, 1):
+            self.key_managers.append(
+                {
+                    "uuid": svm_km(i),
+                    "scope": "svm",
+                    "svm": {"name": name, "uuid": f"svm-{i}"},
+                    "external": {"servers": []},
+                }
+            )
         self.added: dict[str, list[str]] = {}
         self.closing = asyncio.Event()
         self._routes: dict[tuple[str, str], Handler] = {}
@@ -191,20 +198,19 @@ class HostileServer:
             await self._server.wait_closed()
         await asyncio.sleep(0)
 
-    def authorizations(self) -> list[str]:
-        """Every Authorization header received."""
-        return [s.headers["Authorization"] for s in self.seen if "Authorization" in s.headers]
-
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Record the request, then answer it by its replaced route or as ONTAP."""
-        body = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
-        handler = self._routes.get((request.method, request.path))
-        if handler is None:
-            handler = self.fallback
-        if handler is not None:
-            return await handler(request)
-        return self._ontap(request.method, request.path, body)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            body = await request.read()
+            self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
+            handler = self._routes.get((request.method, request.path)) or self.fallback
+            if handler is not None:
+                return await handler(request)
+            return self._ontap(request.method, request.path, body)
+        finally:
+            self.in_flight -= 1
 
     def _ontap(self, method: str, path: str, body: bytes) -> web.StreamResponse:
         """What ONTAP answers to the calls bulkkm makes."""
@@ -219,12 +225,7 @@ class HostileServer:
                 200, {"records": self.key_managers, "num_records": len(self.key_managers)}
             )
         if (method, path) == ("GET", "/api/svm/svms"):
-            names = [
-                km["svm"]["name"]  # type: ignore[index]
-                for km in self.key_managers
-                if isinstance(km.get("svm"), dict)
-            ]
-            return json_answer(200, {"records": [{"name": n} for n in names]})
+            return json_answer(200, {"records": [{"name": n} for n in self.svms]})
         parts = path.split("/")
         if path.startswith(KM_PATH + "/") and len(parts) == 6 and parts[5] == "key-servers":
             uuid = parts[4]
@@ -285,6 +286,61 @@ class PlainListener:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class RawServer:
+    """A TLS port that answers every connection with fixed bytes, or (``reply=None``) not at all."""
+
+    def __init__(self, tls: ssl.SSLContext, reply: bytes | None) -> None:
+        """Not listening before ``async with``."""
+        self.tls = tls
+        self.reply = reply
+        self.port = 0
+        self._closing = asyncio.Event()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Send the reply after the request's first bytes (or wait until closing), then close."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            with contextlib.suppress(OSError):
+                if self.reply is None:
+                    await self._closing.wait()
+                else:
+                    await reader.read(1024)
+                    writer.write(self.reply)
+                    await writer.drain()
+        finally:
+            writer.close()
+            self._handlers.discard(task)
+
+    async def __aenter__(self) -> RawServer:
+        """Listen on an ephemeral port of 127.0.0.1."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop; let every handler finish (a cancelled one makes asyncio 3.11 log noise)."""
+        self._closing.set()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2)
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from bulkkm.errors import (
     OntapError,
     ProtocolError,
     RequestTimeout,
+    TransportError,
 )
 from bulkkm.inventory import DesiredServer
 from bulkkm.ontap import MAX_BODY, OntapClient
@@ -31,6 +32,7 @@ from tests.hostile._server import (
     Handler,
     HostileServer,
     Pki,
+    RawServer,
     client_for,
     json_answer,
 )
@@ -51,11 +53,16 @@ def client(server: HostileServer, pki: Pki, session: aiohttp.ClientSession) -> O
     return client_for(session, server.address, pki.ca_file, timeout=2.0)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"version": {"generation": 9, ', b"[" * 100_000, b"\xff\xfe{}", b'{"a": NaN}'],
+    ids=["truncated", "nested-100k-deep", "not-utf8", "nan"],
+)
 async def test_malformed_json_is_a_protocol_error(
-    server: HostileServer, pki: Pki, session: aiohttp.ClientSession
+    server: HostileServer, pki: Pki, session: aiohttp.ClientSession, body: bytes
 ) -> None:
     """A 200 whose body is not JSON is a permanent protocol error, not a crash."""
-    server.answer("GET", "/api/cluster", 200, b'{"version": {"generation": 9, ')
+    server.answer("GET", "/api/cluster", 200, body)
     with pytest.raises(ProtocolError, match="malformed JSON") as caught:
         await client(server, pki, session).version()
     assert caught.value.category is ErrorCategory.PERMANENT
@@ -164,6 +171,37 @@ async def test_answer_that_never_ends_is_ended_by_the_request_timeout(
     assert 0.4 < elapsed < 2.0
     assert caught.value.category is ErrorCategory.TIMEOUT
     assert sent[0] > 0  # the body had started: only the timeout could end it
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["not-http", "huge-header", "short-body", "bad-chunk"],
+)
+async def test_broken_http_is_a_transport_error(
+    pki: Pki, session: aiohttp.ClientSession, reply: bytes
+) -> None:
+    """An answer that is not valid HTTP ends as a (retryable) transport error, not a crash."""
+    async with RawServer(pki.context(), reply) as raw:
+        with pytest.raises(TransportError) as caught:
+            await client_for(session, raw.address, pki.ca_file).version()
+    assert caught.value.category is ErrorCategory.TRANSPORT
+
+
+async def test_silent_server_times_out_at_the_request_timeout(
+    pki: Pki, session: aiohttp.ClientSession
+) -> None:
+    """A port that accepts and then says nothing (not even TLS) ends at the request timeout."""
+    async with RawServer(pki.context(), None) as raw:
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout):
+            await client_for(session, raw.address, pki.ca_file, timeout=0.5).version()
+    assert time.monotonic() - started < 2.0
 
 
 @pytest.mark.parametrize(
@@ -305,11 +343,9 @@ async def test_redirect_is_never_followed(
     path = "/api/cluster" if method == "GET" else KS_PATH
     server.answer(method, path, status, {}, headers={"Location": target})
     c = client(server, pki, session)
+    call = c.version() if method == "GET" else c.add_key_servers(CLUSTER_KM, SERVER)
     with pytest.raises(ProtocolError, match="redirect") as caught:
-        if method == "GET":
-            await c.version()
-        else:
-            await c.add_key_servers(CLUSTER_KM, SERVER)
+        await call
     assert elsewhere.address in caught.value.message
     assert elsewhere.seen == []
     assert len(server.seen) == 1

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -46,7 +46,7 @@ async def bulkkm(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-async def hostile(pki: Pki) -> Any:
+async def hostile(pki: Pki) -> AsyncIterator[HostileServer]:
     """A cluster whose SVM names, server names, messages and codes carry control characters."""
     async with HostileServer(pki.context(), svms=SVMS) as server:
         server.key_managers[0]["external"] = {
@@ -100,7 +100,8 @@ async def test_console_output_escapes_every_control_character(
     assert_safe(out)
     assert_safe(err)
     assert "\\x1b" in err  # the names were shown, escaped
-    assert "\nforged_line" not in err and "\n2026-11-27T10:00:00Z" not in err
+    assert "\nforged_line" not in err
+    assert "\n2026-11-27T10:00:00Z" not in err
 
     lines = [orjson.loads(raw) for raw in report.read_bytes().splitlines()]
     targets = [line for line in lines if line["type"] == "target"]

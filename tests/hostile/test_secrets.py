@@ -1,9 +1,10 @@
 """No credential in any output: a sentinel in every secret slot, every output searched for it.
 
 The slots: cluster passwords from ``env:`` and ``file:``, a rejected password, KMIP
-passwords from ``env:`` and ``file:``. The paths: successes, retries, 401s, TLS failures,
-a dead cluster, an unexpected exception with its traceback, a server that echoes what it
-was sent; JSON and console logs at -v and -vv; plan, check, dry runs, resume, summaries.
+passwords from ``env:`` and ``file:``. The paths: successes, retries, lost connections,
+ambiguous writes, 401s, TLS failures, an unexpected exception with its traceback, a server
+that echoes what it was sent; JSON and console logs at -v and -vv; plan, check, dry runs,
+resume, summaries.
 Each sentinel is searched for as written and as HTTP basic auth carries it (base64).
 """
 
@@ -67,7 +68,15 @@ async def bulkkm(*args: str, code: str | None = None) -> tuple[int, str, str]:
 
 
 def write_inventory(tmp_path: Path, fleet: SimulatedFleet, rogue_ca: Path) -> Path:
-    """Every secret slot filled with a sentinel; clusters set up to fail in every way."""
+    """Every secret slot filled with a sentinel; clusters set up to fail in every way.
+
+    The fleet's clusters get the passwords the inventory gives them, but the third
+    (``rejected``: 401) and the fourth (``bad-tls``: a CA that did not sign the cluster).
+    """
+    for sim, password in zip(fleet.clusters, (CLUSTER_ENV, CLUSTER_FILE), strict=False):
+        sim.password = password
+    for sim in fleet.clusters[2:]:
+        sim.password = CLUSTER_ENV
     (tmp_path / "cluster.pw").write_text(CLUSTER_FILE + "\n")
     (tmp_path / "kmip.pw").write_text(KMIP_FILE + "\n")
     c = [sim.address for sim in fleet.clusters]
@@ -89,28 +98,26 @@ def write_inventory(tmp_path: Path, fleet: SimulatedFleet, rogue_ca: Path) -> Pa
         "      - {server: kms-file.example.com, password: file:kmip.pw}\n"
         f"  - {{name: rejected, address: '{c[2]}', svms: all, password: env:BULKKM_T_BAD_PW}}\n"
         f"  - {{name: bad-tls, address: '{c[3]}', svms: all, tls: {{ca_file: {rogue_ca}}}}}\n"
-        f"  - {{name: dead, address: '{c[4]}', svms: all}}\n"
-        f"  - {{name: flaky, address: '{c[5]}', svms: all, cluster_scope: true}}\n"
+        f"  - {{name: flaky, address: '{c[4]}', svms: all, cluster_scope: true}}\n"
     )
     return path
 
 
 async def test_no_secret_in_any_output_of_any_command(pki: Pki, tmp_path: Path) -> None:
     """apply/plan/check/dry-run/resume/validate/summarize, JSON and console, -v and -vv."""
-    flaky = Faults(transient_rate=0.3, reset_rate=0.1, ambiguous_rate=0.2, error500_rate=0.1)
+    # Real CLI runs retry with the default policy (backoff from 0.5 s): a little trouble goes
+    # a long way, so it is kept to the two runs that write the most.
+    flaky = Faults(transient_rate=0.2, reset_rate=0.1, ambiguous_rate=0.2, error500_rate=0.05)
     spec = fleet_spec(
-        clusters=6,
+        clusters=5,
         svms=2,
         seed=13,
         initial_servers=0,
-        cluster_faults={"sim-0004": Faults(dead=True), "sim-0005": flaky},
-        faults=Faults(transient_rate=0.2),
+        cluster_faults={"sim-0004": flaky},
     )
     rogue = tmp_path / "rogue-ca.pem"
     pki.rogue.cert_pem.write_to_path(str(rogue))
     async with SimulatedFleet(spec) as fleet:
-        for sim, password in zip(fleet.clusters, [CLUSTER_ENV, CLUSTER_FILE] + [CLUSTER_ENV] * 4):
-            sim.password = password
         inventory = str(write_inventory(tmp_path, fleet, rogue))
         reports: list[Path] = []
 
@@ -132,7 +139,9 @@ async def test_no_secret_in_any_output_of_any_command(pki: Pki, tmp_path: Path) 
             ("report", "summarize", str(reports[2]), "--json"),
         ]  # fmt: skip
         outputs: list[str] = []
-        for args in runs:
+        for number, args in enumerate(runs):
+            if number == 2:
+                fleet.set_faults("sim-0004", Faults())
             code, out, err = await bulkkm(*args)
             where = " ".join(args[:2])
             assert code in (0, 1, 4), f"{where}: exit {code}: {err[-2000:]}"
@@ -154,14 +163,19 @@ import sys
 import aiohttp
 from bulkkm.cli import main
 
+_original = aiohttp.ClientSession._request
+
 async def _request(self, method, url, **kwargs):
-    raise RuntimeError("forced: an exception nobody expected")
+    if method == "POST":
+        raise RuntimeError("forced: an exception nobody expected")
+    return await _original(self, method, url, **kwargs)
 
 aiohttp.ClientSession._request = _request
 sys.exit(main(sys.argv[1:]))
 """
-"""Runs the CLI with aiohttp raising a RuntimeError from inside ``OntapClient._send``,
-whose frame holds the Authorization header and the POST body with the KMIP password."""
+"""Runs the CLI with aiohttp raising a RuntimeError on the first POST, inside
+``OntapClient._send``, whose frame holds the Authorization header and the body with the
+KMIP password."""
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
@@ -171,7 +185,7 @@ async def test_traceback_of_an_unexpected_exception_shows_no_secret(
     """A bug's traceback (an exception escaping the engine) carries no credential."""
     rogue = tmp_path / "rogue-ca.pem"
     pki.rogue.cert_pem.write_to_path(str(rogue))
-    async with SimulatedFleet(fleet_spec(clusters=6, svms=1, seed=2)) as fleet:
+    async with SimulatedFleet(fleet_spec(clusters=5, svms=1, seed=2)) as fleet:
         inventory = write_inventory(tmp_path, fleet, rogue)
         report = tmp_path / "r.jsonl"
         code, out, err = await bulkkm(
@@ -179,7 +193,9 @@ async def test_traceback_of_an_unexpected_exception_shows_no_secret(
             code=FORCED_CRASH,
         )  # fmt: skip
     assert code != 0
-    assert "forced: an exception nobody expected" in err  # the traceback path was taken
+    # The traceback path was taken, from inside the POST.
+    assert "forced: an exception nobody expected" in err
+    assert "add_key_servers" in err
     assert_no_secret(out, "stdout")
     assert_no_secret(err, "stderr")
     if report.exists():

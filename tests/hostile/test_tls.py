@@ -13,7 +13,7 @@ import pytest
 
 from bulkkm.errors import ErrorCategory, InventoryError, TlsError
 from bulkkm.inventory import load_inventory
-from tests.hostile._server import HostileServer, PlainListener, Pki, client_for
+from tests.hostile._server import HostileServer, Pki, PlainListener, client_for
 
 
 @pytest.mark.parametrize(
@@ -101,3 +101,35 @@ async def test_http_address_is_refused_before_anything_is_sent(tmp_path: Path) -
     assert "scheme" in err.decode()
     assert listener.connections == 0
     assert not (tmp_path / "r.jsonl").exists()
+
+
+async def test_proxy_settings_in_the_environment_are_ignored(
+    server: HostileServer, pki: Pki, tmp_path: Path
+) -> None:
+    """HTTPS_PROXY and friends never see a connection: credentials go to the cluster only."""
+    async with PlainListener() as proxy:
+        path = tmp_path / "fleet.yaml"
+        path.write_text(
+            "version: 1\n"
+            "defaults:\n"
+            "  username: admin\n"
+            "  password: env:HOSTILE_TLS_PASSWORD\n"
+            f"  tls: {{ca_file: {pki.ca_file}}}\n"
+            "  key_servers: [kms-new.example.com]\n"
+            f"clusters:\n  - {{name: c, address: '{server.address}', svms: all}}\n"
+        )
+        url = f"http://{proxy.address}"
+        env = dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "ALL_PROXY"), url)
+        env.update(NO_PROXY="", no_proxy="", HOSTILE_TLS_PASSWORD="proxy-test-password")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bulkkm", "apply", str(path),
+            "--report", str(tmp_path / "r.jsonl"), "-q",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env},
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert proxy.connections == 0
+    assert [s.method for s in server.seen if s.method == "POST"] == ["POST"]
