@@ -33,6 +33,7 @@ from bulkkm.errors import (
 from bulkkm.inventory import Cluster, DesiredServer, Tls
 from bulkkm.plan import LiveKeyManager, OntapVersion
 from bulkkm.retry import classify
+from bulkkm.secret import redact, remember
 from bulkkm.servers import normalize_server
 
 __all__ = ["USER_AGENT", "Gate", "OntapClient", "ssl_context"]
@@ -42,6 +43,10 @@ MAX_BODY: Final = 16 * 1024 * 1024
 """The largest answer read; ONTAP's biggest here (all key managers of a cluster) is far less."""
 MAX_MESSAGE: Final = 500
 KEY_MANAGER_FIELDS: Final = "uuid,scope,svm.name,external.servers,onboard.enabled"
+MAX_RECORDS: Final = 100_000
+"""More records than any cluster has: a collection past it is a server paging in circles."""
+JOB_DEADLINE: Final = 4
+"""A job may run this many request timeouts before it counts as timed out."""
 JOB_POLL_INITIAL: Final = 0.2
 JOB_POLL_MAX: Final = 2.0
 
@@ -83,7 +88,9 @@ class OntapClient:
         self._headers = {"X-Dot-Client-App": USER_AGENT, "Accept": "application/hal+json"}
         if cluster.username is not None and cluster.password is not None:
             token = f"{cluster.username}:{cluster.password.reveal()}".encode()
-            self._headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+            encoded = base64.b64encode(token).decode()
+            remember(encoded)  # a server echoing our header must not put it in a log or report
+            self._headers["Authorization"] = "Basic " + encoded
 
     def __repr__(self) -> str:
         """Name the cluster only."""
@@ -123,7 +130,7 @@ class OntapClient:
         path = f"/api/security/key-managers/{quote(key_manager_uuid, safe='')}/key-servers"
         records = await self._collection(path, {"fields": "server"})
         try:
-            return frozenset(normalize_server(str(r["server"])) for r in records)
+            return frozenset(_normalized(str(r["server"])) for r in records)
         except (KeyError, TypeError, ValueError) as exc:
             raise self._protocol(f"GET {path}: malformed record") from exc
 
@@ -150,11 +157,16 @@ class OntapClient:
         except (KeyError, TypeError) as exc:
             raise self._protocol("202 without a job link", target=target) from exc
         delay = JOB_POLL_INITIAL
+        deadline = asyncio.get_running_loop().time() + JOB_DEADLINE * self._cluster.limits.timeout
         while True:
             try:
                 job = _mapping(
                     await self._json("GET", href, params={"fields": "state,message,code,error"})
                 )
+            except TypeError as exc:
+                raise self._protocol(
+                    f"GET {href[:80]}: the job is not an object", target=target
+                ) from exc
             except ApiError as exc:
                 if exc.http_status == 404:  # the job is gone: whether it applied is unknown
                     raise TransportError(
@@ -168,11 +180,19 @@ class OntapClient:
             if state == "success":
                 return
             if state == "failure":
-                error = _mapping(job.get("error") or {})
+                error = _object(job.get("error"))
                 code = error.get("code", job.get("code"))
                 message = str(error.get("message", job.get("message", "job failed")))
                 raise self._api_error(message, None, None if code is None else str(code), target)
-            await asyncio.sleep(delay)
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise RequestTimeout(
+                    "the job did not finish in time",
+                    cluster=self._cluster.name,
+                    target=target,
+                    sent=True,
+                )
+            await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, JOB_POLL_MAX)
 
     async def _collection(self, path: str, params: Mapping[str, str]) -> list[Json]:
@@ -180,14 +200,21 @@ class OntapClient:
         records: list[Json] = []
         url: str | None = path
         query: Mapping[str, str] | None = params
+        seen: set[str] = set()
         while url is not None:
-            body = _mapping(await self._json("GET", url, params=query))
-            page = body.get("records", [])
-            if not isinstance(page, list):
-                raise self._protocol(f"GET {path}: records is not a list")
-            records += [_mapping(r) for r in page]
-            nxt = _mapping(_mapping(body.get("_links") or {}).get("next") or {}).get("href")
+            try:
+                body = _mapping(await self._json("GET", url, params=query))
+                page = body.get("records", [])
+                if not isinstance(page, list):
+                    raise TypeError("records is not a list")
+                records += [_mapping(r) for r in page]
+                nxt = _part(_part(body.get("_links")).get("next")).get("href")
+            except TypeError as exc:
+                raise self._protocol(f"GET {path}: malformed collection ({exc})") from exc
+            if len(records) > MAX_RECORDS or (nxt is not None and str(nxt) in seen):
+                raise self._protocol(f"GET {path}: paging does not end")
             url, query = (str(nxt), None) if nxt else (None, None)
+            seen.add(str(nxt))
         return records
 
     async def _json(
@@ -238,6 +265,10 @@ class OntapClient:
                 raw = await _read_bounded(response)
                 status, content_type = response.status, response.content_type
                 location = response.headers.get("Location", "")
+        except _TooLarge as exc:
+            raise self._protocol(
+                f"{method} {path}: answer larger than {MAX_BODY} bytes", target=target
+            ) from exc
         except aiohttp.ClientConnectorCertificateError as exc:
             raise self._tls(exc, target) from exc
         except aiohttp.ClientSSLError as exc:
@@ -312,7 +343,7 @@ class OntapClient:
                 ) from exc
         if status < 300:
             return {} if parsed is None else parsed
-        error = _mapping(_mapping(parsed).get("error") or {}) if isinstance(parsed, dict) else {}
+        error = _object(parsed.get("error")) if isinstance(parsed, dict) else {}
         code = error.get("code")
         message = _clean(str(error.get("message") or f"HTTP {status}"))
         if status in (401, 403):
@@ -354,14 +385,18 @@ class OntapClient:
         )
 
 
+class _TooLarge(Exception):
+    """An answer longer than ``MAX_BODY``: not read to its end."""
+
+
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """The whole body, or a ProtocolError-worthy failure past ``MAX_BODY`` bytes."""
+    """The whole body, unless it is longer than ``MAX_BODY``."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > MAX_BODY:
-            raise aiohttp.ClientPayloadError(f"answer larger than {MAX_BODY} bytes")
+            raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -404,6 +439,16 @@ def _normalized(server: str) -> str:
         return server.lower()
 
 
+def _object(value: object) -> Json:
+    """The error object of an error answer, or an empty one: whatever its shape, an error."""
+    return value if isinstance(value, dict) else {}
+
+
+def _part(value: object) -> Json:
+    """An optional part of an answer: absent is empty, anything but an object is TypeError."""
+    return {} if value is None else _mapping(value)
+
+
 def _mapping(value: object) -> Json:
     """``value`` as a JSON object, or TypeError."""
     if not isinstance(value, dict):
@@ -414,4 +459,4 @@ def _mapping(value: object) -> Json:
 def _clean(text: str) -> str:
     """A server-supplied string made safe to log: no control characters, bounded length."""
     cleaned = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in text)
-    return cleaned[:MAX_MESSAGE]
+    return redact(cleaned)[:MAX_MESSAGE]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final, final
 
-__all__ = ["Secret", "known_secret_values", "redact"]
+__all__ = ["Secret", "known_secret_values", "redact", "remember"]
 
 _KNOWN: Final[set[str]] = set()
 _MASK: Final = "********"
@@ -25,8 +25,7 @@ class Secret:
         """Wrap ``value``; ``source`` says where it came from (``env:NAME``, ``file:…``)."""
         self._value = value
         self.source = source
-        if value:
-            _KNOWN.add(value)
+        remember(value)
 
     def reveal(self) -> str:
         """The value itself: call only where it is sent."""
@@ -51,6 +50,12 @@ class Secret:
     def __reduce__(self) -> tuple[object, ...]:
         """Refuse to be pickled: a pickle would carry the value."""
         raise TypeError("a Secret cannot be pickled")
+
+
+def remember(value: str) -> None:
+    """Treat ``value`` as secret too (a form derived from a secret, such as a basic-auth token)."""
+    if value:
+        _KNOWN.add(value)
 
 
 def known_secret_values() -> frozenset[str]:

@@ -428,19 +428,14 @@ class ClusterRun:
 
 
 async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Await both at once; the first failure is raised as itself, not as a group."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            a = group.create_task(_wrap(first))
-            b = group.create_task(_wrap(second))
-    except ExceptionGroup as failures:
-        raise failures.exceptions[0] from None
-    return a.result(), b.result()
-
-
-async def _wrap(awaitable: Awaitable[T]) -> T:
-    """A coroutine for ``create_task`` from any awaitable."""
-    return await awaitable
+    """Await both at once; both finish even if one fails (so no request is abandoned
+    mid-flight with its concurrency slot freed), then the first failure is raised."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(a, BaseException):
+        raise a
+    if isinstance(b, BaseException):
+        raise b
+    return a, b
 
 
 def _key(d: Decision) -> TargetKey:

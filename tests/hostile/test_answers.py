@@ -129,16 +129,6 @@ async def test_huge_answer_is_refused_without_reading_it_all(
     assert MAX_BODY < sent[0] < 4 * MAX_BODY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ontap._read_bounded raises aiohttp.ClientPayloadError past MAX_BODY, which _send maps "
-        "with every other ClientError to TransportError('connection lost', sent=True): a "
-        "retryable transport failure, so the engine re-downloads 16 MiB per attempt and treats "
-        "a POST as ambiguous. Fix: raise a private _TooLarge from _read_bounded and map it to "
-        "self._protocol(f'answer larger than {MAX_BODY} bytes') (permanent)"
-    ),
-)
 async def test_huge_answer_is_a_permanent_protocol_error(
     server: HostileServer, pki: Pki, session: aiohttp.ClientSession
 ) -> None:
@@ -242,7 +232,6 @@ async def test_error_without_an_error_document_still_names_the_status(
         await client(server, pki, session).add_key_servers(CLUSTER_KM, SERVER)
 
 
-@pytest.mark.xfail(strict=True, reason=TYPE_ERROR_ESCAPES)
 @pytest.mark.parametrize("error", ["a string", ["a", "list"], 42])
 async def test_error_that_is_not_an_object_is_still_an_ontap_error(
     server: HostileServer, pki: Pki, session: aiohttp.ClientSession, error: object
@@ -253,7 +242,6 @@ async def test_error_that_is_not_an_object_is_still_an_ontap_error(
         await client(server, pki, session).add_key_servers(CLUSTER_KM, SERVER)
 
 
-@pytest.mark.xfail(strict=True, reason=TYPE_ERROR_ESCAPES)
 @pytest.mark.parametrize(
     "body",
     [
@@ -294,7 +282,6 @@ async def test_malformed_key_manager_record_is_a_protocol_error(
         await client(server, pki, session).key_managers()
 
 
-@pytest.mark.xfail(strict=True, reason=TYPE_ERROR_ESCAPES)
 @pytest.mark.parametrize(
     "job", [["running"], {"state": "failure", "error": "not an object"}], ids=["list", "error-str"]
 )
@@ -376,17 +363,6 @@ async def test_next_link_never_leaves_the_cluster(
     assert elsewhere.seen == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ontap._collection follows _links.next.href with no bound: a server whose next link "
-        "points at itself (or at page N+1 forever) keeps discovery paging forever, each page "
-        "under the request timeout but the loop under none, and the run never ends. Fix: "
-        "remember the hrefs seen and cap the pages (e.g. 10,000) or records; past either, "
-        "raise self._protocol('paging does not end'). The test pages 1,000 records at a time and "
-        "expects the error within 4 s (1 s for a link to itself)"
-    ),
-)
 @pytest.mark.parametrize("loop", ["self", "forever"])
 async def test_paging_that_never_ends_is_an_error(
     server: HostileServer, pki: Pki, session: aiohttp.ClientSession, loop: str
@@ -410,17 +386,6 @@ async def test_paging_that_never_ends_is_an_error(
             await client(server, pki, session).key_managers()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ontap._wait_for_job polls while the state is anything but success/failure, with no "
-        "deadline: a job stuck 'running' (or with no state at all) holds its batch, its "
-        "cluster and the run forever. Fix: bound the wait (e.g. a job deadline from the "
-        "limits, default a few minutes) and raise RequestTimeout(sent=True) past it, so the "
-        "engine reads back before any retry. The test expects it within 3 s at a 0.5 s "
-        "request timeout (e.g. a deadline of 4 x the request timeout; adjust if the fix differs)"
-    ),
-)
 async def test_job_that_never_finishes_ends_as_a_timeout(
     server: HostileServer, pki: Pki, session: aiohttp.ClientSession
 ) -> None:
@@ -489,17 +454,6 @@ async def test_odd_names_in_key_manager_records_are_kept_as_data(
     assert km.servers == ("kms\x07\n.example.com:5696",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ontap.key_server_names normalises every live server with normalize_server and turns "
-        "one odd legacy name into ProtocolError('malformed record'), while discovery "
-        "(_key_manager -> _normalized) tolerates it: the read-back after an ambiguous POST, "
-        "bulkkm's only proof of a write, then fails the target on a key manager that has any "
-        "odd existing entry. Fix: use _normalized (keep odd names as they are) in "
-        "key_server_names too"
-    ),
-)
 async def test_read_back_tolerates_odd_existing_server_names(
     server: HostileServer, pki: Pki, session: aiohttp.ClientSession
 ) -> None:

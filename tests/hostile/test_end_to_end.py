@@ -200,7 +200,6 @@ async def test_post_whose_answer_never_ends_fails_as_timeout_after_a_read_back(
     assert len(reads) >= len(posts) - len(KS_PATHS)
 
 
-@pytest.mark.xfail(strict=True, reason=TYPE_ERROR_ESCAPES)
 async def test_malformed_records_fail_that_cluster_not_the_run(
     fleet: SimulatedFleet, server: HostileServer, pki: Pki, tmp_path: Path
 ) -> None:
@@ -212,18 +211,6 @@ async def test_malformed_records_fail_that_cluster_not_the_run(
     assert line["error"]["category"] == "permanent"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine._cluster._together runs version() and key_managers() in a TaskGroup: when one "
-        "fails, the other is cancelled mid-request, its gate slot freed at once while the "
-        "cluster is still working on it; the retry then sends both again, so the cluster "
-        "handles concurrency + 1 requests (here 3 with concurrency 2) and, on ONTAP, the "
-        "excess may be refused at the connection. Fix: let the sibling finish (it is bounded "
-        "by the request timeout) before raising the first failure, e.g. asyncio.gather(..., "
-        "return_exceptions=True) then raise the first exception; or discover sequentially"
-    ),
-)
 async def test_discovery_retry_never_overlaps_an_abandoned_request(
     fleet: SimulatedFleet, server: HostileServer, pki: Pki, tmp_path: Path
 ) -> None:

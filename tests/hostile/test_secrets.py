@@ -203,19 +203,6 @@ async def test_traceback_of_an_unexpected_exception_shows_no_secret(
         assert oct(report.stat().st_mode & 0o777) == "0o600"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server-supplied error messages go into the report unredacted: ontap._clean strips "
-        "control characters but not secrets, and ReportWriter writes ErrorInfo.message as is. "
-        "ONTAP echoes field values in its messages ('Invalid value \"...\" for field ...'), so "
-        "a KMIP password (or the basic-auth token) echoed back lands in the report, which is "
-        "kept and shared; only the log has bulkkm.secret.redact, and it does not know the "
-        "base64 form. Fix: apply redact() in ontap._clean (every server-supplied string), and "
-        "register the basic-auth token (and base64 of user:password) as known secret values "
-        "when OntapClient builds its headers"
-    ),
-)
 @pytest.mark.parametrize("echo", ["body", "authorization"])
 async def test_server_echoing_a_credential_does_not_put_it_in_the_report(
     pki: Pki, tmp_path: Path, echo: str
