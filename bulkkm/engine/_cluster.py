@@ -114,13 +114,11 @@ class _Sending:
 class ClusterRun:
     """One cluster: discover, plan, apply; every target reported exactly once."""
 
-    def __init__(self, run: Run, session: aiohttp.ClientSession, cluster: Cluster) -> None:
-        """Bind the cluster to the run's session behind its own gate."""
+    def __init__(self, run: Run, cluster: Cluster) -> None:
+        """Prepare the cluster's work; nothing is sent yet."""
         self.parent = run
         self.cluster = cluster
-        self.client = OntapClient(
-            session, cluster, gate=_Gate(cluster), read_only=run.options.read_only
-        )
+        self.client: OntapClient  # made in run(), with the cluster's own session
         self.wave = run.wave
         self.unreported: dict[TargetKey, Decision] = {}
         self.transport_failures = 0
@@ -130,7 +128,25 @@ class ClusterRun:
         """When the cluster's maintenance window closes: no request starts after it."""
 
     async def run(self) -> None:
-        """The whole life of the cluster in this run."""
+        """The whole life of the cluster in this run, over connections of its own.
+
+        A session per cluster, closed when the cluster is done: a run-wide pool would keep
+        the connections of finished clusters open, and every TLS connection holds a few
+        hundred KiB (asyncio's 256 KiB read buffer, OpenSSL's state). Connections to
+        different clusters are never shared anyway.
+        """
+        connector = aiohttp.TCPConnector(limit=self.cluster.limits.concurrency)
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            self.client = OntapClient(
+                session,
+                self.cluster,
+                gate=_Gate(self.cluster),
+                read_only=self.parent.options.read_only,
+            )
+            await self._run()
+
+    async def _run(self) -> None:
+        """Discover, plan, apply; every target reported once."""
         try:
             state = await self._discover()
         except OntapError as exc:

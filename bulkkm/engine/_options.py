@@ -75,10 +75,9 @@ class Options:
     ignore_windows: bool = False
     clock: Callable[[], datetime] = _utcnow
     retry: RetryPolicy = RetryPolicy()
-    max_connections: int = 1024
-    """The cap on open connections over the whole fleet."""
-    active_clusters: int = 256
-    """Clusters worked on at once; the rest wait their turn, in rollout order."""
+    active_clusters: int = 64
+    """Clusters worked on at once; the rest wait their turn, in rollout order. With each
+    cluster's ``concurrency`` it caps the connections open at once (64 x 4 = 256)."""
     breaker_threshold: int = 10
     """Transport failures in a row after which a cluster's remaining targets are skipped."""
     grace: float = 5.0

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from importlib.metadata import version as _package_version
 from typing import Final
 
-import aiohttp
 import structlog
 
 from bulkkm.engine._cluster import ClusterRun
@@ -40,8 +39,6 @@ from bulkkm.rollout import order_clusters, split_waves
 __all__ = ["Run", "exit_code"]
 
 VERSION: Final = _package_version("bulkkm")
-KEEPALIVE: Final = 3.0
-"""Seconds an idle connection stays open: longer than a cluster's gaps, short for a fleet."""
 STOPS: Final = frozenset({"max_failures", "max_fail_percent", "rollout_stopped"})
 log = structlog.get_logger("bulkkm.engine")
 
@@ -184,39 +181,33 @@ class Run:
         return summary
 
     async def _work(self) -> None:
-        """The waves under one session; after an interrupt, a grace period, then cancellation."""
-        # Idle connections of finished clusters close soon: each TLS connection holds a
-        # 256 KiB read buffer in asyncio, and a fleet has thousands of clusters.
-        connector = aiohttp.TCPConnector(
-            limit=self.options.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE
-        )
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-            work = asyncio.ensure_future(self._rollout(session))
-            interrupted = asyncio.ensure_future(self.control.interrupted.wait())
-            try:
-                await asyncio.wait((work, interrupted), return_when=asyncio.FIRST_COMPLETED)
-                if not work.done():
-                    self.stop = "interrupted"
-                    log.warning("interrupted", grace_seconds=self.options.grace)
-                    done, _ = await asyncio.wait((work,), timeout=self.options.grace)
-                    if not done:
-                        work.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await work
-                else:
-                    work.result()
-            finally:
-                interrupted.cancel()
-                if not work.done():  # our own caller cancelled us
+        """The waves; after an interrupt, a grace period, then cancellation."""
+        work = asyncio.ensure_future(self._rollout())
+        interrupted = asyncio.ensure_future(self.control.interrupted.wait())
+        try:
+            await asyncio.wait((work, interrupted), return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                self.stop = "interrupted"
+                log.warning("interrupted", grace_seconds=self.options.grace)
+                done, _ = await asyncio.wait((work,), timeout=self.options.grace)
+                if not done:
                     work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await work
+            else:
+                work.result()
+        finally:
+            interrupted.cancel()
+            if not work.done():  # our own caller cancelled us
+                work.cancel()
 
-    async def _rollout(self, session: aiohttp.ClientSession) -> None:
+    async def _rollout(self) -> None:
         """Each wave to completion; the clusters of waves not reached are skipped."""
         remaining = list(enumerate(self.waves, 1))
         try:
             while remaining and self.stop is None:
                 number, wave = remaining.pop(0)
-                await self._wave(session, number, wave)
+                await self._wave(number, wave)
                 if remaining and self.stop is None:
                     await self._between_waves()
         finally:
@@ -224,9 +215,7 @@ class Run:
                 for cluster in wave:
                     self.skip_cluster(cluster, self.stop or "interrupted", self._wave_of(number))
 
-    async def _wave(
-        self, session: aiohttp.ClientSession, number: int, wave: Sequence[Cluster]
-    ) -> None:
+    async def _wave(self, number: int, wave: Sequence[Cluster]) -> None:
         """One wave through the worker pool; the rollout stops here if it failed too much."""
         self.wave = self._wave_of(number)
         self.wave_counts, self.wave_targets, self.wave_failures = Counter(), 0, 0
@@ -235,7 +224,7 @@ class Run:
             self.emit(WaveStarted(number=number, of=len(self.waves), clusters=names))
         clusters = iter(wave)
         try:
-            await self._pool(session, clusters, min(self.options.active_clusters, len(wave)))
+            await self._pool(clusters, min(self.options.active_clusters, len(wave)))
         finally:
             for cluster in clusters:  # left when an interrupt cancelled the pool
                 self.skip_cluster(cluster, "interrupted", self.wave)
@@ -280,17 +269,13 @@ class Run:
         """The wave number reports carry: None when not rolling out in waves."""
         return number if self.options.waves is not None else None
 
-    async def _pool(
-        self, session: aiohttp.ClientSession, clusters: Iterator[Cluster], workers: int
-    ) -> None:
+    async def _pool(self, clusters: Iterator[Cluster], workers: int) -> None:
         """``workers`` tasks, each taking the next cluster until none is left."""
         async with asyncio.TaskGroup() as group:
             for _ in range(workers):
-                group.create_task(self._cluster_worker(session, clusters))
+                group.create_task(self._cluster_worker(clusters))
 
-    async def _cluster_worker(
-        self, session: aiohttp.ClientSession, clusters: Iterator[Cluster]
-    ) -> None:
+    async def _cluster_worker(self, clusters: Iterator[Cluster]) -> None:
         """Work clusters one after another; once the run stops, record the rest as skipped."""
         for cluster in clusters:
             if self.stop is not None:
@@ -302,4 +287,4 @@ class Run:
                 self.skip_cluster(cluster, "outside_window", self.wave)
                 continue
             with structlog.contextvars.bound_contextvars(cluster=cluster.name):
-                await ClusterRun(self, session, cluster).run()
+                await ClusterRun(self, cluster).run()
