@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import math
 import statistics
 from collections import Counter
@@ -43,6 +44,8 @@ __all__ = [
 LATENCY_MS: Final = 50.0
 CONCURRENCY: Final = 4
 """Per-cluster concurrency: the inventory's default, and the baseline's."""
+ACTIVE_CLUSTERS: Final = engine.Options().active_clusters
+"""Clusters bulkkm works on at once (its default); the baseline works on as many."""
 DISCOVERY_ROUND_TRIPS: Final = 1
 """bulkkm's two discovery GETs go out together; no SVM is named, so no third one."""
 TRANSIENT_RATE: Final = 0.05
@@ -75,15 +78,15 @@ def _compare(
 ) -> _Rep:
     """Warm a fresh fleet up, then run the baseline and bulkkm (and the scripts) on it."""
     with running_fleet(shape, directory) as fleet:
-        asyncio.run(raw_rollout(fleet, read_only=True))
+        asyncio.run(_raw(fleet, read_only=True))
         before = fleet.cpu_seconds()
         if bulk_first:
             bulk = _bulk(fleet, directory)
             middle = fleet.cpu_seconds()
-            raw = asyncio.run(raw_rollout(fleet))
+            raw = asyncio.run(_raw(fleet))
             sim_bulk, sim_raw = middle - before, fleet.cpu_seconds() - middle
         else:
-            raw = asyncio.run(raw_rollout(fleet))
+            raw = asyncio.run(_raw(fleet))
             middle = fleet.cpu_seconds()
             bulk = _bulk(fleet, directory)
             sim_raw, sim_bulk = middle - before, fleet.cpu_seconds() - middle
@@ -99,6 +102,13 @@ def _compare(
         scripts=scripts,
         simulator_cpu_raw=sim_raw,
         simulator_cpu_bulk=sim_bulk,
+    )
+
+
+async def _raw(fleet: Fleet, *, read_only: bool = False) -> RawRun:
+    """The baseline with bulkkm's concurrency: per cluster, and clusters at once."""
+    return await raw_rollout(
+        fleet, concurrency=CONCURRENCY, active_clusters=ACTIVE_CLUSTERS, read_only=read_only
     )
 
 
@@ -276,6 +286,8 @@ class MemoryFigure:
     points: tuple[MemoryPoint, ...]
     growth_mb_per_100k: float
     """The least-squares slope over the points (NaN with fewer than two)."""
+    segments_mb_per_100k: tuple[float, ...]
+    """The growth between each point and the next: where memory levels off shows here."""
 
 
 def memory(size: Size, directory: Path, progress: Progress) -> MemoryFigure:
@@ -303,7 +315,16 @@ def memory(size: Size, directory: Path, progress: Progress) -> MemoryFigure:
                 log_tail=run.log_tail,
             )
         )
-    return MemoryFigure(points=tuple(points), growth_mb_per_100k=_slope(points) * 100_000)
+    segments = tuple(
+        (b.peak_rss_mb - a.peak_rss_mb) / (b.targets - a.targets) * 100_000
+        for a, b in itertools.pairwise(points)
+        if b.targets != a.targets
+    )
+    return MemoryFigure(
+        points=tuple(points),
+        growth_mb_per_100k=_slope(points) * 100_000,
+        segments_mb_per_100k=segments,
+    )
 
 
 def _slope(points: Sequence[MemoryPoint]) -> float:
@@ -359,7 +380,7 @@ def faults(size: Size, directory: Path, progress: Progress) -> FaultsFigure:
 def _warm_bulk(shape: FleetShape, directory: Path) -> BulkRun:
     """bulkkm on a fresh, warmed-up fleet."""
     with running_fleet(shape, directory) as fleet:
-        asyncio.run(raw_rollout(fleet, read_only=True))
+        asyncio.run(_raw(fleet, read_only=True))
         return _bulk(fleet, directory)
 
 

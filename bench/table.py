@@ -207,7 +207,11 @@ def render(results: Results) -> str:
             ],
         )
         if not math.isnan(mem.growth_mb_per_100k):
-            lines.append(f"growth: {mem.growth_mb_per_100k:.1f} MB per 100,000 targets")
+            steps = ", ".join(f"{g:.1f}" for g in mem.segments_mb_per_100k)
+            lines.append(
+                f"growth per 100,000 targets: {mem.growth_mb_per_100k:.1f} MB (least squares); "
+                f"from each size to the next: {steps} MB"
+            )
     if (fl := results.faults) is not None:
         lines += [
             "",
