@@ -38,6 +38,17 @@ async def bulkkm(*args: str, env: dict[str, str] | None = None) -> tuple[int, st
     return process.returncode, out.decode(), err.decode()
 
 
+def checked(fleet: SimulatedFleet, inventory: Path, before: dict[str, Any], report: Path) -> None:
+    """Every invariant of a CLI run, from its report and the fleet's records."""
+    check_invariants(
+        inventory=load_inventory(inventory),
+        before=before,
+        after=fleet.state(),
+        writes=fleet.write_log,
+        report=read(report),
+    )
+
+
 def read(path: Path) -> list[dict[str, Any]]:
     """A report's whole lines."""
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
@@ -112,6 +123,8 @@ async def test_no_secret_reaches_output_logs_or_report(tmp_path: Path) -> None:
         path = fleet.write_inventory(tmp_path / "fleet.yaml", key_servers=(server,))
         for fmt in ("json", "console"):
             report = tmp_path / f"{fmt}.jsonl"
+            before = fleet.state()
+            writes = len(fleet.write_log)
             code, out, err = await bulkkm(
                 "apply",
                 str(path),
@@ -128,6 +141,13 @@ async def test_no_secret_reaches_output_logs_or_report(tmp_path: Path) -> None:
                 assert KMIP_SENTINEL not in text
             assert "authentication failed" in report.read_text()
             assert oct(report.stat().st_mode & 0o777) == "0o600"
+            check_invariants(
+                inventory=load_inventory(path, environ={"KMIP_PW": KMIP_SENTINEL}),
+                before=before,
+                after=fleet.state(),
+                writes=fleet.write_log[writes:],
+                report=read(report),
+            )
 
 
 @pytest.mark.parametrize(
@@ -180,8 +200,10 @@ async def test_report_summarize_reads_back_a_run(tmp_path: Path) -> None:
     async with SimulatedFleet(fleet_spec(clusters=2, svms=2, seed=3, initial_servers=0)) as fleet:
         path = fleet.write_inventory(tmp_path / "fleet.yaml")
         report = tmp_path / "r.jsonl"
+        before = fleet.state()
         code, _, err = await bulkkm("apply", str(path), "--report", str(report), "-q")
         assert code == 0, err
+        checked(fleet, path, before, report)
     code, out, _ = await bulkkm("report", "summarize", str(report), "--json")
     assert code == 0
     summary = orjson.loads(out)
@@ -215,8 +237,10 @@ async def test_saved_plan_is_shown_and_applied(tmp_path: Path) -> None:
         additions = out.count("\n  + ")
         assert additions > 0
         report = tmp_path / "r.jsonl"
+        before = fleet.state()
         code, _, err = await bulkkm("apply", "--plan", str(plan), "--report", str(report), "-q")
         assert code == 0, err
+        checked(fleet, path, before, report)
     assert outcomes(read(report))["added"] == additions
 
 
@@ -245,10 +269,12 @@ async def test_waves_from_the_command_line_and_confirm_needs_a_terminal(tmp_path
         assert code == 2
         assert "terminal" in err
         assert fleet.request_log == []
+        before = fleet.state()
         code, _, err = await bulkkm(
             "apply", str(path), "--report", str(report), "--waves", "1,100%", "-q"
         )
         assert code == 0, err
+        checked(fleet, path, before, report)
         code, out, _ = await bulkkm("report", "summarize", str(report))
     assert {line["wave"] for line in read(report) if line["type"] == "target"} == {1, 2}
     assert "wave 1:" in out
