@@ -39,13 +39,6 @@ from tests.hostile._server import (
 
 KS_PATH = f"{KM_PATH}/{CLUSTER_KM}/key-servers"
 SERVER = (DesiredServer(server="kms-new.example.com:5696"),)
-TYPE_ERROR_ESCAPES = (
-    "a malformed answer raises TypeError from ontap._mapping outside the try blocks that turn "
-    "malformed records into ProtocolError (_collection, _answer's error object, _wait_for_job's "
-    "polled job): the TypeError is no OntapError, so it escapes the cluster's task and the "
-    "TaskGroup ends the whole run. Fix: catch (KeyError, TypeError, ValueError) around every "
-    "_mapping of a received body and raise self._protocol(...) from it"
-)
 
 
 def client(server: HostileServer, pki: Pki, session: aiohttp.ClientSession) -> OntapClient:

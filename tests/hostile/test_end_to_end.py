@@ -29,7 +29,6 @@ from tests.hostile._server import (
     json_answer,
     svm_km,
 )
-from tests.hostile.test_answers import TYPE_ERROR_ESCAPES
 from tests.invariants import check_invariants, check_report, outcomes
 
 SHORT = RetryPolicy(attempts=3, timeout=10.0, wait_initial=0.005, wait_max=0.02, wait_jitter=0.0)
