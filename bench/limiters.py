@@ -29,11 +29,7 @@ def _aiolimiter(rate: int) -> Acquire:
 
 def _asyncio_throttle(rate: int) -> Acquire:
     """asyncio-throttle's sliding window (it polls every 10 ms while full)."""
-    throttler = Throttler(rate_limit=rate, period=1.0)
-
-    async def acquire() -> None:
-        await throttler.acquire()  # type: ignore[no-untyped-call]
-
+    acquire: Acquire = Throttler(rate_limit=rate, period=1.0).acquire
     return acquire
 
 
