@@ -161,16 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     environment["load_at_end"] = _load()
     problems = _problems(results)
-    print(render(results))
+    # Files first: a closed stdout (``| head``) must not lose half an hour of measurements.
     if out is not None:
         _write(results, problems, out)
-        print(f"\nresults: {out}")
     if plot is not None and results.makespan:
         from bench.plot import plot_makespan  # noqa: PLC0415 -- matplotlib is slow to import
 
         env = results.environment
         note = f"{env['cpus']} CPUs shared by client and simulator; {env['date']}"
         plot_makespan(results.makespan, plot, note=note)
+    print(render(results))
+    if out is not None:
+        print(f"\nresults: {out}")
+    if plot is not None and results.makespan:
         print(f"plot: {plot}")
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
