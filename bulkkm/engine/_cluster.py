@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -85,12 +87,16 @@ class _Gate:
         rate = cluster.limits.rate
         self._limiter = AsyncLimiter(rate, 1.0) if rate else None
 
+    def __call__(self) -> AbstractAsyncContextManager[None]:
+        """A slot for the length of one request (the bare semaphore when there is no rate)."""
+        return self._semaphore if self._limiter is None else self._limited()
+
     @contextlib.asynccontextmanager
-    async def __call__(self) -> AsyncIterator[None]:
-        """Hold a slot for the length of one request."""
+    async def _limited(self) -> AsyncIterator[None]:
+        """The semaphore, then the rate limiter."""
         async with self._semaphore:
-            if self._limiter is not None:
-                await self._limiter.acquire()
+            assert self._limiter is not None
+            await self._limiter.acquire()
             yield
 
 
@@ -278,9 +284,14 @@ class ClusterRun:
         """POST one batch with retries; read back before any retry that could repeat a write."""
         st = _Sending(remaining=list(batch.decisions), started=datetime.now(UTC))
         try:
-            async for attempt in self._attempts(batch.svm, tuple(d.server for d in st.remaining)):
-                with attempt:
-                    await self._attempt(batch, st)
+            try:
+                # Most batches succeed at once; stamina's loop (a retry iterator per use, and
+                # the garbage it leaves) is set up only after a failure worth another try.
+                await self._attempt(batch, st)
+            except OntapError as exc:
+                if not self._should_retry(exc) or self.parent.options.retry.attempts < 2:
+                    raise
+                await self._retry(batch, st, exc)
         except OntapError as exc:
             self._settle(st, Outcome.FAILED, error=ErrorInfo.from_exception(exc))
         except _Stopped as stop:
@@ -290,6 +301,27 @@ class ClusterRun:
         except asyncio.CancelledError:
             self._settle(st, Outcome.CANCELLED, reason="interrupted")
             raise
+
+    async def _retry(self, batch: Batch, st: _Sending, first: OntapError) -> None:
+        """The attempts after a first one failed: its backoff here, then stamina's loop."""
+        policy = self.parent.options.retry
+        servers = tuple(d.server for d in st.remaining)
+        wait = min(policy.wait_max, policy.wait_initial + random.uniform(0, policy.wait_jitter))
+        self.parent.emit(
+            Retrying(
+                cluster=self.cluster.name,
+                svm=batch.svm,
+                servers=servers,
+                attempt=1,
+                wait=wait,
+                error=ErrorInfo.from_exception(first),
+            )
+        )
+        await asyncio.sleep(wait)
+        elapsed = (datetime.now(UTC) - st.started).total_seconds()
+        async for attempt in self._attempts(batch.svm, servers, after_first=elapsed):
+            with attempt:
+                await self._attempt(batch, st)
 
     async def _attempt(self, batch: Batch, st: _Sending) -> None:
         """One attempt: read back if the last POST's fate is unknown, then POST what remains."""
@@ -347,15 +379,20 @@ class ClusterRun:
         st.remaining = [d for d in st.remaining if only is not None and d.server not in only]
 
     def _attempts(
-        self, svm: str | None, servers: tuple[str, ...]
+        self, svm: str | None, servers: tuple[str, ...], *, after_first: float | None = None
     ) -> AsyncIterable[stamina.Attempt]:
-        """stamina's attempts for one unit of work, reporting each retry as an event."""
+        """stamina's attempts for one unit of work, reporting each retry as an event.
+
+        ``after_first``: the seconds a first attempt (and its backoff) already took; the
+        loop then has one attempt fewer, the time left, and a backoff that goes on growing.
+        """
         policy = self.parent.options.retry
+        done = 0 if after_first is None else 1
         attempts = stamina.retry_context(
             on=self._should_retry,
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
+            attempts=policy.attempts - done,
+            timeout=max(policy.timeout - (after_first or 0.0), 0.001),
+            wait_initial=policy.wait_initial * 2**done,
             wait_max=policy.wait_max,
             wait_jitter=policy.wait_jitter,
         )
@@ -368,7 +405,7 @@ class ClusterRun:
                         cluster=self.cluster.name,
                         svm=svm,
                         servers=servers,
-                        attempt=details.retry_num,
+                        attempt=details.retry_num + done,
                         wait=details.wait_for,
                         error=ErrorInfo.from_exception(exc),
                     )
