@@ -38,6 +38,31 @@ async def bulkkm(*args: str, env: dict[str, str] | None = None) -> tuple[int, st
     return process.returncode, out.decode(), err.decode()
 
 
+async def apply_until(inventory: Path, report: Path, *, lines: int) -> asyncio.subprocess.Process:
+    """Start ``bulkkm apply`` and return once its report has ``lines`` lines."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bulkkm",
+        "apply",
+        str(inventory),
+        "--report",
+        str(report),
+        "-q",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        while line_count(report) < lines:  # noqa: ASYNC110 -- polling a file another process writes
+            await asyncio.sleep(0.01)
+    return process
+
+
+def line_count(path: Path) -> int:
+    """How many lines a file has so far (0 before it exists)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def checked(fleet: SimulatedFleet, inventory: Path, before: dict[str, Any], report: Path) -> None:
     """Every invariant of a CLI run, from its report and the fleet's records."""
     check_invariants(
@@ -69,21 +94,7 @@ async def test_kill_9_then_resume_completes_the_fleet_without_writing_twice(tmp_
         )
         before = fleet.state()
         first = tmp_path / "first.jsonl"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bulkkm",
-            "apply",
-            str(path),
-            "--report",
-            str(first),
-            "-q",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        async with asyncio.timeout(60):
-            while not first.exists() or first.read_bytes().count(b"\n") < 40:  # noqa: ASYNC110 -- polling a file another process writes
-                await asyncio.sleep(0.01)
+        process = await apply_until(path, first, lines=40)
         process.send_signal(signal.SIGKILL)
         await process.wait()
         killed = read(first)
@@ -288,21 +299,7 @@ async def test_ctrl_c_finishes_in_flight_work_and_writes_the_summary(tmp_path: P
         path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
         before = fleet.state()
         report = tmp_path / "r.jsonl"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bulkkm",
-            "apply",
-            str(path),
-            "--report",
-            str(report),
-            "-q",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(60):
-            while not report.exists() or report.read_bytes().count(b"\n") < 20:  # noqa: ASYNC110 -- polling a file another process writes
-                await asyncio.sleep(0.01)
+        process = await apply_until(path, report, lines=20)
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(60):
             _, err = await process.communicate()
