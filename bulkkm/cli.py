@@ -1,4 +1,4 @@
-"""The command line: argument parsing, logging setup, signals and exit codes.
+"""The command line: argument parsing, logging setup and exit codes.
 
 Every mistake the user can make ends here as one clear line on stderr and exit code 2,
 before anything is sent.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,24 +16,17 @@ from typing import NoReturn, TypeVar
 
 import orjson
 import structlog
-from rich.console import Console
 
 from bulkkm import engine
-from bulkkm.console import (
-    EventLog,
-    ProgressView,
-    Tally,
-    render_summary,
-    summary_lines,
-    window_lines,
-)
+from bulkkm.console import summary_lines, window_lines
 from bulkkm.errors import BulkkmError, InventoryError, UsageError
-from bulkkm.events import RunFinished, Subscriber, WaveFinished
+from bulkkm.events import Subscriber, WaveFinished
 from bulkkm.inventory import Inventory, describe, inventory_schema, load_inventory
 from bulkkm.logs import configure_logging, printable
 from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
-from bulkkm.report import ReportWriter, finished_targets, summarize
+from bulkkm.report import finished_targets, summarize
 from bulkkm.rollout import check_order, parse_waves
+from bulkkm.runner import run_with_console
 
 __all__ = ["main"]
 
@@ -44,7 +35,6 @@ T = TypeVar("T")
 log = structlog.get_logger("bulkkm")
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -356,53 +346,6 @@ async def _confirm_wave(wave: WaveFinished) -> bool:
     print(f"\nwave {wave.number} of {wave.of} done: {counts}", file=sys.stderr)
     answer = await asyncio.to_thread(input, f"start wave {wave.number + 1}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
-
-
-async def run_with_console(
-    inventory: Inventory,
-    options: engine.Options,
-    *,
-    report: Path | None,
-    quiet: bool,
-    extra: Sequence[Subscriber] = (),
-) -> RunFinished:
-    """Run the engine with the report, the log, the progress view and the closing summary."""
-    writer = ReportWriter(report) if report is not None else None
-    tally = Tally()
-    subscribers: list[Subscriber] = [tally, EventLog(), *extra]
-    if writer is not None:
-        subscribers.insert(0, writer)
-    if not quiet:
-        subscribers.append(ProgressView(sys.stderr, live=sys.stderr.isatty()))
-    try:
-        summary = await _run_interruptible(inventory, options, subscribers)
-    finally:
-        if writer is not None:
-            writer.close()
-    if not quiet:
-        render_summary(Console(), tally, summary, str(report) if report else None)
-    return summary
-
-
-async def _run_interruptible(
-    inventory: Inventory, options: engine.Options, subscribers: list[Subscriber]
-) -> RunFinished:
-    """The engine under SIGINT/SIGTERM handlers: the first stops new work, a second exits now."""
-    control = engine.RunControl()
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        if control.interrupted.is_set():
-            os._exit(EXIT_INTERRUPTED)  # every report line already written is whole
-        control.interrupt()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        return await engine.run(inventory, options, subscribers, control=control)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def _summarize(path: Path, *, as_json: bool) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Final
 
 from bulkkm import engine
-from bulkkm.cli import run_with_console
 from bulkkm.inventory import load_inventory
+from bulkkm.runner import run_with_console
 from bulkkm.simulator import Faults, FleetSpec, SimulatedFleet
 
 __all__ = ["demo"]
