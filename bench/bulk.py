@@ -72,7 +72,7 @@ class _Recorder:
 async def bulkkm_rollout(inventory: Path, report: Path, options: engine.Options) -> BulkRun:
     """Apply the inventory with bulkkm; time the run (not the inventory load)."""
     loaded = load_inventory(inventory)
-    writer = ReportWriter(report)
+    writer = ReportWriter.create(report, overwrite=True)
     recorder = _Recorder()
     try:
         started, cpu = time.perf_counter(), time.process_time()

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version as _version
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -18,15 +21,17 @@ import orjson
 import structlog
 
 from bulkkm import engine
-from bulkkm.console import summary_lines, window_lines
+from bulkkm.console import ask, window_lines
 from bulkkm.errors import BulkkmError, InventoryError, UsageError
 from bulkkm.events import Subscriber, WaveFinished
-from bulkkm.inventory import Inventory, describe, inventory_schema, load_inventory
+from bulkkm.inventory import Inventory, Rollout, describe, inventory_schema, load_inventory
 from bulkkm.logs import configure_logging, printable
+from bulkkm.outputs import open_output
 from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
-from bulkkm.report import finished_targets, summarize
+from bulkkm.report import ReportWriter, load_resume
 from bulkkm.rollout import check_order, parse_waves
 from bulkkm.runner import run_with_console
+from bulkkm.summary import summarize, summary_json, summary_lines
 
 __all__ = ["main"]
 
@@ -35,6 +40,11 @@ T = TypeVar("T")
 log = structlog.get_logger("bulkkm")
 
 EXIT_USAGE = 2
+EXIT_REPORT_CUT = 5
+"""``report summarize``: the report has no summary line (the run was killed or still runs)."""
+EXIT_REPORT_EMPTY = 6
+"""``report summarize``: the report holds no line at all."""
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +64,22 @@ def _positive_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        """Parse and range-check one count."""
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be from {low} to {high}")
+        return value
+
+    return parse
 
 
 def _number(what: str, high: float = math.inf) -> Callable[[str], float]:
@@ -92,6 +118,7 @@ def _parser() -> _Parser:
         prog="bulkkm",
         description="Add KMIP key servers to ONTAP external key managers across a fleet.",
     )
+    parser.add_argument("--version", action="version", version=f"bulkkm {_version('bulkkm')}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     validate = sub.add_parser("validate", parents=[common], help="check an inventory; no network")
@@ -102,6 +129,11 @@ def _parser() -> _Parser:
         p.add_argument("inventory", type=Path, nargs="?" if name != "check" else None)
         p.add_argument(
             "--report", type=Path, required=report_required, help="the JSON-lines report to write"
+        )
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace an existing --report (or --out) file instead of refusing",
         )
         p.add_argument(
             "--limit",
@@ -117,6 +149,9 @@ def _parser() -> _Parser:
     )
     plan.add_argument("--out", type=Path, metavar="PLAN", help="save the plan for apply --plan")
     plan.add_argument("--show", type=Path, metavar="PLAN", help="print a saved plan and exit")
+    plan.add_argument(
+        "--show-targets", action="store_true", help="print one line per target (stdout)"
+    )
     fleet_command(
         "check",
         "compliance audit: exit 4 when targets lack their servers (GET only)",
@@ -173,7 +208,10 @@ def _parser() -> _Parser:
         "summarize", parents=[common], help="counts by outcome, error code and cluster"
     )
     summarize_cmd.add_argument("file", type=Path)
-    summarize_cmd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    summarize_cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+    summarize_cmd.add_argument(
+        "--all", action="store_true", help="every row of every list (default: 20, then a count)"
+    )
 
     sub.add_parser("schema", parents=[common], help="print the inventory format as JSON Schema")
     sub.add_parser(
@@ -184,9 +222,27 @@ def _parser() -> _Parser:
     demo = sub.add_parser(
         "demo", parents=[common], help="apply a rollout to an in-process simulated fleet"
     )
-    demo.add_argument("--clusters", type=int, default=200)
-    demo.add_argument("--svms", type=int, default=8)
-    demo.add_argument("--report", type=Path, default=None, help="where to write the report")
+    demo.add_argument(
+        "--clusters",
+        type=_count(1, 10_000),
+        default=200,
+        metavar="N",
+        help="simulated clusters, 1 to 10000 (default 200)",
+    )
+    demo.add_argument(
+        "--svms",
+        type=_count(0, 64),
+        default=8,
+        metavar="N",
+        help="SVMs per cluster, 0 to 64 (default 8)",
+    )
+    demo.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="where to write the report (default reports/demo-TIME.jsonl)",
+    )
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing --report")
     return parser
 
 
@@ -214,6 +270,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BulkkmError as exc:
         print(f"bulkkm: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader left (`| head`): stop writing, as other tools do
+        stdout_closed()
+        return EXIT_BROKEN_PIPE
+
+
+def stdout_closed() -> None:
+    """Point stdout at /dev/null once its reader has gone, so exit does not fail flushing it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -230,12 +296,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
             return 0
         case "report":
-            return _summarize(args.file, as_json=args.json)
+            return _summarize(args.file, as_json=args.json, every=args.all)
         case "demo":
             from bulkkm.demo import demo  # noqa: PLC0415 -- the simulator loads only for the demo
 
             return demo(
-                clusters=args.clusters, svms=args.svms, report=args.report, quiet=args.quiet
+                clusters=args.clusters,
+                svms=args.svms,
+                report=args.report,
+                overwrite=args.overwrite,
+                quiet=args.quiet,
             )
         case _:
             return _fleet(args)
@@ -252,6 +322,8 @@ def _load(path: Path) -> Inventory:
 def _fleet(args: argparse.Namespace) -> int:
     """``plan``, ``check`` and ``apply``."""
     if getattr(args, "show", None) is not None:
+        if args.inventory is not None:
+            raise UsageError("--show PLAN prints a saved plan: give it without an INVENTORY")
         for line in read_plan(args.show).lines():
             print(printable(line))
         return 0
@@ -263,18 +335,52 @@ def _fleet(args: argparse.Namespace) -> int:
     if args.limit and not limited.clusters:
         raise UsageError(f"--limit {' '.join(args.limit)} matches no cluster of the inventory")
     options = _options(args, inventory, limited, saved)
-    subscribers: list[Subscriber] = []
+    # Every output is checked and opened now, before a single request: a bad path costs
+    # nothing, and no run can overwrite what it reads.
+    resumed: Path | None = getattr(args, "resume", None)
+    inputs = [inventory.path, *_opt(resumed), *_opt(getattr(args, "plan", None))]
+    writer = None
+    if args.report is not None:
+        writer = ReportWriter.create(
+            args.report, overwrite=args.overwrite, inputs=inputs, resumed_from_report=resumed
+        )
+    plan_writer = None
     if getattr(args, "out", None) is not None:
-        subscribers.append(PlanWriter(args.out, inventory, options.clock()))
+        out = open_output(
+            args.out, what="--out", overwrite=args.overwrite, inputs=[*inputs, *_opt(args.report)]
+        )
+        plan_writer = PlanWriter(out, args.out, inventory, options.clock())
+    extra: list[Subscriber] = [plan_writer] if plan_writer is not None else []
     summary = asyncio.run(
-        run_with_console(limited, options, report=args.report, quiet=args.quiet, extra=subscribers)
+        run_with_console(
+            limited,
+            options,
+            report=writer,
+            quiet=args.quiet,
+            extra=extra,
+            show_targets=getattr(args, "show_targets", False),
+        )
     )
+    if summary.stop_detail is not None:
+        print(
+            f"bulkkm: error: the report {args.report} could not be written "
+            f"({printable(summary.stop_detail)}); no new work was started after it",
+            file=sys.stderr,
+        )
     if args.command == "plan" and not args.quiet:
         for line in window_lines(limited, options.clock()):
             print(printable(line))
-        if args.out is not None:
+        if plan_writer is not None and plan_writer.written:
             print(printable(f"plan: {args.out} (review with: bulkkm plan --show {args.out})"))
+    if plan_writer is not None and not plan_writer.written:
+        print(f"bulkkm: error: the plan {args.out} could not be written", file=sys.stderr)
+        return max(summary.exit_code, 1)
     return summary.exit_code
+
+
+def _opt(path: Path | None) -> list[Path]:
+    """A path that may be absent, as a list."""
+    return [] if path is None else [path]
 
 
 def _inventory_for(path: Path | None, saved: SavedPlan | None) -> Inventory:
@@ -293,13 +399,18 @@ def _options(
     args: argparse.Namespace, inventory: Inventory, limited: Inventory, saved: SavedPlan | None
 ) -> engine.Options:
     """The engine's options from the command line, then the inventory's ``rollout:``."""
-    rollout = inventory.rollout
+    # Waves, pauses and thresholds shape a rollout's writes; plan and check read everything.
+    rollout = inventory.rollout if args.command == "apply" else Rollout()
     resume = None
     if getattr(args, "resume", None) is not None:
-        if args.report is not None and args.report.resolve() == args.resume.resolve():
-            raise UsageError("--report must not be the --resume report: it would be overwritten")
-        run_id, done = finished_targets(args.resume)
-        resume = engine.Resume(run_id=run_id, done=done)
+        resume = load_resume(args.resume)
+        if resume.inventory_sha256 != inventory.sha256:
+            log.warning(
+                "resume_from_other_inventory",
+                report=str(args.resume),
+                message="the report was made from another inventory (sha256 differs); "
+                "only targets the clusters confirm are carried over",
+            )
     waves = rollout.waves
     if getattr(args, "waves", None) is not None:
         try:
@@ -311,6 +422,13 @@ def _options(
         check_order(order)
     except ValueError as exc:
         raise UsageError(f"--wave-order: {exc}") from None
+    if waves is None:
+        for flag in ("pause_between_waves", "confirm_waves"):
+            if getattr(args, flag, None):
+                raise UsageError(
+                    f"--{flag.replace('_', '-')} needs waves "
+                    "(--waves SIZES, or waves: under rollout: in the inventory)"
+                )
     confirm = None
     if getattr(args, "confirm_waves", False):
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -343,30 +461,31 @@ def _first(*values: T | None) -> T | None:
 async def _confirm_wave(wave: WaveFinished) -> bool:
     """Show a wave's results on the terminal and ask whether to go on."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(wave.counts.items())) or "no target"
-    print(f"\nwave {wave.number} of {wave.of} done: {counts}", file=sys.stderr)
-    answer = await asyncio.to_thread(input, f"start wave {wave.number + 1}? [y/N] ")
+    answer = await ask(
+        f"\nwave {wave.number} of {wave.of} done: {counts}\nstart wave {wave.number + 1}? [y/N] "
+    )
     return answer.strip().lower() in ("y", "yes")
 
 
-def _summarize(path: Path, *, as_json: bool) -> int:
-    """``bulkkm report summarize``."""
+def _summarize(path: Path, *, as_json: bool, every: bool) -> int:
+    """``bulkkm report summarize``: 0, or 5 for a cut report, 6 for an empty one."""
     result = summarize(path)
+    if result.lines == 0:
+        print(f"bulkkm: {path} is empty: the run wrote no line", file=sys.stderr)
+        return EXIT_REPORT_EMPTY
     if as_json:
-        body = {
-            "run": result.run,
-            "complete": result.complete,
-            "outcomes": result.outcomes,
-            "errors": result.errors,
-            "failing_clusters": result.failing_clusters,
-            "clusters_failed": list(result.clusters_failed),
-            "clusters_not_done": result.clusters_not_done,
-            "waves": {str(k): v for k, v in result.waves.items()},
-            "summary": result.summary,
-        }
+        body = summary_json(result)
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
-    for line in summary_lines(result):
-        print(printable(line))
+    else:
+        for line in summary_lines(result, report=path, every=every):
+            print(printable(line))
+    if not result.complete:
+        print(
+            f"bulkkm: {printable(str(path))} is cut: no summary line (the run was killed, "
+            "or still runs); the counts are of the lines written",
+            file=sys.stderr,
+        )
+        return EXIT_REPORT_CUT
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Final
 
 from bulkkm import engine
 from bulkkm.inventory import load_inventory
+from bulkkm.report import ReportWriter
 from bulkkm.runner import run_with_console
 from bulkkm.simulator import Faults, FleetSpec, SimulatedFleet
 
@@ -23,16 +24,17 @@ DEMO_FAULTS: Final = Faults(
 )
 
 
-def demo(*, clusters: int, svms: int, report: Path | None, quiet: bool) -> int:
+def demo(*, clusters: int, svms: int, report: Path | None, overwrite: bool, quiet: bool) -> int:
     """Start a fleet, write its inventory, apply the rollout; return the run's exit code."""
     if report is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         report = Path("reports") / f"demo-{stamp}.jsonl"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_demo(clusters=clusters, svms=svms, report=report, quiet=quiet))
+        report.parent.mkdir(parents=True, exist_ok=True)
+    writer = ReportWriter.create(report, overwrite=overwrite)
+    return asyncio.run(_demo(clusters=clusters, svms=svms, report=writer, quiet=quiet))
 
 
-async def _demo(*, clusters: int, svms: int, report: Path, quiet: bool) -> int:
+async def _demo(*, clusters: int, svms: int, report: ReportWriter, quiet: bool) -> int:
     """The demo inside one event loop: simulator and engine side by side."""
     spec = FleetSpec(
         clusters=clusters,

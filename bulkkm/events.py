@@ -24,11 +24,16 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "Subscriber",
+    "TargetKey",
     "TargetResult",
     "TargetsKnown",
     "WaveFinished",
     "WaveStarted",
 ]
+
+
+TargetKey = tuple[str, str | None, str]
+"""A target's identity across runs: (cluster, svm or None for the cluster scope, server)."""
 
 
 class Outcome(StrEnum):
@@ -181,6 +186,8 @@ class RunFinished:
     exit_code: int
     aborted: bool
     stop_reason: str | None = None
+    stop_detail: str | None = None
+    """What went wrong when the run stopped because its report could not be written."""
 
 
 Event = (

@@ -8,11 +8,10 @@ from the inventory, after checking it is the same file.
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import orjson
 
@@ -112,9 +111,11 @@ class SavedPlan:
 class PlanWriter:
     """A subscriber that collects a ``plan`` run's decisions and writes the plan file."""
 
-    def __init__(self, path: Path, inventory: Inventory, now: datetime) -> None:
-        """Write to ``path`` when the run finishes; windows are shown as of ``now``."""
+    def __init__(self, file: BinaryIO, path: Path, inventory: Inventory, now: datetime) -> None:
+        """Write to ``file`` (opened at ``path``) when the run finishes; windows as of ``now``."""
+        self.file = file
         self.path = path
+        self.written = False
         self.inventory = inventory
         self.now = now
         self.clusters: list[PlannedCluster] = []
@@ -161,7 +162,7 @@ class PlanWriter:
         )
 
     def _write(self) -> None:
-        """The plan file, replaced atomically."""
+        """The plan file, in one write to the file opened (and locked) at the start."""
         plan = SavedPlan(
             plan_id=str(uuid.uuid4()),
             created_at=timestamp(datetime.now(UTC)),
@@ -171,9 +172,9 @@ class PlanWriter:
             not_discovered=tuple(self.not_discovered),
         )
         body = {"format": FORMAT, **dataclasses.asdict(plan), "inventory": str(plan.inventory)}
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
-        os.replace(partial, self.path)
+        with self.file:
+            self.file.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+        self.written = True
 
 
 def read_plan(path: Path) -> SavedPlan:

@@ -8,15 +8,14 @@ allows them) and filled in place once the count is final.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import orjson
+import structlog
 
 from bulkkm.errors import ErrorCategory, ReportError
 from bulkkm.events import (
@@ -26,28 +25,26 @@ from bulkkm.events import (
     Outcome,
     RunFinished,
     RunStarted,
+    TargetKey,
     TargetResult,
     TargetsKnown,
 )
+from bulkkm.outputs import open_output
+from bulkkm.resume import DONE, Resume
 
 __all__ = [
     "DONE",
-    "ReportSummary",
     "ReportWriter",
     "TargetKey",
-    "finished_targets",
+    "load_resume",
     "read_lines",
-    "summarize",
     "timestamp",
 ]
 
-DONE: Final = frozenset({Outcome.ADDED, Outcome.PRESENT})
-"""Outcomes a ``--resume`` run does not attempt again."""
+log = structlog.get_logger("bulkkm")
+
 _TARGETS_FIELD: Final = b'"targets":null'
 _TARGETS_ROOM: Final = 12
-
-TargetKey = tuple[str, str | None, str]
-"""(cluster, svm or None for the cluster scope, server)."""
 
 
 def timestamp(moment: datetime) -> str:
@@ -68,16 +65,36 @@ def _error(error: ErrorInfo | None) -> dict[str, object] | None:
 
 
 class ReportWriter:
-    """A subscriber that writes the report, one flushed line per event."""
+    """A subscriber that writes the report, one flushed line per event.
 
-    def __init__(self, path: Path) -> None:
-        """Create (or truncate) the report, readable by its owner only."""
+    It is *essential*: should a write fail (a full disk), the engine stops starting new
+    work rather than go on with nothing on record.
+    """
+
+    essential = True
+
+    def __init__(
+        self, file: BinaryIO, *, path: Path, resumed_from_report: Path | None = None
+    ) -> None:
+        """Write to ``file`` (unbuffered, opened by ``bulkkm.outputs.open_output``) at ``path``."""
         self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
-        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._file = file
+        self._resumed_from_report = resumed_from_report
         self._run_id = ""
         self._targets_offset: int | None = None
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        overwrite: bool = False,
+        inputs: Iterable[Path] = (),
+        resumed_from_report: Path | None = None,
+    ) -> ReportWriter:
+        """A writer on a new report at ``path``, checked as ``open_output`` checks outputs."""
+        file = open_output(path, what="--report", overwrite=overwrite, inputs=inputs)
+        return cls(file, path=path, resumed_from_report=resumed_from_report)
 
     def __call__(self, event: Event) -> None:
         """Write the line an event makes, if it makes one."""
@@ -158,6 +175,11 @@ class ReportWriter:
                 "inventory_sha256": event.inventory_sha256,
                 "version": event.version,
                 "resumed_from": event.resumed_from,
+                "resumed_from_report": (
+                    None
+                    if self._resumed_from_report is None
+                    else str(self._resumed_from_report.resolve())
+                ),
                 "clusters": event.clusters,
                 "waves": list(event.waves) if event.waves else None,
                 "ignore_windows": event.ignore_windows,
@@ -183,6 +205,12 @@ class ReportWriter:
 
 def read_lines(path: Path) -> Iterator[dict[str, object]]:
     """Every complete line of a report; a torn last line (a killed writer) is left out."""
+    for _, line in _numbered_lines(path):
+        yield line
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """Every complete line of a report with its line number."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -197,123 +225,125 @@ def read_lines(path: Path) -> Iterator[dict[str, object]]:
             if number == len(lines):  # torn by a kill: everything before it is whole
                 return
             raise ReportError(f"{path}:{number}: not a JSON line") from None
-        if not isinstance(line, dict) or "type" not in line:
+        if not isinstance(line, dict) or not isinstance(line.get("type"), str):
             raise ReportError(f"{path}:{number}: not a bulkkm report line")
-        yield line
+        yield number, line
 
 
-def finished_targets(path: Path) -> tuple[str, dict[TargetKey, TargetResult]]:
-    """The run id of a report and its targets that ended ``added`` or ``present``."""
-    run_id = ""
-    done: dict[TargetKey, TargetResult] = {}
-    for line in read_lines(path):
-        if line["type"] == "run":
-            run_id = str(line.get("run_id", ""))
+MAX_CHAIN: Final = 100
+"""Reports followed back along a resume chain, at most."""
+
+
+def load_resume(path: Path) -> Resume:
+    """What ``--resume PATH`` starts from: every target's latest line along the report chain.
+
+    A report written by a resumed run names the report it resumed from; lines of earlier
+    reports fill in targets the newer ones lack (a resumed run killed before it wrote its
+    carried lines, a cluster it could not reach). A malformed line is refused here, before
+    anything is sent.
+    """
+    chain: list[tuple[dict[str, object], list[TargetResult]]] = []
+    seen: set[tuple[int, int]] = set()
+    current: Path | None = path
+    while current is not None and len(chain) < MAX_CHAIN:
+        try:
+            stat = current.stat()
+        except OSError as exc:
+            if not chain:
+                raise ReportError(f"{current}: cannot read the report: {exc.strerror}") from None
+            log.warning("resume_chain_broken", report=str(current), error=exc.strerror)
+            break
+        if (stat.st_dev, stat.st_ino) in seen:
+            break
+        seen.add((stat.st_dev, stat.st_ino))
+        run, targets = _run_and_targets(current)
+        chain.append((run, targets))
+        earlier = run.get("resumed_from_report")
+        current = Path(earlier) if isinstance(earlier, str) and earlier else None
+    latest: dict[TargetKey, TargetResult] = {}
+    for _, targets in reversed(chain):  # oldest first, so newer lines win
+        for result in targets:
+            latest[(result.cluster, result.svm, result.server)] = result
+    run = chain[0][0]
+    return Resume(
+        run_id=str(run["run_id"]),
+        report=str(path),
+        inventory_sha256=str(run.get("inventory_sha256", "")),
+        targets=latest,
+    )
+
+
+def _run_and_targets(path: Path) -> tuple[dict[str, object], list[TargetResult]]:
+    """A report's ``run`` line and its target lines, each checked."""
+    run: dict[str, object] | None = None
+    targets: list[TargetResult] = []
+    for number, line in _numbered_lines(path):
+        if line["type"] == "run" and run is None:
+            if not isinstance(line.get("run_id"), str) or not line["run_id"]:
+                raise ReportError(f"{path}:{number}: the run line has no run_id")
+            run = line
         elif line["type"] == "target":
-            result = _parse_target(path, line)
-            key = (result.cluster, result.svm, result.server)
-            if result.outcome in DONE:
-                done[key] = result
-            else:
-                done.pop(key, None)
-    if not run_id:
+            targets.append(_parse_target(path, number, line))
+    if run is None:
         raise ReportError(f"{path}: no run line: not a bulkkm report")
-    return run_id, done
+    return run, targets
 
 
-def _parse_target(path: Path, line: dict[str, object]) -> TargetResult:
-    """A ``target`` line as the event that wrote it."""
+def _parse_target(path: Path, number: int, line: dict[str, object]) -> TargetResult:
+    """A ``target`` line as the event that wrote it; ReportError naming the line if malformed."""
     try:
         error = line.get("error")
         svm = line["svm"]
         uuid = line.get("key_manager_uuid")
+        attempts = line.get("attempts", 0)
+        if not isinstance(attempts, int) or attempts < 0:
+            raise ValueError(f"attempts {attempts!r:.40}")
         return TargetResult(
-            cluster=str(line["cluster"]),
-            svm=None if svm is None else str(svm),
-            key_manager_uuid=None if uuid is None else str(uuid),
-            server=str(line["server"]),
+            cluster=_text(line["cluster"]),
+            svm=None if svm is None else _text(svm),
+            key_manager_uuid=None if uuid is None else _text(uuid),
+            server=_text(line["server"]),
             outcome=Outcome(str(line["outcome"])),
-            error=None
-            if not isinstance(error, dict)
-            else ErrorInfo(
-                category=ErrorCategory(str(error["category"])),
-                message=str(error.get("message", "")),
-                code=None if error.get("code") is None else str(error["code"]),
-                http_status=status if isinstance(status := error.get("http_status"), int) else None,
-            ),
-            attempts=int(str(line.get("attempts", 0))),
-            started_at=datetime.fromisoformat(str(line["started_at"])),
-            finished_at=datetime.fromisoformat(str(line["finished_at"])),
+            error=None if error is None else _error_info(_mapping(error)),
+            attempts=attempts,
+            started_at=_moment(line["started_at"]),
+            finished_at=_moment(line["finished_at"]),
             reason=None if line.get("reason") is None else str(line.get("reason")),
             carried_over=True,
         )
-    except (KeyError, ValueError) as exc:
-        raise ReportError(f"{path}: malformed target line: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        what = f"{exc} missing" if isinstance(exc, KeyError) else str(exc)
+        raise ReportError(f"{path}:{number}: malformed target line ({what})") from None
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ReportSummary:
-    """What ``bulkkm report summarize`` shows."""
-
-    run: dict[str, object] | None
-    outcomes: dict[str, int]
-    errors: dict[str, int]
-    """``category code`` -> count, most frequent first."""
-    failing_clusters: dict[str, int]
-    """cluster -> targets not done, most first."""
-    waves: dict[int, dict[str, int]]
-    """wave -> outcome -> count, when the run rolled out in waves."""
-    clusters_failed: tuple[str, ...]
-    clusters_not_done: dict[str, int]
-    """``failed discovery_failed``, ``skipped outside_window`` … -> clusters with a cluster line."""
-    summary: dict[str, object] | None
-    complete: bool
-    """False when the report has no summary line (the run was killed)."""
-
-
-def summarize(path: Path) -> ReportSummary:
-    """Counts by outcome, error code and cluster, from a report (complete or not)."""
-    run: dict[str, object] | None = None
-    summary: dict[str, object] | None = None
-    outcomes: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    failing: Counter[str] = Counter()
-    waves: dict[int, Counter[str]] = {}
-    clusters_failed: list[str] = []
-    clusters: Counter[str] = Counter()
-    for line in read_lines(path):
-        kind = line["type"]
-        if kind == "run":
-            run = line
-        elif kind == "summary":
-            summary = line
-        elif kind in ("target", "cluster"):
-            outcome = str(line.get("outcome"))
-            error = line.get("error")
-            if isinstance(error, dict):
-                errors[
-                    " ".join(str(error.get(k)) for k in ("category", "code") if error.get(k))
-                ] += 1
-            wave = line.get("wave")
-            if isinstance(wave, int):
-                key = outcome if kind == "target" else f"cluster {outcome}"
-                waves.setdefault(wave, Counter())[key] += 1
-            if kind == "cluster":
-                clusters[f"{outcome} {line.get('reason')}"] += 1
-                if outcome == Outcome.FAILED:
-                    clusters_failed.append(str(line.get("cluster")))
-                continue
-            outcomes[outcome] += 1
-            if outcome not in DONE and outcome != Outcome.WOULD_ADD:
-                failing[str(line.get("cluster"))] += 1
-    return ReportSummary(
-        run=run,
-        outcomes=dict(outcomes.most_common()),
-        errors=dict(errors.most_common()),
-        failing_clusters=dict(failing.most_common()),
-        waves={number: dict(counts) for number, counts in sorted(waves.items())},
-        clusters_failed=tuple(clusters_failed),
-        clusters_not_done=dict(clusters.most_common()),
-        summary=summary,
-        complete=summary is not None,
+def _error_info(error: dict[str, object]) -> ErrorInfo:
+    """A line's ``error`` object read back."""
+    code, status = error.get("code"), error.get("http_status")
+    return ErrorInfo(
+        category=ErrorCategory(str(error["category"])),
+        message=str(error.get("message", "")),
+        code=None if code is None else str(code),
+        http_status=status if isinstance(status, int) else None,
     )
+
+
+def _text(value: object) -> str:
+    """A required string field."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"expected a non-empty string, got {value!r:.40}")
+    return value
+
+
+def _mapping(value: object) -> dict[str, object]:
+    """An object field."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {value!r:.40}")
+    return value
+
+
+def _moment(value: object) -> datetime:
+    """A timestamp with its zone (a naive or impossible one is refused)."""
+    moment = datetime.fromisoformat(_text(value))
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {value!r:.40} has no time zone")
+    return moment

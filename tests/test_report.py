@@ -20,7 +20,8 @@ from bulkkm.events import (
     TargetResult,
     TargetsKnown,
 )
-from bulkkm.report import ReportWriter, finished_targets, summarize
+from bulkkm.report import ReportWriter, load_resume
+from bulkkm.summary import summarize
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 TRANSIENT = ErrorInfo(
@@ -66,7 +67,7 @@ def lines(path: Path) -> list[dict[str, Any]]:
 def test_report_has_the_contract_lines_in_order(tmp_path: Path) -> None:
     """run, target and cluster lines, then summary; targets filled into the run line."""
     path = tmp_path / "r.jsonl"
-    writer = ReportWriter(path)
+    writer = ReportWriter.create(path, overwrite=True)
     writer(started())
     writer(target("s1", Outcome.ADDED))
     assert lines(path)[0]["targets"] is None  # not known yet, and the file is valid meanwhile
@@ -105,23 +106,23 @@ def test_report_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text("")
     path.chmod(0o644)
-    ReportWriter(path).close()
+    ReportWriter.create(path, overwrite=True).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_torn_last_line_is_ignored_when_resuming(tmp_path: Path) -> None:
     """A report cut mid-line by kill -9 still resumes from every whole line."""
     path = tmp_path / "r.jsonl"
-    writer = ReportWriter(path)
+    writer = ReportWriter.create(path, overwrite=True)
     writer(started())
     writer(target("s1", Outcome.ADDED))
     writer(target("s2", Outcome.FAILED, TRANSIENT))
     writer(target("s3", Outcome.PRESENT))
     writer.close()
     path.write_bytes(path.read_bytes() + b'{"type": "target", "clus')
-    run_id, done = finished_targets(path)
-    assert run_id == "r1"
-    assert sorted(key[1] or "" for key in done) == ["s1", "s3"]
+    resume = load_resume(path)
+    assert resume.run_id == "r1"
+    assert sorted(key[1] or "" for key in resume.targets) == ["s1", "s2", "s3"]
     summary = summarize(path)
     assert summary.outcomes == {"added": 1, "failed": 1, "present": 1}
     assert summary.errors == {"transient 65536921": 1}
@@ -133,17 +134,17 @@ def test_a_file_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello\nworld\n")
     with pytest.raises(ReportError):
-        finished_targets(path)
+        load_resume(path)
     with pytest.raises(ReportError):
-        finished_targets(tmp_path / "missing.jsonl")
+        load_resume(tmp_path / "missing.jsonl")
 
 
 def test_later_line_for_the_same_target_wins(tmp_path: Path) -> None:
     """A target carried over as added, then failed in a later line, is not done."""
     path = tmp_path / "r.jsonl"
-    writer = ReportWriter(path)
+    writer = ReportWriter.create(path, overwrite=True)
     writer(started())
     writer(target("s1", Outcome.ADDED))
     writer(target("s1", Outcome.FAILED, TRANSIENT))
     writer.close()
-    assert finished_targets(path)[1] == {}
+    assert load_resume(path).targets[("c1", "s1", "kms:5696")].outcome == "failed"

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from bulkkm.events import TargetResult, WaveFinished
-from bulkkm.report import TargetKey
+from bulkkm.events import WaveFinished
+from bulkkm.resume import Resume
 from bulkkm.retry import RetryPolicy
 from bulkkm.rollout import WaveSize
 
@@ -22,14 +22,6 @@ class Command(StrEnum):
     PLAN = "plan"
     CHECK = "check"
     APPLY = "apply"
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Resume:
-    """The report a run resumes from: its id and the targets it finished."""
-
-    run_id: str
-    done: dict[TargetKey, TargetResult]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -39,7 +40,7 @@ from bulkkm.rollout import order_clusters, split_waves
 __all__ = ["Run", "exit_code"]
 
 VERSION: Final = _package_version("bulkkm")
-STOPS: Final = frozenset({"max_failures", "max_fail_percent", "rollout_stopped"})
+STOPS: Final = frozenset({"max_failures", "max_fail_percent", "rollout_stopped", "declined"})
 log = structlog.get_logger("bulkkm.engine")
 
 
@@ -51,6 +52,8 @@ def exit_code(
         return 130
     if stop in STOPS:
         return 3
+    if stop == "report_failed":
+        return 1
     bad = (Outcome.FAILED, Outcome.BLOCKED, Outcome.SKIPPED, Outcome.CANCELLED)
     if clusters_failed or any(counts[o] for o in bad):
         return 1
@@ -81,6 +84,10 @@ class Run:
         self.known_targets = 0
         self.clusters_settled = 0
         self.stop: str | None = None
+        self.claimed: dict[str, str] = {}
+        """Cluster uuid -> the inventory cluster that discovered it first in this run."""
+        self.subscriber_error: str | None = None
+        """Why an essential subscriber (the report) failed, if one did."""
         self.wave: int | None = None
         self.wave_counts: Counter[str] = Counter()
         self.wave_targets = 0
@@ -98,16 +105,38 @@ class Run:
     def emit(self, event: Event) -> None:
         """Hand an event to every subscriber; count outcomes; check the stop thresholds."""
         for subscriber in self.subscribers:
-            subscriber(event)
+            try:
+                subscriber(event)
+            except Exception as exc:  # a front end must never abort a run
+                self._detach(subscriber, exc)
         if isinstance(event, TargetResult):
-            self.counts[event.outcome] += 1
-            self.wave_counts[event.outcome] += 1
+            self.counts[event.outcome.value] += 1
+            self.wave_counts[event.outcome.value] += 1
             if event.outcome is Outcome.FAILED:
                 self._failed()
         elif isinstance(event, ClusterResult) and event.outcome is Outcome.FAILED:
             self.clusters_failed += 1
             self.wave_targets += 1
             self._failed()
+
+    def _detach(self, subscriber: Subscriber, exc: Exception) -> None:
+        """Drop a subscriber that raised; the run goes on without it.
+
+        The report is the exception: a run whose report cannot be written stops starting
+        new work (in-flight requests finish), since nothing it did after would be on record.
+        """
+        self.subscribers = tuple(s for s in self.subscribers if s is not subscriber)
+        essential = getattr(subscriber, "essential", False)
+        log.error(
+            "subscriber_failed",
+            subscriber=type(subscriber).__name__,
+            error=f"{type(exc).__name__}: {exc}",
+            stopping=essential,
+        )
+        if essential:
+            self.subscriber_error = f"{type(exc).__name__}: {exc}"
+            if self.stop is None:
+                self.stop = "report_failed"
 
     def _failed(self) -> None:
         """Count a failure; stop starting new work once a threshold is exceeded."""
@@ -124,6 +153,17 @@ class Run:
                 self.stop = "max_fail_percent"
         if self.stop is not None:
             log.warning("run_stopping", reason=self.stop, failures=self.failures)
+
+    def claim_cluster(self, uuid: str | None, name: str) -> str | None:
+        """Claim a discovered cluster uuid for inventory cluster ``name``.
+
+        Returns the other inventory cluster that claimed it first (the same cluster under
+        another address: ``name`` must then send nothing), else None.
+        """
+        if uuid is None:
+            return None
+        first = self.claimed.setdefault(uuid, name)
+        return None if first == name else first
 
     def settle_cluster(self, targets: int) -> None:
         """A cluster is discovered or given up on; once all are, the target count is final."""
@@ -161,7 +201,7 @@ class Run:
             )
         )
         for name in opts.skipped_clusters:
-            self.emit(ClusterResult(cluster=name, outcome=Outcome.SKIPPED, reason="limit"))
+            self._leave_out(name)
         if not self.inventory.clusters:
             self.emit(TargetsKnown(targets=0))
         with structlog.contextvars.bound_contextvars(run_id=self.run_id):
@@ -176,9 +216,22 @@ class Run:
             exit_code=exit_code(self.counts, self.clusters_failed, opts.command, self.stop),
             aborted=self.stop is not None,
             stop_reason=self.stop,
+            stop_detail=self.subscriber_error,
         )
         self.emit(summary)
         return summary
+
+    def _leave_out(self, cluster: str) -> None:
+        """A cluster outside ``--limit``: its lines from the resumed report, else ``skipped``.
+
+        Carried unverified (the cluster is not contacted), so that the newest report of a
+        resume chain still holds every target's last known outcome.
+        """
+        carried = self.options.resume.of_cluster(cluster) if self.options.resume else ()
+        for old in carried:
+            self.emit(dataclasses.replace(old, carried_over=True))
+        if not carried:
+            self.emit(ClusterResult(cluster=cluster, outcome=Outcome.SKIPPED, reason="limit"))
 
     async def _work(self) -> None:
         """The waves; after an interrupt, a grace period, then cancellation."""
@@ -263,7 +316,7 @@ class Run:
                 counts=dict(self.wave_counts),
             )
             if not await opts.confirm_wave(finished):
-                self.stop = "rollout_stopped"
+                self.stop = "declined"
 
     def _wave_of(self, number: int) -> int | None:
         """The wave number reports carry: None when not rolling out in waves."""

@@ -59,7 +59,7 @@ async def run_rollout(
     before = fleet.state()
     writes_before = len(fleet.write_log)
     report = tmp_path / name
-    writer = ReportWriter(report)
+    writer = ReportWriter.create(report, overwrite=True)
     events: list[Event] = []
     try:
         summary = await engine.run(

@@ -9,7 +9,7 @@ import pytest
 
 from bulkkm import engine
 from bulkkm.events import ClusterDiscovered, Event, Outcome, Retrying
-from bulkkm.report import finished_targets
+from bulkkm.report import load_resume
 from bulkkm.simulator import Faults, SimulatedFleet
 from tests.engine.conftest import NEW_SERVERS, fleet_spec, inventory_for, run_rollout
 from tests.invariants import key_managers, outcomes, servers_of
@@ -230,19 +230,19 @@ async def test_resume_skips_what_the_old_report_finished(tmp_path: Path) -> None
     async with SimulatedFleet(fleet_spec(clusters=3, svms=3, seed=7, initial_servers=0)) as fleet:
         inventory = inventory_for(fleet, tmp_path)
         first = await run_rollout(fleet, inventory, tmp_path, name="first.jsonl")
-        run_id, done = finished_targets(tmp_path / "first.jsonl")
+        resume = load_resume(tmp_path / "first.jsonl")
         posts_before = len(fleet.write_log)
         second = await run_rollout(
             fleet,
             inventory,
             tmp_path,
             name="second.jsonl",
-            resume=engine.Resume(run_id=run_id, done=done),
+            resume=resume,
         )
         assert len(fleet.write_log) == posts_before
     assert outcomes(second.lines) == outcomes(first.lines)
     assert all(t.get("carried_over") for t in second.targets())
-    assert second.lines[0]["resumed_from"] == run_id
+    assert second.lines[0]["resumed_from"] == resume.run_id
     assert NEW_SERVERS
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from bulkkm import engine
 from bulkkm.events import Event, TargetResult
 from bulkkm.planfile import PlanWriter, read_plan
-from bulkkm.report import finished_targets
+from bulkkm.report import load_resume
 from bulkkm.rollout import Window, parse_waves
 from bulkkm.simulator import SimulatedFleet
 from tests.engine.conftest import fleet_spec, inventory_for, run_rollout
@@ -137,14 +137,14 @@ async def test_window_closing_mid_run_leaves_a_consistent_report_and_resume_fini
             "outside_window"
         }
         clock.now = inside
-        run_id, done = finished_targets(tmp_path / "first.jsonl")
+        resume = load_resume(tmp_path / "first.jsonl")
         second = await run_rollout(
             fleet,
             inventory,
             tmp_path,
             name="second.jsonl",
             clock=clock,
-            resume=engine.Resume(run_id=run_id, done=done),
+            resume=resume,
         )
     assert set(outcomes(second.lines)) == {"added"}
     assert second.summary.exit_code == 0

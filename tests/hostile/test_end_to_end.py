@@ -69,7 +69,7 @@ async def run_mixed(
     inventory = load_inventory(path)
     before = fleet.state()
     report = tmp_path / "report.jsonl"
-    writer = ReportWriter(report)
+    writer = ReportWriter.create(report, overwrite=True)
     events: list[Event] = []
     try:
         async with asyncio.timeout(60):

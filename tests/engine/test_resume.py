@@ -1,0 +1,143 @@
+"""``--resume`` as operators use it: the cluster is the truth, the old report only a witness."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkkm.inventory import load_inventory
+from bulkkm.simulator import Faults, FleetSpec, SimulatedFleet
+from tests.cli import bulkkm, line_count, read_report, start
+from tests.engine.conftest import fleet_spec
+from tests.invariants import check_invariants, outcomes
+
+
+def spec(**kwargs: Any) -> FleetSpec:
+    """A small fleet with no key server yet."""
+    kwargs.setdefault("clusters", 3)
+    kwargs.setdefault("svms", 2)
+    kwargs.setdefault("seed", 11)
+    return fleet_spec(initial_servers=0, **kwargs)
+
+
+def targets(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The target lines of a report."""
+    return [line for line in lines if line["type"] == "target"]
+
+
+async def test_resume_against_a_fleet_that_lost_its_servers_adds_them_again(
+    tmp_path: Path,
+) -> None:
+    """Old `added` lines are not carried when the cluster lacks the server: it is re-added."""
+    first = tmp_path / "first.jsonl"
+    async with SimulatedFleet(spec()) as fleet:
+        inventory = fleet.write_inventory(tmp_path / "fleet.yaml")
+        assert (await bulkkm("apply", str(inventory), "--report", str(first), "-q")).code == 0
+    # The same fleet again (same names and key-manager uuids), as it was before the rollout.
+    async with SimulatedFleet(spec()) as fresh:
+        inventory = fresh.write_inventory(tmp_path / "fleet-again.yaml")
+        before = fresh.state()
+        second = tmp_path / "second.jsonl"
+        result = await bulkkm(
+            "apply", str(inventory), "--report", str(second), "--resume", str(first)
+        )
+        assert result.code == 0, result.err
+        lines = read_report(second)
+        check_invariants(
+            inventory=load_inventory(inventory),
+            before=before,
+            after=fresh.state(),
+            writes=fresh.write_log,
+            report=lines,
+        )
+        assert set(outcomes(lines)) == {"added"}
+        assert not any(t.get("carried_over") for t in targets(lines))
+        assert "resume_from_other_inventory" in result.err  # the addresses changed
+        check = await bulkkm("check", str(inventory))
+        assert check.code == 0, check.err
+
+
+async def test_resume_from_a_killed_resume_keeps_the_chain(tmp_path: Path) -> None:
+    """A resumed run killed before its carried lines: the next resume still knows who added what."""
+    slow = spec(clusters=4, faults=Faults(latency=0.3))
+    async with SimulatedFleet(slow) as fleet:
+        inventory = fleet.write_inventory(tmp_path / "fleet.yaml")
+        first = tmp_path / "first.jsonl"
+        assert (await bulkkm("apply", str(inventory), "--report", str(first), "-q")).code == 0
+        second = tmp_path / "second.jsonl"
+        process = await start(
+            "apply", str(inventory), "--report", str(second), "--resume", str(first), "-q"
+        )
+        async with asyncio.timeout(30):
+            while line_count(second) < 1:  # noqa: ASYNC110 -- another process writes it
+                await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        assert not targets(read_report(second))  # killed during discovery
+        writes = len(fleet.write_log)
+        third = tmp_path / "third.jsonl"
+        result = await bulkkm(
+            "apply", str(inventory), "--report", str(third), "--resume", str(second), "-q"
+        )
+        assert result.code == 0, result.err
+        assert len(fleet.write_log) == writes
+    lines = targets(read_report(third))
+    assert {t["outcome"] for t in lines} == {"added"}
+    assert all(t.get("carried_over") for t in lines)
+
+
+async def test_resume_with_limit_keeps_every_other_clusters_lines(tmp_path: Path) -> None:
+    """--resume --limit: the new report still holds the outcome of clusters outside the limit."""
+    async with SimulatedFleet(spec()) as fleet:
+        inventory = fleet.write_inventory(tmp_path / "fleet.yaml")
+        first = tmp_path / "first.jsonl"
+        assert (await bulkkm("apply", str(inventory), "--report", str(first), "-q")).code == 0
+        second = tmp_path / "second.jsonl"
+        result = await bulkkm(
+            "apply",
+            str(inventory),
+            "--report",
+            str(second),
+            "--resume",
+            str(first),
+            "--limit",
+            "sim-0001",
+            "-q",
+        )
+        assert result.code == 0, result.err
+    old = {(t["cluster"], t["svm"], t["server"]) for t in targets(read_report(first))}
+    new = {(t["cluster"], t["svm"], t["server"]) for t in targets(read_report(second))}
+    assert new == old
+    assert {t["outcome"] for t in targets(read_report(second))} == {"added"}
+
+
+async def test_a_malformed_old_report_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    """A naive or impossible timestamp in the resumed report: exit 2, one line, no request."""
+    async with SimulatedFleet(spec()) as fleet:
+        inventory = fleet.write_inventory(tmp_path / "fleet.yaml")
+        first = tmp_path / "first.jsonl"
+        assert (await bulkkm("apply", str(inventory), "--report", str(first), "-q")).code == 0
+        lines = read_report(first)
+        requests = len(fleet.request_log)
+        for bad in ("2026-11-27T10:00:00", "2026-13-45T99:00:00Z"):
+            edited = [dict(line) for line in lines]
+            next(t for t in edited if t["type"] == "target")["started_at"] = bad
+            broken = tmp_path / "broken.jsonl"
+            broken.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in edited))
+            result = await bulkkm(
+                "apply",
+                str(inventory),
+                "--report",
+                str(tmp_path / "second.jsonl"),
+                "--resume",
+                str(broken),
+                "--overwrite",
+            )
+            assert result.code == 2, result.err
+            assert "Traceback" not in result.err
+            assert "broken.jsonl:2: malformed target line" in result.err
+        assert len(fleet.request_log) == requests
