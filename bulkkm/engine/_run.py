@@ -228,6 +228,7 @@ class Run:
         resume chain still holds every target's last known outcome.
         """
         carried = self.options.resume.of_cluster(cluster) if self.options.resume else ()
+        self.known_targets += len(carried)
         for old in carried:
             self.emit(dataclasses.replace(old, carried_over=True))
         if not carried:
