@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
+import os
 import resource
 import shutil
 import tempfile
@@ -18,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from bulkkm.simulator._generate import build_cluster
+import yaml
+
+from bulkkm.simulator._generate import Layout, build_cluster
 from bulkkm.simulator._inventory import write_inventory
 from bulkkm.simulator._journal import RequestRecord, WriteRecord
 from bulkkm.simulator._model import SimCluster
@@ -26,9 +29,11 @@ from bulkkm.simulator._server import ClusterServer
 from bulkkm.simulator._spec import Faults, FleetSpec
 from bulkkm.simulator._tls import make_tls
 
-__all__ = ["SimulatedFleet"]
+__all__ = ["SimulatedFleet", "point_at", "write_secrets"]
 
 _DEFAULT_KEY_SERVERS = ("kms-new.example.com",)
+# The simulator reads a KMIP password and drops it; any value does.
+_KMIP_PASSWORD = "simulated-kmip-Passw0rd"  # noqa: S105 -- a fake, as the fleet's login
 
 
 def _raise_fd_limit(clusters: int) -> None:
@@ -46,14 +51,25 @@ def _raise_fd_limit(clusters: int) -> None:
 class SimulatedFleet:
     """A fleet of simulated ONTAP clusters; use ``async with`` (or ``start``/``close``)."""
 
-    def __init__(self, spec: FleetSpec | None = None) -> None:
-        """Prepare the fleet described by ``spec``; nothing listens before ``start``."""
+    def __init__(
+        self, spec: FleetSpec | None = None, *, layout: Sequence[Layout] | None = None
+    ) -> None:
+        """Prepare the fleet described by ``spec``; nothing listens before ``start``.
+
+        ``layout`` names the clusters and their SVMs (from an inventory); ``spec.clusters``
+        must then be its length and ``spec.svms`` is not used.
+        """
         self.spec = spec if spec is not None else FleetSpec()
         try:
             ipaddress.ip_address(self.spec.host)
         except ValueError:
             raise ValueError(f"host must be an IP address, not {self.spec.host!r}") from None
-        self._clusters = tuple(build_cluster(self.spec, i) for i in range(self.spec.clusters))
+        if layout is None:
+            self._clusters = tuple(build_cluster(self.spec, i) for i in range(self.spec.clusters))
+        else:
+            if len(layout) != self.spec.clusters or len({c.name for c in layout}) != len(layout):
+                raise ValueError("layout must name spec.clusters different clusters")
+            self._clusters = tuple(build_cluster(self.spec, i, c) for i, c in enumerate(layout))
         self._by_name = {c.name: c for c in self._clusters}
         self._servers: dict[str, ClusterServer] = {}
         self._writes: list[WriteRecord] = []
@@ -161,6 +177,36 @@ class SimulatedFleet:
             extra_defaults=extra_defaults,
         )
 
+    def write_adapted_inventory(
+        self, document: Mapping[str, object], path: Path | str, *, source: str
+    ) -> Path:
+        """Write ``document`` (an inventory's data) pointed at this fleet, as YAML.
+
+        Only what reaching the simulator needs changes: each cluster's address, every
+        password (a ``file:`` beside the inventory, mode 0600), every ``tls`` (this fleet's
+        CA, no client certificate). Key servers, groups, limits, rollout and windows stay.
+        """
+        path = Path(path).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ca_copy = path.with_name(f"{path.stem}-ca.pem")
+        shutil.copyfile(self.ca_file, ca_copy)
+        password, kmip = write_secrets(path, self.spec.password)
+        pointed = point_at(
+            document,
+            addresses={c.name: c.address for c in self._clusters},
+            ca_file=str(ca_copy),
+            password=password,
+            kmip_password=kmip,
+            username=None if all(c.username for c in self._clusters) else self.spec.username,
+        )
+        header = (
+            f"# Written by bulkkm simulate from {source}: cluster addresses, passwords\n"
+            "# and tls point at the simulator; everything else is as written there.\n"
+        )
+        body = yaml.safe_dump(pointed, sort_keys=False, allow_unicode=True)
+        path.write_text(header + body, encoding="utf-8")
+        return path
+
     def state(self) -> dict[str, object]:
         """Every cluster's configuration as JSON-able data (no passwords)."""
         return {"clusters": [cluster.state() for cluster in self._clusters]}
@@ -202,3 +248,108 @@ class SimulatedFleet:
             if name in self._by_name:
                 raise RuntimeError("the fleet is not started") from None
             raise
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Write ``value`` as the first line of ``path``, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+
+
+def write_secrets(inventory: Path, password: str) -> tuple[str, str]:
+    """The login and KMIP password files of ``inventory``, as ``file:`` references."""
+    login = inventory.with_name(f"{inventory.stem}.password").absolute()
+    kmip = inventory.with_name(f"{inventory.stem}.kmip-password").absolute()
+    write_secret(login, password)
+    write_secret(kmip, _KMIP_PASSWORD)
+    return f"file:{login}", f"file:{kmip}"
+
+
+def _servers(value: object, kmip_password: str) -> object:
+    """A ``key_servers`` list with every KMIP password replaced."""
+    if not isinstance(value, list):
+        return value
+    return [
+        {**entry, "password": kmip_password}
+        if isinstance(entry, dict) and "password" in entry
+        else entry
+        for entry in value
+    ]
+
+
+def _settings(
+    layer: Mapping[str, object], *, ca_file: str | None, password: str, kmip_password: str
+) -> dict[str, object]:
+    """One settings mapping (defaults, a group, a cluster) pointed at the simulator."""
+    out = dict(layer)
+    if "password" in out:
+        out["password"] = password
+    tls = out.get("tls")
+    if isinstance(tls, dict):
+        tls = {k: v for k, v in tls.items() if k not in ("ca_file", "client_cert", "client_key")}
+        if ca_file is not None:
+            tls["ca_file"] = ca_file
+        out["tls"] = tls
+    if "key_servers" in out:
+        out["key_servers"] = _servers(out["key_servers"], kmip_password)
+    svms = out.get("svms")
+    if isinstance(svms, list):
+        out["svms"] = [
+            {**s, "key_servers": _servers(s["key_servers"], kmip_password)}
+            if isinstance(s, dict) and "key_servers" in s
+            else s
+            for s in svms
+        ]
+    return out
+
+
+def point_at(
+    document: Mapping[str, object],
+    *,
+    addresses: Mapping[str, str] | None,
+    ca_file: str | None,
+    password: str,
+    kmip_password: str,
+    username: str | None,
+) -> dict[str, object]:
+    """An inventory's data changed to reach the simulator; the rest as it was.
+
+    ``addresses`` (cluster name -> host:port; None keeps them), ``ca_file`` (None removes
+    every CA, as when loading before the fleet exists) and the ``file:`` references for
+    logins and KMIP passwords; ``username`` is set in the defaults when some cluster has none.
+    """
+    keep = {"password": password, "kmip_password": kmip_password}
+    out = dict(document)
+    defaults = _settings(_mapping(out.get("defaults")), ca_file=ca_file, **keep)
+    defaults["password"] = password
+    if ca_file is not None:
+        tls = defaults.get("tls")
+        defaults["tls"] = {**(tls if isinstance(tls, dict) else {}), "ca_file": ca_file}
+    if username is not None:
+        defaults.setdefault("username", username)
+    out["defaults"] = defaults
+    groups = out.get("groups")
+    if isinstance(groups, dict):
+        out["groups"] = {
+            name: _settings(g, ca_file=ca_file, **keep) if isinstance(g, dict) else g
+            for name, g in groups.items()
+        }
+    clusters = out.get("clusters")
+    if isinstance(clusters, list):
+        pointed: list[object] = []
+        for entry in clusters:
+            if not isinstance(entry, dict):
+                pointed.append(entry)
+                continue
+            cluster = _settings(entry, ca_file=ca_file, **keep)
+            if addresses is not None and cluster.get("name") in addresses:
+                cluster["address"] = addresses[str(cluster["name"])]
+            pointed.append(cluster)
+        out["clusters"] = pointed
+    return out
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    """``value`` if it is a mapping, else an empty one."""
+    return value if isinstance(value, dict) else {}

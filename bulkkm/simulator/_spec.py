@@ -72,6 +72,11 @@ class FleetSpec:
     0-4). Each data SVM has an external key manager with probability ``external_ratio``,
     onboard key management with ``onboard_ratio``, and none otherwise; the cluster-scoped key
     manager is external with probability ``cluster_external_ratio``.
+
+    ``headroom`` picks the profile. ``None`` (the default profile) seeds trouble on purpose:
+    key managers already at 4 primaries, onboard key managers, ONTAP before 9.8. A number
+    asks for a clean fleet where that many new primaries fit on every key manager: every
+    key manager external, ONTAP 9.8 or later, at most ``4 - headroom`` primaries at start.
     """
 
     clusters: int = 3
@@ -88,6 +93,7 @@ class FleetSpec:
     initial_servers: int | None = None
     username: str = "admin"
     password: str = dataclasses.field(default="simulated-Passw0rd", repr=False)
+    headroom: int | None = None
 
     def __post_init__(self) -> None:
         """Refuse impossible fleets; freeze the per-cluster fault overrides."""
@@ -103,6 +109,8 @@ class FleetSpec:
             raise ValueError("external_ratio + onboard_ratio must not exceed 1")
         if self.initial_servers is not None and not 0 <= self.initial_servers <= 4:
             raise ValueError("initial_servers must be None or 0..4 (ONTAP allows 4 primaries)")
+        if self.headroom is not None and not 0 <= self.headroom <= 4 - (self.initial_servers or 0):
+            raise ValueError("headroom must be None or 0..4, and leave initial_servers room")
         _check_seconds("job_delay", self.job_delay)
         names = {cluster_name(i) for i in range(self.clusters)}
         unknown = sorted(set(self.cluster_faults) - names)

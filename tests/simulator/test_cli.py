@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import ssl
 import sys
@@ -33,6 +34,13 @@ from bulkkm.simulator import main
         ["--key-server", "kms bad"],
         ["--bogus"],
         ["positional"],
+        ["--profile", "messy"],
+        ["--log-format", "xml"],
+        ["--clean", "--initial-servers", "4"],
+        ["--inventory-in", "inventories/small-fleet.yaml"],
+        ["--inventory-in", "no-such.yaml", "--inventory-out", "/nonexistent/x.yaml"],
+        ["--inventory-in", "x.yaml", "--inventory-out", "y.yaml", "--clusters", "2"],
+        ["--inventory-in", "x.yaml", "--inventory-out", "y.yaml", "--key-server", "k.example"],
     ],
 )
 def test_bad_option_is_one_line_on_stderr_and_exit_2(
@@ -47,10 +55,66 @@ def test_bad_option_is_one_line_on_stderr_and_exit_2(
     assert lines[0].startswith("bulkkm simulate: error: ")
 
 
-def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    """``--help`` prints the usage and returns 0."""
+def test_help_exits_0_and_gives_every_option_a_meaning(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` returns 0; every option has help, times say ms and rates say 0-1."""
     assert main(["--help"]) == 0
-    assert "--inventory-out" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--inventory-in", "--inventory-out", "--clean", "--log-format", "--quiet"):
+        assert option in text
+    for option in ("--latency MS", "--jitter MS", "--job-delay MS"):
+        assert re.search(re.escape(option) + r" milliseconds", text), option
+    for option in ("transient", "error500", "reset", "ambiguous", "hang"):
+        assert re.search(rf"--{option}-rate F fraction 0-1", text), option
+
+
+def test_invalid_inventory_in_names_the_file_and_key_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken ``--inventory-in`` prints its problems, by key path, and nothing is served."""
+    source = tmp_path / "broken.yaml"
+    source.write_text("version: 1\nclusters:\n  - name: a\n    adress: 10.0.0.1\n")
+    assert main(["--inventory-in", str(source), "--inventory-out", str(tmp_path / "o.yaml")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert str(source) in captured.err
+    assert "clusters[0]" in captured.err
+    assert not (tmp_path / "o.yaml").exists()
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+async def test_json_logs_and_quiet_like_every_bulkkm_command(tmp_path: Path, quiet: bool) -> None:
+    """``--log-format json`` logs JSON lines only on stderr; ``-q`` also drops the start-up text."""
+    ready_path = tmp_path / "ready.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bulkkm",
+        "simulate",
+        "--clusters=2",
+        "--svms=1",
+        "--log-format=json",
+        *(["-q"] if quiet else []),
+        f"--ready-file={ready_path}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(20):
+            await _wait_for(ready_path, process)
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    events = [json.loads(line)["event"] for line in stderr.decode().splitlines()]
+    if quiet:
+        assert stdout == b""
+        assert events == []
+    else:
+        assert "sim-0001" in stdout.decode()
+        assert events == ["simulator_serving", "simulator_stopped"]
 
 
 def _read(path: Path) -> str | None:
