@@ -31,19 +31,30 @@ def printable(text: str) -> str:
 
 
 def _clean(value: object, console: bool) -> object:
-    """One logged value, scrubbed."""
+    """One logged value, scrubbed: every string in it (dict keys too) redacted; for the
+    console, control characters escaped (and redacted again: an escape can spell a secret)."""
     if isinstance(value, str):
         value = redact(value)
-        return printable(value) if console else value
+        if console and not value.isprintable():
+            value = redact(printable(value))
+        return value
+    if isinstance(value, bool | int | float | None):
+        return value
     if isinstance(value, BaseException | bytes):
         return _clean(str(value), console)
     if isinstance(value, dict):
         return {
-            k: _MASK if str(k).lower() in _SECRET_KEYS else _clean(v, console)
+            _clean(k, console) if isinstance(k, str) else k: (
+                _MASK if str(k).lower() in _SECRET_KEYS else _clean(v, console)
+            )
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_clean(v, console) for v in value]
+    # Anything else is rendered by its str or repr: shown as text when either holds a secret.
+    for text in (str(value), repr(value)):
+        if redact(text) != text:
+            return _clean(text, console)
     return value
 
 

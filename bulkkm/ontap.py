@@ -165,7 +165,7 @@ class OntapClient:
                 )
             except TypeError as exc:
                 raise self._protocol(
-                    f"GET {href[:80]}: the job is not an object", target=target
+                    f"GET {_clean(href, 80)}: the job is not an object", target=target
                 ) from exc
             except ApiError as exc:
                 if exc.http_status == 404:  # the job is gone: whether it applied is unknown
@@ -181,9 +181,9 @@ class OntapClient:
                 return
             if state == "failure":
                 error = _object(job.get("error"))
-                code = error.get("code", job.get("code"))
+                code = _code(error.get("code", job.get("code")))
                 message = str(error.get("message", job.get("message", "job failed")))
-                raise self._api_error(message, None, None if code is None else str(code), target)
+                raise self._api_error(message, None, code, target)
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise RequestTimeout(
@@ -323,13 +323,14 @@ class OntapClient:
         if 300 <= status < 400:
             where = _clean(location)[:120]
             raise self._protocol(
-                f"{method} {path}: redirect to {where!r} not followed", target=target
+                f"{method} {_clean(path, 200)}: redirect to {where!r} not followed", target=target
             )
         parsed: object = None
         if raw:
             if "json" not in content_type:
                 raise self._protocol(
-                    f"{method} {path}: HTTP {status} with content type {_clean(content_type)!r}",
+                    f"{method} {_clean(path, 200)}: HTTP {status} "  # a path may be a server's link
+                    f"with content type {_clean(content_type)!r}",
                     target=target,
                     http_status=status,
                 )
@@ -337,14 +338,14 @@ class OntapClient:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise self._protocol(
-                    f"{method} {path}: HTTP {status} with malformed JSON",
+                    f"{method} {_clean(path, 200)}: HTTP {status} with malformed JSON",
                     target=target,
                     http_status=status,
                 ) from exc
         if status < 300:
             return {} if parsed is None else parsed
         error = _object(parsed.get("error")) if isinstance(parsed, dict) else {}
-        code = error.get("code")
+        code = _code(error.get("code"))
         message = _clean(str(error.get("message") or f"HTTP {status}"))
         if status in (401, 403):
             raise AuthError(
@@ -352,9 +353,9 @@ class OntapClient:
                 cluster=self._cluster.name,
                 target=target,
                 http_status=status,
-                code=None if code is None else str(code),
+                code=code,
             )
-        raise self._api_error(message, status, None if code is None else str(code), target)
+        raise self._api_error(message, status, code, target)
 
     def _api_error(
         self, message: str, status: int | None, code: str | None, target: str | None
@@ -456,7 +457,19 @@ def _mapping(value: object) -> Json:
     return value
 
 
-def _clean(text: str) -> str:
-    """A server-supplied string made safe to log: no control characters, bounded length."""
-    cleaned = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in text)
-    return redact(cleaned)[:MAX_MESSAGE]
+MAX_CODE: Final = 16
+"""ONTAP's codes are numbers of up to 8 digits; anything longer is a server talking."""
+
+
+def _clean(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A server-supplied string made safe to log and keep: every form of a known secret
+    masked (before it is cut, so that no part of one is left), at most ``limit``
+    characters, control characters replaced."""
+    cut = redact(text)[:limit]
+    cleaned = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in cut)
+    return redact(cleaned)  # a secret holding U+FFFD could be made by the replacement
+
+
+def _code(value: object) -> str | None:
+    """A server-supplied error code, cleaned like a message and cut to ``MAX_CODE``."""
+    return None if value is None else _clean(str(value), MAX_CODE)

@@ -10,14 +10,18 @@ receives. ``Pki`` is a throw-away CA the client trusts, plus certificates that s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
+import json
+import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Final
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 import orjson
@@ -39,6 +43,9 @@ __all__ = [
     "RawServer",
     "Seen",
     "client_for",
+    "credentials_of",
+    "echo_answer",
+    "encoded_forms",
     "json_answer",
     "open_gate",
     "svm_km",
@@ -75,6 +82,77 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+
+
+def _hex_case(text: str, *, upper: bool) -> str:
+    """``text`` with the hex digits of every ``%XX`` and ``\\uXXXX`` escape in one case."""
+    return re.sub(
+        r"%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}",
+        lambda m: m.group().upper().replace("\\U", "\\u") if upper else m.group().lower(),
+        text,
+    )
+
+
+def encoded_forms(secret: str, user: str = "admin") -> tuple[str, ...]:
+    """Every form in which a server may quote ``secret`` back.
+
+    As written; JSON-escaped (``\\uXXXX`` in either case, or UTF-8 kept, ``/`` as ``\\/``);
+    as a Python repr; URL-encoded (``quote``, ``quote_plus``, upper or lower hex); with
+    control characters replaced (U+FFFD) or escaped (``\\x1b``); base64, standard or
+    URL-safe, padded or not, of the secret and of ``user:secret``.
+    """
+    escaped = json.dumps(secret)[1:-1]
+    quoted = (quote(secret, safe=""), quote(secret), quote_plus(secret))
+    forms = [
+        secret,
+        escaped,
+        _hex_case(escaped, upper=True),
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        escaped.replace("/", "\\/"),
+        repr(secret)[1:-1],
+        *quoted,
+        *(_hex_case(q, upper=False) for q in quoted),
+        "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in secret),
+        "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in secret),
+    ]
+    for raw in (secret, f"{user}:{secret}"):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            token = encode(raw.encode()).decode()
+            forms += [token, token.rstrip("=")]
+    return tuple(dict.fromkeys(forms))
+
+
+def credentials_of(seen: Seen) -> tuple[str, ...]:
+    """What a request carried that is secret: its Authorization header (whole, the token,
+    ``user:password`` and the password) and every password of its body."""
+    found: list[str] = []
+    header = seen.headers.get("Authorization", "")
+    if header:
+        token = header.removeprefix("Basic ")
+        pair = base64.b64decode(token).decode()
+        found += [header, token, pair, pair.partition(":")[2]]
+    if seen.body:
+        document = orjson.loads(seen.body)
+        for record in document.get("records", [document]):
+            if "password" in record:
+                found.append(str(record["password"]))
+    return tuple(dict.fromkeys(found))
+
+
+def echo_error(credentials: Sequence[str]) -> dict[str, object]:
+    """An ONTAP error object quoting ``credentials`` in every form, in every one of its fields."""
+    quoted = " ".join(form for secret in credentials for form in encoded_forms(secret))
+    return {
+        "code": quoted,
+        "message": f"Invalid input: {quoted}",
+        "target": quoted,
+        "arguments": [{"code": quoted, "message": quoted}],
+    }
+
+
+def echo_answer(status: int, seen: Seen) -> web.Response:
+    """An error answer quoting every credential of ``seen`` in every field and encoding."""
+    return json_answer(status, {"error": echo_error(credentials_of(seen))})
 
 
 class Pki:
@@ -172,6 +250,28 @@ class HostileServer:
             return json_answer(status, body, content_type=content_type, headers=headers)
 
         self.on(method, path, fixed)
+
+    def echo_credentials(self, method: str, path: str, status: int = 400) -> None:
+        """Answer ``method path`` with an error quoting the credentials it was sent, in every
+        field and every encoding; with ``status`` 202, the POST is accepted and its job fails
+        with such an error (the job's own ``code`` and ``message`` quote them too)."""
+
+        async def echo(_request: web.BaseRequest) -> web.StreamResponse:
+            seen = self.seen[-1]
+            if status != 202:
+                return echo_answer(status, seen)
+            job = f"/api/cluster/jobs/echo-{len(self.seen)}"
+
+            async def failed(_request: web.BaseRequest) -> web.StreamResponse:
+                credentials = (*credentials_of(seen), *credentials_of(self.seen[-1]))
+                error = echo_error(credentials)
+                body = {"state": "failure", "code": error["code"], "message": error["message"]}
+                return json_answer(200, {**body, "error": error})
+
+            self.on("GET", job, failed)
+            return json_answer(202, {"job": {"uuid": job, "_links": {"self": {"href": job}}}})
+
+        self.on(method, path, echo)
 
     async def __aenter__(self) -> HostileServer:
         """Start listening on an ephemeral port."""

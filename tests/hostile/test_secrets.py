@@ -18,14 +18,25 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 
-from bulkkm.inventory import load_inventory
+from bulkkm.errors import ApiError, AuthError, OntapError
+from bulkkm.inventory import DesiredServer, load_inventory
+from bulkkm.secret import Secret
 from bulkkm.simulator import Faults, SimulatedFleet
 from tests.engine.conftest import fleet_spec
-from tests.hostile._server import KM_PATH, HostileServer, Pki, json_answer, svm_km
+from tests.hostile._server import (
+    KM_PATH,
+    HostileServer,
+    Pki,
+    client_for,
+    encoded_forms,
+    json_answer,
+    svm_km,
+)
 
 CLUSTER_ENV = "SENTINEL-cluster-env-9f3a1c"
 CLUSTER_FILE = "SENTINEL-cluster-file-47be20"
@@ -266,3 +277,202 @@ def test_loaded_inventory_shows_no_secret_and_cannot_be_pickled(
     for cluster in inventory.clusters:
         with pytest.raises(TypeError, match="pickle"):
             pickle.dumps(cluster)
+
+
+ECHO_CLUSTER = 'Echo"pw\\é/+ :=\x1b[0m%41🔑-7c1d'
+ECHO_KMIP = "kmip'\"\\ü/+&=?\x07ß-9e4b"
+ECHO_ENV = {"BULKKM_E_CLUSTER": ECHO_CLUSTER, "BULKKM_E_KMIP": ECHO_KMIP}
+ECHO_TOKEN = base64.b64encode(f"admin:{ECHO_CLUSTER}".encode()).decode()
+ECHOED = (ECHO_CLUSTER, ECHO_KMIP, f"admin:{ECHO_CLUSTER}", ECHO_TOKEN, f"Basic {ECHO_TOKEN}")
+"""What an echoing server quotes back: both passwords and the Authorization header, whole,
+its token and ``user:password``."""
+WINDOW = 10
+"""A run of this many characters of an encoded secret in an output is a leak (a prefix a
+length cap left behind, a fragment a partial mask left)."""
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string inside a decoded JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def decoded(text: str) -> str:
+    """``text``, and the strings of every line of it that is JSON, decoded."""
+    parts = [text]
+    for line in text.splitlines():
+        try:
+            parts.extend(_strings(orjson.loads(line)))
+        except orjson.JSONDecodeError:
+            continue
+    return "\n".join(parts)
+
+
+def assert_no_echoed_secret(text: str, where: str, secrets: tuple[str, ...] = ECHOED) -> None:
+    """No form of an echoed credential, nor a run of ``WINDOW`` characters of one, in
+    ``text`` (as written, and as decoded from JSON lines)."""
+    text = decoded(text)
+    for secret in secrets:
+        for form in encoded_forms(secret):
+            for start in range(max(1, len(form) - WINDOW + 1)):
+                piece = form[start : start + WINDOW]
+                assert piece not in text, (
+                    f"{where} shows {secret!r} as {form!r}: ...{piece!r}... at "
+                    f"{text[max(0, text.find(piece) - 60) :][:160]!r}"
+                )
+
+
+async def echo_servers(pki: Pki) -> list[HostileServer]:
+    """Four clusters quoting the credentials back in every field: a 400 to the POST, a job
+    failing after a 202, a 403 to the version, a 401 to the key managers."""
+    servers = [HostileServer(pki.context()) for _ in range(4)]
+    for server in servers:
+        await server.__aenter__()
+    post_400, job, forbidden, unauthorized = servers
+    post_400.echo_credentials("POST", f"{KM_PATH}/{svm_km(1)}/key-servers", 400)
+    job.echo_credentials("POST", f"{KM_PATH}/{svm_km(1)}/key-servers", 202)
+    forbidden.echo_credentials("GET", "/api/cluster", 403)
+    unauthorized.echo_credentials("GET", KM_PATH, 401)
+    return servers
+
+
+def echo_inventory(tmp_path: Path, pki: Pki, servers: list[HostileServer]) -> Path:
+    """Every cluster of ``servers`` with the echoed passwords."""
+    names = ("post-400", "job-failure", "forbidden", "unauthorized")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "version: 1\n"
+        "defaults:\n"
+        "  username: admin\n"
+        "  password: env:BULKKM_E_CLUSTER\n"
+        f"  tls: {{ca_file: {pki.ca_file}}}\n"
+        "  limits: {timeout: 2}\n"
+        "  key_servers:\n"
+        "    - {server: kms-new.example.com, password: env:BULKKM_E_KMIP}\n"
+        "clusters:\n"
+        + "".join(
+            f"  - {{name: {name}, address: '{server.address}', svms: all}}\n"
+            for name, server in zip(names, servers, strict=True)
+        )
+    )
+    return path
+
+
+async def run_with(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI with ``env`` added to the environment."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bulkkm",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    async with asyncio.timeout(90):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_credentials_echoed_in_every_field_and_encoding_reach_no_output(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """A server quoting the passwords and the Authorization header in code, message, target
+    and arguments, in every encoding (400, a failed job, 403, 401): apply in JSON and console
+    logs at -v, plan and check, and ``report summarize`` (text and JSON) show none of it."""
+    servers = await echo_servers(pki)
+    try:
+        inventory = str(echo_inventory(tmp_path, pki, servers))
+        first, second, audit = (tmp_path / name for name in ("a.jsonl", "b.jsonl", "c.jsonl"))
+        runs = [
+            ("apply", inventory, "--report", str(first), "--log-format", "json", "-v"),
+            ("apply", inventory, "--report", str(second), "--log-format", "console", "-v"),
+            ("plan", inventory, "--log-format", "console", "-v"),
+            ("check", inventory, "--report", str(audit), "--log-format", "json", "-v"),
+            ("report", "summarize", str(first)),
+            ("report", "summarize", str(second), "--json"),
+        ]
+        for args in runs:
+            code, out, err = await run_with(ECHO_ENV, *args)
+            where = " ".join(args[:2])
+            assert code in (0, 1, 4), f"{where}: exit {code}: {err[-2000:]}"
+            assert_no_echoed_secret(out, f"{where} stdout")
+            assert_no_echoed_secret(err, f"{where} stderr")
+    finally:
+        for server in servers:
+            await server.__aexit__(None, None, None)
+    for report in (first, second, audit):
+        assert_no_echoed_secret(report.read_text(), report.name)
+    # Every echoing path was taken: the masked answers are in the report.
+    lines = [orjson.loads(raw) for raw in first.read_bytes().splitlines()]
+    errors = {line["cluster"]: line["error"] for line in lines if line.get("error")}
+    assert set(errors) == {"post-400", "job-failure", "forbidden", "unauthorized"}
+    assert errors["post-400"]["message"].startswith("Invalid input: Basic ********")
+    assert errors["job-failure"]["message"].startswith("Invalid input: Basic ********")
+    assert errors["forbidden"]["message"].startswith("not allowed: Invalid input: Basic *****")
+    assert all(len(error["code"]) <= 16 for error in errors.values())
+
+
+async def test_echoed_code_and_message_are_cleaned_redacted_and_capped(
+    server: HostileServer, session: aiohttp.ClientSession, pki: Pki
+) -> None:
+    """The client's errors carry no form of a credential in any field, a code of at most 16
+    characters and a message of at most 500, however long the server's."""
+    password = 'client"pw\\é\x1b-4f2a'
+    server.echo_credentials("POST", f"{KM_PATH}/{svm_km(1)}/key-servers", 400)
+    server.echo_credentials("POST", f"{KM_PATH}/{svm_km(2)}/key-servers", 202)
+    server.echo_credentials("GET", KM_PATH, 403)
+    client = client_for(session, server.address, pki.ca_file, password=password)
+    kmip = DesiredServer(server="kms.example.com:5696", password=Secret(ECHO_KMIP, source="x"))
+    failures: list[OntapError] = []
+    for uuid in (svm_km(1), svm_km(2)):
+        with pytest.raises(ApiError) as api:
+            await client.add_key_servers(uuid, (kmip,))
+        failures.append(api.value)
+    with pytest.raises(AuthError) as auth:
+        await client.key_managers()
+    failures.append(auth.value)
+    token = base64.b64encode(f"admin:{password}".encode()).decode()
+    for error in failures:
+        assert error.code is not None
+        assert len(error.code) <= 16
+        assert len(error.message) <= 500
+        assert "********" in error.message
+        shown = f"{error}\n{error.message}\n{error.code}\n{error.target}"
+        assert_no_echoed_secret(shown, repr(error), (password, ECHO_KMIP, token, f"Basic {token}"))
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+async def test_a_one_letter_password_masks_no_word_of_the_output(
+    server: HostileServer, pki: Pki, tmp_path: Path, fmt: str
+) -> None:
+    """A KMIP password ``k``: ``target_blocked``, ``kms-new.example.com`` and every other word
+    containing a ``k`` reach the logs intact; nothing is masked where no secret stands."""
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "version: 1\n"
+        "defaults:\n"
+        "  username: admin\n"
+        "  password: env:BULKKM_T_CLUSTER_PW\n"
+        f"  tls: {{ca_file: {pki.ca_file}}}\n"
+        "  key_servers:\n"
+        "    - {server: kms-new.example.com, password: env:BULKKM_S_KMIP}\n"
+        f"clusters:\n  - {{name: kilo, address: '{server.address}', svms: [svm_a, svm_kilo]}}\n"
+    )
+    code, out, err = await run_with(
+        {**ENV, "BULKKM_S_KMIP": "k"},
+        "apply", str(path), "--report", str(tmp_path / "r.jsonl"), "--log-format", fmt, "-v",
+    )  # fmt: skip
+    assert code == 1, err
+    assert "target_blocked" in err
+    assert "kms-new.example.com" in err
+    assert "kilo" in err
+    assert "********" not in out + err
