@@ -1,29 +1,30 @@
-"""What a person sees: engine events as log lines, a progress bar, and the closing summary.
+"""What a person sees: engine events as log lines, a progress display, prompts, the summary.
 
 All of it is made of subscribers to the engine's events; nothing here talks to a cluster.
 Names that come from servers (SVMs, messages) pass ``printable`` before they reach a terminal.
+
+On a terminal with readable logs, a live display (targets and clusters) sits at the bottom
+of stderr and every log line prints above it, through the same rich console. With JSON logs,
+or without a terminal, there is no live display: a ``progress`` log line every 5 seconds
+instead, so that a JSON line never shares a line with bar text.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Final, TextIO
+from pathlib import Path
+from typing import Final
 
 import structlog
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
 from bulkkm.events import (
@@ -35,29 +36,53 @@ from bulkkm.events import (
     RunFinished,
     RunStarted,
     TargetResult,
+    TargetsKnown,
     WaveFinished,
     WaveStarted,
 )
 from bulkkm.inventory import Inventory
 from bulkkm.logs import printable
-from bulkkm.report import ReportSummary, timestamp
+from bulkkm.report import timestamp
+from bulkkm.summary import Summary, summary_lines
 
 __all__ = [
+    "PROGRESS_EVERY",
     "EventLog",
+    "LiveBar",
     "ProgressView",
-    "Tally",
+    "RetryCount",
+    "ask",
+    "paused",
     "render_summary",
-    "summary_lines",
+    "restore_terminal",
     "window_lines",
 ]
 
 log = structlog.get_logger("bulkkm")
 PROGRESS_EVERY: Final = 5.0
-"""Seconds between progress log lines when stderr is not a terminal."""
+"""Seconds between progress log lines when there is no live display."""
+DIGEST_FIRST: Final = 5
+"""Warnings of one kind shown in full before the rest are folded into counts (without -v)."""
+DIGEST_EVERY: Final = 30.0
+"""Seconds between the counts of folded warnings."""
+_SHOW_CURSOR: Final = "\x1b[?25h"
 
 
 class EventLog:
-    """Engine events as structured log lines."""
+    """Engine events as structured log lines; repeated per-target warnings folded into counts.
+
+    Without ``-v``, the first few warnings of each kind (``target_blocked``, ``target_failed``,
+    ``cluster_skipped`` …) are logged in full; the rest are counted by reason, the counts
+    logged now and then and at the end. Every one of them is in the report.
+    """
+
+    def __init__(self, *, verbosity: int = 0) -> None:
+        """``verbosity`` >= 1: log every warning."""
+        self._fold = verbosity < 1
+        self._shown: Counter[str] = Counter()
+        self._folded: dict[str, Counter[str]] = {}
+        self._since: dict[str, Counter[str]] = {}
+        self._last_digest = time.monotonic()
 
     def __call__(self, event: Event) -> None:
         """Log what an operator would want to grep for later."""
@@ -91,8 +116,12 @@ class EventLog:
                     error=event.error.message,
                 )
             case TargetResult(outcome=Outcome.FAILED | Outcome.BLOCKED):
+                name = f"target_{event.outcome.value}"
+                reason = event.reason or (event.error.code if event.error else None)
+                if self._folded_away(name, reason or "unknown"):
+                    return
                 log.warning(
-                    f"target_{event.outcome.value}",
+                    name,
                     cluster=event.cluster,
                     svm=event.svm,
                     server=event.server,
@@ -110,9 +139,15 @@ class EventLog:
                     outcome=event.outcome.value,
                     attempts=event.attempts,
                 )
+            case ClusterResult(reason="limit"):
+                # The runner says in one line how many clusters --limit leaves out.
+                log.debug("cluster_left_out", cluster=event.cluster, reason=event.reason)
             case ClusterResult():
+                name = f"cluster_{event.outcome.value}"
+                if self._folded_away(name, event.reason or "unknown"):
+                    return
                 log.warning(
-                    f"cluster_{event.outcome.value}",
+                    name,
                     cluster=event.cluster,
                     reason=event.reason,
                     code=event.error.code if event.error else None,
@@ -133,6 +168,7 @@ class EventLog:
                     stop=event.stop,
                 )
             case RunFinished():
+                self.close()
                 log.info(
                     "run_finished",
                     run_id=event.run_id,
@@ -145,221 +181,335 @@ class EventLog:
             case _:
                 pass
 
+    def _folded_away(self, name: str, reason: str) -> bool:
+        """Count a warning; True when it is folded rather than logged."""
+        if not self._fold:
+            return False
+        self._shown[name] += 1
+        if self._shown[name] <= DIGEST_FIRST:
+            return False
+        if name not in self._folded:
+            contextvars.Context().run(
+                log.warning,
+                "warnings_folded",
+                warning=name,
+                shown=DIGEST_FIRST,
+                note="the rest are counted by reason (every one is in the report; -v shows all)",
+            )
+        self._folded.setdefault(name, Counter())[reason] += 1
+        self._since.setdefault(name, Counter())[reason] += 1
+        return True
 
-class Tally:
-    """Counts kept for the closing summary: outcomes, error codes, slowest clusters."""
+    def tick(self) -> None:
+        """Log the warnings folded since the last digest, when one is due."""
+        now = time.monotonic()
+        if not self._since or now - self._last_digest < DIGEST_EVERY:
+            return
+        self._last_digest = now
+        for name, reasons in self._since.items():
+            log.info("warnings_folded_since", warning=name, count=reasons.total(), **reasons)
+        self._since.clear()
+
+    def close(self) -> None:
+        """Log the totals of every kind of folded warning (once)."""
+        for name, reasons in self._folded.items():
+            log.warning(
+                f"{name}_not_shown", count=reasons.total(), by_reason=dict(reasons.most_common())
+            )
+        self._folded.clear()
+        self._since.clear()
+
+
+class RetryCount:
+    """Retried errors by ``category code``: the one count the report does not hold."""
 
     def __init__(self) -> None:
         """Nothing counted yet."""
-        self.outcomes: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        """Final errors: targets (and clusters) that ended with them."""
         self.retried: Counter[str] = Counter()
-        """Errors that were retried, by attempt."""
-        self.clusters_total = 0
-        self.clusters_failed: list[str] = []
-        self.span: dict[str, tuple[datetime, datetime]] = {}
-        self.targets_known = 0
+
+    def __call__(self, event: Event) -> None:
+        """Count a retry."""
+        if isinstance(event, Retrying):
+            error = event.error
+            key = f"{error.category.value} {error.code}" if error.code else error.category.value
+            self.retried[key] += 1
+
+
+class ProgressView:
+    """Where the run stands: targets and clusters done, rate, failures, an ETA.
+
+    Fed by events; read by the live bar and by the runner's timer for ``progress`` lines.
+    """
+
+    def __init__(self) -> None:
+        """Nothing seen yet."""
+        self.run_id = ""
+        self.command = ""
+        self.done = 0
+        """Targets with an outcome, carried-over ones included."""
+        self.carried = 0
+        self.failed = 0
+        self.known = 0
+        """Targets of the clusters discovered so far."""
+        self.final = False
+        """Whether every cluster has been discovered (``known`` is the run's total)."""
+        self.clusters = 0
+        self.clusters_discovered = 0
+        self.clusters_started = 0
+        self.clusters_done = 0
+        self.clusters_skipped = 0
+        self._open: dict[str, int] = {}
+        self._started = time.monotonic()
 
     def __call__(self, event: Event) -> None:
         """Count one event."""
         match event:
             case RunStarted():
-                self.clusters_total = event.clusters
+                self.run_id, self.command, self.clusters = (
+                    event.run_id,
+                    event.command,
+                    event.clusters,
+                )
+                self._started = time.monotonic()
             case ClusterDiscovered():
-                self.targets_known += event.targets
-            case Retrying():
-                self.retried[_error_key(event.error.category.value, event.error.code)] += 1
+                if not self.final:  # the last cluster's TargetsKnown comes before this event
+                    self.known += event.targets
+                self.clusters_discovered += 1
+                self.clusters_started += 1
+                self._open[event.cluster] = event.targets
+                self._close_if_done(event.cluster)
+            case TargetsKnown():
+                self.final = True
+                self.known = event.targets
             case TargetResult():
-                self.outcomes[event.outcome.value] += 1
-                if event.error is not None:
-                    key = event.error.code or event.reason
-                    self.errors[_error_key(event.error.category.value, key)] += 1
-                if not event.carried_over:
-                    first, last = self.span.get(
-                        event.cluster, (event.started_at, event.finished_at)
-                    )
-                    self.span[event.cluster] = (
-                        min(first, event.started_at),
-                        max(last, event.finished_at),
-                    )
+                self.done += 1
+                self.carried += event.carried_over
+                self.failed += event.outcome is Outcome.FAILED
+                if event.cluster in self._open:
+                    self._open[event.cluster] -= 1
+                    self._close_if_done(event.cluster)
             case ClusterResult(outcome=Outcome.FAILED):
-                self.clusters_failed.append(event.cluster)
-                if event.error is not None:
-                    key = event.error.code or event.reason
-                    self.errors[_error_key(event.error.category.value, key)] += 1
+                self.failed += 1
+                self.clusters_started += 1
+                self.clusters_done += 1
+            case ClusterResult():
+                self.clusters_skipped += 1
             case _:
                 pass
 
-    def slowest(self, n: int = 5) -> list[tuple[str, float]]:
-        """The ``n`` clusters that took longest, in seconds."""
-        spans = ((c, (last - first).total_seconds()) for c, (first, last) in self.span.items())
-        return sorted(spans, key=lambda item: item[1], reverse=True)[:n]
+    def _close_if_done(self, cluster: str) -> None:
+        """A cluster is done once each of its targets has an outcome."""
+        if self._open.get(cluster, 1) <= 0:
+            del self._open[cluster]
+            self.clusters_done += 1
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self._started
+
+    @property
+    def rate(self) -> float:
+        """Targets finished per second by this run (carried-over ones are instant)."""
+        return (self.done - self.carried) / max(self.elapsed, 1e-9)
+
+    def estimated_total(self) -> int | None:
+        """The run's targets: exact once every cluster is discovered, else extrapolated."""
+        if self.final:
+            return self.known
+        if not self.clusters_discovered:
+            return None
+        waiting = self.clusters - self.clusters_started - self.clusters_skipped
+        per_cluster = self.known / self.clusters_discovered
+        return self.known + round(per_cluster * max(waiting, 0))
+
+    def eta(self) -> float | None:
+        """Seconds left at the current rate; None until that can be estimated."""
+        total = self.estimated_total()
+        new = self.done - self.carried
+        if total is None or new < 1 or self.elapsed < 1.0:
+            return None
+        return max(total - self.done, 0) / max(self.rate, 1e-9)
+
+    def fields(self) -> dict[str, object]:
+        """The ``progress`` line's fields."""
+        eta = self.eta()
+        return {
+            "run_id": self.run_id,
+            "done": self.done,
+            "total": self.known if self.final else None,
+            "total_estimated": self.estimated_total(),
+            "failed": self.failed,
+            "rate_per_s": round(self.rate, 1),
+            "clusters_done": self.clusters_done,
+            "clusters_started": self.clusters_started,
+            "clusters_skipped": self.clusters_skipped,
+            "clusters": self.clusters,
+            "eta_s": None if eta is None else round(eta),
+        }
+
+    def log_line(self) -> None:
+        """Log one ``progress`` line, outside any cluster's log context."""
+        # A fresh context: the task that calls this may carry a cluster's context.
+        contextvars.Context().run(log.info, "progress", **self.fields())
 
 
-def _error_key(category: str, detail: str | None) -> str:
-    """``transient 65536921``, ``precondition too_many_servers`` or just ``transport``."""
-    return f"{category} {detail}" if detail else category
+def _clock(seconds: float | None) -> str:
+    """``1:02:03``, ``4:05``, or ``?``."""
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class ProgressView:
-    """Live progress: a bar on a terminal, a log line every few seconds otherwise."""
+_active: LiveBar | None = None
 
-    def __init__(self, stream: TextIO, *, live: bool) -> None:
-        """``live``: draw a bar on ``stream`` (a terminal)."""
-        self.run_id = ""
-        self.done = 0
-        self.failed = 0
-        self.total = 0
-        self.clusters = 0
-        self.clusters_done = 0
-        self._started = time.monotonic()
-        self._last_log = self._started
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
-        if live:
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:>6.0f}/s  failed {task.fields[failed]}"),
-                TextColumn("clusters {task.fields[clusters]}"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=Console(file=stream),
-                transient=False,
-            )
+
+class LiveBar:
+    """The live display on a terminal: a targets bar and a clusters bar under the log lines."""
+
+    def __init__(self, console: Console, view: ProgressView) -> None:
+        """Draw ``view`` on ``console`` (the console log lines print through)."""
+        self.view = view
+        self._progress = Progress(
+            TextColumn("{task.description:>8}"),
+            BarColumn(bar_width=30),
+            TextColumn("{task.fields[text]}"),
+            console=console,
+            transient=True,
+            refresh_per_second=4,
+        )
+        self._targets: TaskID = self._progress.add_task("targets", total=None, text="")
+        self._clusters: TaskID = self._progress.add_task("clusters", total=None, text="")
+        self._running = False
+
+    def start(self) -> None:
+        """Show the display; it stays at the bottom until ``stop``."""
+        global _active  # noqa: PLW0603 -- one terminal, one display: prompts must find it
+        self.refresh()
+        self._progress.start()
+        self._running = True
+        _active = self
+
+    def stop(self) -> None:
+        """Erase the display and show the cursor again."""
+        global _active  # noqa: PLW0603
+        if self._running:
+            self._running = False
+            self._progress.stop()
+        if _active is self:
+            _active = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The display erased while the block runs (a prompt), then drawn again."""
+        if not self._running:
+            yield
+            return
+        self._running = False
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            self._progress.start()
+            self._running = True
+
+    def refresh(self) -> None:
+        """Bring the bars up to date with the view."""
+        v = self.view
+        total = v.known if v.final else v.estimated_total()
+        about = "" if v.final or total is None else "~"
+        text = (
+            f"{v.done}/{about}{total if total is not None else '?'}  {v.rate:.0f}/s  "
+            f"failed {v.failed}  elapsed {_clock(v.elapsed)}  eta {_clock(v.eta())}"
+        )
+        self._progress.update(
+            self._targets,
+            completed=v.done,
+            total=total if v.final else None,
+            text=text,
+            description=v.command or "targets",
+        )
+        skipped = f", {v.clusters_skipped} skipped" if v.clusters_skipped else ""
+        self._progress.update(
+            self._clusters,
+            completed=v.clusters_done,
+            total=v.clusters or None,
+            text=(
+                f"{v.clusters_done} done, {v.clusters_started} started of {v.clusters} "
+                f"clusters{skipped}"
+            ),
+        )
 
     def __call__(self, event: Event) -> None:
-        """Advance on each outcome."""
-        match event:
-            case RunStarted():
-                self.clusters = event.clusters
-                self.run_id = event.run_id
-                if self._bar is not None:
-                    self._bar.start()
-                    self._task = self._bar.add_task(
-                        event.command, total=None, rate=0.0, failed=0, clusters=""
-                    )
-            case ClusterDiscovered():
-                self.total += event.targets
-                self.clusters_done += 1
-            case ClusterResult():
-                self.clusters_done += 1
-                self.failed += event.outcome is Outcome.FAILED
-            case TargetResult():
-                self.done += 1
-                self.failed += event.outcome is Outcome.FAILED
-            case RunFinished():
-                self._update()
-                if self._bar is not None:
-                    self._bar.stop()
-                return
-            case _:
-                return
-        self._update()
+        """Redraw after events that move the counts."""
+        if isinstance(event, TargetResult | ClusterResult | ClusterDiscovered | TargetsKnown):
+            self.refresh()
 
-    def _update(self) -> None:
-        """Redraw the bar, or log a progress line when one is due."""
-        now = time.monotonic()
-        rate = self.done / max(now - self._started, 1e-9)
-        if self._bar is not None and self._task is not None:
-            self._bar.update(
-                self._task,
-                completed=self.done,
-                total=self.total or None,
-                rate=rate,
-                failed=self.failed,
-                clusters=f"{self.clusters_done}/{self.clusters}",
-            )
-        elif now - self._last_log >= PROGRESS_EVERY:
-            self._last_log = now
-            eta = (
-                (self.total - self.done) / rate
-                if rate and self.clusters_done == self.clusters
-                else None
-            )
-            # A fresh context: the event that triggered this line belongs to one cluster, the
-            # progress line to the whole run.
-            contextvars.Context().run(
-                log.info,
-                "progress",
-                run_id=self.run_id,
-                done=self.done,
-                total=self.total,
-                failed=self.failed,
-                rate_per_s=round(rate, 1),
-                clusters_discovered=self.clusters_done,
-                clusters=self.clusters,
-                eta_s=None if eta is None else round(eta),
-            )
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """The live display (if one is drawn) erased while the block runs."""
+    if _active is None:
+        yield
+        return
+    with _active.paused():
+        yield
+
+
+def restore_terminal() -> None:
+    """Erase the live display and show the cursor: called on every way out, even ``os._exit``."""
+    if _active is not None:
+        with contextlib.suppress(Exception):  # on the way out: never fail to exit
+            _active.stop()
+    if sys.stderr.isatty():
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(_SHOW_CURSOR)
+            sys.stderr.flush()
+
+
+async def ask(question: str) -> str:
+    """Ask on the terminal with the live display paused; the answer line (``""`` at EOF).
+
+    stdin is watched by the event loop rather than read in a thread, so that an interrupt
+    while the question waits leaves no thread blocked on the terminal.
+    """
+    loop = asyncio.get_running_loop()
+    with paused():
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = sys.stdin.fileno()
+
+        def answered() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, answered)
+        try:
+            await ready
+        except asyncio.CancelledError:
+            sys.stderr.write("\n")  # the next line must not start after the question
+            raise
+        finally:
+            loop.remove_reader(fd)
+        return sys.stdin.readline()
 
 
 def render_summary(
-    console: Console, tally: Tally, summary: RunFinished, report: str | None
+    console: Console,
+    summary: Summary,
+    *,
+    report: Path | None,
+    retried: Mapping[str, int] | None = None,
+    more: str = "",
 ) -> None:
-    """The closing summary: outcomes, top error codes, slowest clusters, where the report is."""
-    outcomes = Table(title="Outcomes", title_justify="left")
-    outcomes.add_column("outcome")
-    outcomes.add_column("targets", justify="right")
-    for outcome, count in tally.outcomes.most_common():
-        outcomes.add_row(outcome, str(count))
-    if tally.clusters_failed:
-        outcomes.add_row("clusters failed", str(len(tally.clusters_failed)))
-    console.print(outcomes)
-    if tally.errors or tally.retried:
-        errors = Table(title="Top errors", title_justify="left")
-        errors.add_column("error")
-        errors.add_column("final", justify="right")
-        errors.add_column("retried", justify="right")
-        top = (tally.errors + tally.retried).most_common(8)
-        for key, _ in top:
-            errors.add_row(Text(printable(key)), str(tally.errors[key]), str(tally.retried[key]))
-        console.print(errors)
-    slowest = tally.slowest()
-    if slowest:
-        table = Table(title="Slowest clusters", title_justify="left")
-        table.add_column("cluster")
-        table.add_column("seconds", justify="right")
-        for cluster, seconds in slowest:
-            table.add_row(Text(printable(cluster)), f"{seconds:.2f}")
-        console.print(table)
-    if tally.clusters_failed:
-        names = ", ".join(printable(c) for c in tally.clusters_failed[:10])
-        more = (
-            f" (+{len(tally.clusters_failed) - 10} more)" if len(tally.clusters_failed) > 10 else ""
-        )
-        console.print(Text(f"clusters not discovered: {names}{more}"))
-    stop = f", stopped: {summary.stop_reason}" if summary.stop_reason else ""
-    console.print(
-        Text(
-            f"{sum(tally.outcomes.values())} targets in {summary.duration_ms / 1000:.1f} s, "
-            f"exit code {summary.exit_code}{stop}"
-        )
-    )
-    if report:
-        console.print(Text(f"report: {report}"))
-
-
-def summary_lines(result: ReportSummary) -> list[str]:
-    """``bulkkm report summarize`` as text: outcomes, errors, clusters, waves."""
-    run = result.run or {}
-    lines = [f"run {run.get('run_id')} ({run.get('command')}) started {run.get('started_at')}"]
-    if not result.complete:
-        lines.append("no summary line: the run did not finish; counts are of the lines written")
-    sections: list[tuple[str, dict[str, int]]] = [
-        ("outcomes", result.outcomes),
-        ("errors", result.errors),
-        ("clusters without target lines", result.clusters_not_done),
-        ("clusters with targets not done", result.failing_clusters),
-    ]
-    sections += [(f"wave {number}", counts) for number, counts in result.waves.items()]
-    for title, counts in sections:
-        if counts:
-            lines.append(f"{title}:")
-            lines += [f"  {key:<44} {count:>8}" for key, count in list(counts.items())[:20]]
-    return lines
+    """The closing summary, from the same aggregate as ``bulkkm report summarize``."""
+    for line in summary_lines(summary, report=report, retried=retried, more=more):
+        console.print(Text(printable(line)), soft_wrap=True, highlight=False)
+    if report is not None:
+        console.print(Text(printable(f"report: {report}")), soft_wrap=True)
 
 
 def window_lines(inventory: Inventory, now: datetime) -> list[str]:

@@ -7,17 +7,20 @@ control characters from server-supplied names cannot drive the terminal.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Final, TextIO
 
 import orjson
 import structlog
+from rich.console import Console
+from rich.text import Text
 
 from bulkkm.secret import redact
 
-__all__ = ["configure_logging", "printable", "scrub"]
+__all__ = ["LogSetup", "configure_logging", "log_setup", "printable", "scrub"]
 
 _SECRET_KEYS: Final = frozenset({"password", "authorization", "secret", "token", "passwd"})
 _MASK: Final = "********"
@@ -71,19 +74,70 @@ def scrub(console: bool) -> structlog.types.Processor:
     return processor
 
 
-def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None = None) -> None:
-    """Send structlog to ``stream`` (stderr): JSON unless ``fmt`` is console or it is a TTY."""
-    stream = stream or sys.stderr
-    console = fmt == "console" or (fmt is None and stream.isatty())
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LogSetup:
+    """How logging was set up: what the progress display and the digest must fit around."""
+
+    console: Console
+    """The rich console log lines go through (stderr); a live display must share it."""
+    readable: bool
+    """Console format (True) or JSON lines (False)."""
+    verbosity: int
+    """-1 with ``-q``, 0 by default, 1 and more with ``-v``."""
+    terminal: bool
+    """Whether the log stream is a terminal."""
+
+
+_setup: LogSetup | None = None
+
+
+def log_setup() -> LogSetup:
+    """The current setup (JSON on stderr when ``configure_logging`` was never called)."""
+    if _setup is None:
+        return LogSetup(console=Console(stderr=True), readable=False, verbosity=0, terminal=False)
+    return _setup
+
+
+class _RichLogger:
+    """A structlog logger that prints through a rich console, above any live display."""
+
+    def __init__(self, console: Console) -> None:
+        """Print on ``console``."""
+        self._console = console
+
+    def msg(self, message: str) -> None:
+        """One rendered log line (it may carry the renderer's colours)."""
+        # soft_wrap: a long line is left to the terminal to wrap, never cut into two.
+        self._console.print(Text.from_ansi(message), soft_wrap=True, highlight=False)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None = None) -> LogSetup:
+    """Send structlog to ``stream`` (stderr): JSON unless ``fmt`` is console or it is a TTY.
+
+    Console lines go through a rich ``Console`` (returned), so that they print above the
+    progress bar drawn on the same console. JSON lines are written as they are: no live
+    display shares their stream (the runner logs progress lines instead).
+    """
+    global _setup  # noqa: PLW0603 -- structlog's configuration is process-wide as well
+    terminal = (stream or sys.stderr).isatty()
+    readable = fmt == "console" or (fmt is None and terminal)
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    console = Console(file=stream) if stream is not None else Console(stderr=True)
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(
-            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+            colors=terminal, exception_formatter=structlog.dev.plain_traceback
         )
-        if console
+        if readable
         else structlog.processors.JSONRenderer(
             serializer=lambda obj, **_: orjson.dumps(obj).decode()
         )
+    )
+    factory: Callable[..., object] = (
+        (lambda *_: _RichLogger(console))
+        if readable
+        else structlog.PrintLoggerFactory(stream or sys.stderr)
     )
     structlog.configure(
         processors=[
@@ -91,10 +145,12 @@ def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None 
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            scrub(console),
+            scrub(readable),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
+    _setup = LogSetup(console=console, readable=readable, verbosity=verbosity, terminal=terminal)
+    return _setup

@@ -52,28 +52,47 @@ class WaveSize:
 
 
 def parse_waves(spec: str | Sequence[object]) -> tuple[WaveSize, ...]:
-    """``"1,10%,100%"`` (or a list of the same) -> wave sizes; ValueError when malformed."""
+    """``"1,10%,100%"`` (or a list of the same) -> wave sizes; ValueError when malformed.
+
+    Sizes are cumulative, so each must reach further than the one before it of the same
+    kind (``10%,5%`` is refused), and nothing may follow ``100%``.
+    """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     if not items:
         raise ValueError("no waves given")
     sizes: list[WaveSize] = []
     for item in items:
-        text = str(item).strip()
-        try:
-            if text.endswith("%"):
-                size = WaveSize(float(text[:-1]), percent=True)
-                if not 0 < size.value <= 100:
-                    raise ValueError
-            else:
-                if isinstance(item, bool) or not text.isdigit() or int(text) < 1:
-                    raise ValueError
-                size = WaveSize(int(text), percent=False)
-        except ValueError:
+        size = _wave_size(item)
+        if sizes and sizes[-1].percent and sizes[-1].value >= 100:
+            raise ValueError(f"wave size {size} follows 100%, which is the whole fleet already")
+        before = [s for s in sizes if s.percent == size.percent]
+        if before and size.value <= before[-1].value:
             raise ValueError(
-                f"wave size {text!r} is neither a count of clusters (1, 5) nor a percentage (10%)"
-            ) from None
+                f"wave size {size} does not reach past {before[-1]}: "
+                "sizes are cumulative (1,10%,100% means 1, then 10% in all, then all)"
+            )
         sizes.append(size)
     return tuple(sizes)
+
+
+def _wave_size(item: object) -> WaveSize:
+    """One wave size: a count from 1, or a percentage above 0 up to 100."""
+    text = str(item).strip()
+    if text.endswith("%"):
+        try:
+            value = float(text[:-1])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError(f"wave size {text!r} is not a percentage (10%)")
+        if not 0 < value <= 100:
+            raise ValueError(f"wave size {text!r} must be above 0% and at most 100%")
+        return WaveSize(value, percent=True)
+    if isinstance(item, bool) or not text.isdigit() or int(text) < 1:
+        raise ValueError(
+            f"wave size {text!r} is neither a count of clusters (1, 5) nor a percentage (10%)"
+        )
+    return WaveSize(int(text), percent=False)
 
 
 def order_clusters(clusters: Sequence[T], order: str, name: Callable[[T], str]) -> list[T]:

@@ -60,6 +60,8 @@ _PROBLEMS: Final = frozenset({"failed", "blocked"})
 _UNREACHABLE: Final = frozenset({"transport", "timeout"})
 _NAMED: Final = 10
 """Clusters named in a reason's line when it has at most this many."""
+_FEW: Final = 5
+"""Blocked targets shown before "and N more": their reasons are counted above."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,7 +289,8 @@ def _slowest(span: Mapping[str, tuple[str, str]], n: int = 5) -> tuple[tuple[str
             took = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
         except ValueError:
             continue
-        seconds.append((cluster, took))
+        if took > 0:  # a cluster of present and blocked targets took no time of its own
+            seconds.append((cluster, took))
     return tuple(sorted(seconds, key=lambda item: item[1], reverse=True)[:n])
 
 
@@ -321,11 +324,11 @@ def resume_command(result: Summary, report: Path) -> str | None:
     )
 
 
-def _cut(rows: list[str], every: bool, hint: str) -> list[str]:
-    """``rows``, or the first ``CUT`` of them and a line saying how many more there are."""
-    if every or len(rows) <= CUT:
+def _cut(rows: list[str], every: bool, hint: str, cut: int = CUT) -> list[str]:
+    """``rows``, or the first ``cut`` of them and a line saying how many more there are."""
+    if every or len(rows) <= cut:
         return rows
-    return [*rows[:CUT], f"  ... and {len(rows) - CUT} more{hint}"]
+    return [*rows[:cut], f"  ... and {len(rows) - cut} more{hint}"]
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -339,12 +342,16 @@ def summary_lines(
     report: Path | None,
     every: bool = False,
     retried: Mapping[str, int] | None = None,
+    more: str = " (--all shows every one)",
 ) -> list[str]:
-    """The aggregate as text, most important first; lists are cut with a stated remainder."""
-    hint = " (--all shows every one)" if report is not None and not every else ""
+    """The aggregate as text, most important first; lists are cut with a stated remainder.
+
+    ``more`` follows "and N more" where a list is cut: how to see the rest.
+    """
+    hint = more
     lines: list[str] = []
     what = result.command or "run"
-    if result.dry_run:
+    if result.dry_run and result.command == "apply":
         what += " --dry-run"
     lines.append(f"{what}: {result.targets} targets")
     if result.new:
@@ -356,15 +363,15 @@ def summary_lines(
         rows = [f"  {key:<40} {n:>8}" for key, n in result.reasons.items()]
         lines += _cut(rows, every, hint)
     lines += _cluster_lines(result, every, hint)
-    if result.problems:
-        failed = sum(1 for p in result.problems if p.outcome == "failed")
-        blocked = len(result.problems) - failed
-        lines.append(f"failed targets: {failed}, blocked: {blocked} (cluster  svm  server  error)")
+    for outcome, cut in (("failed", CUT), ("blocked", _FEW)):
         rows = [
-            f"  {p.outcome:<8}{p.cluster}  {p.svm or '(cluster)'}  {p.server}  {p.error}"
-            for p in sorted(result.problems, key=lambda p: p.outcome != "failed")
+            f"  {p.cluster}  {p.svm or '(cluster)'}  {p.server}  {p.error}"
+            for p in result.problems
+            if p.outcome == outcome
         ]
-        lines += _cut(rows, every, hint)
+        if rows:
+            lines.append(f"{outcome} targets: {len(rows)} (cluster  svm  server  error)")
+            lines += _cut(rows, every, hint, cut)
     if result.errors or retried:
         errors = Counter(result.errors)
         retries = Counter(retried or {})
@@ -395,9 +402,11 @@ def _cluster_lines(result: Summary, every: bool, hint: str) -> list[str]:
             more = "" if len(shown) == len(names) else f", ... and {len(names) - len(shown)} more"
             lines.append(f"  {reason}: {len(names)} ({', '.join(shown)}{more})")
     if result.clusters_with_targets_left:
-        rows = [f"  {c:<40} {n:>8}" for c, n in result.clusters_with_targets_left.items()]
-        lines.append(f"clusters with targets left: {len(rows)}")
-        lines += _cut(rows, every, hint)
+        left = list(result.clusters_with_targets_left.items())
+        few = left if every else left[:_NAMED]
+        more = "" if len(few) == len(left) else f", ... and {len(left) - len(few)} more"
+        counts = ", ".join(f"{cluster} {n}" for cluster, n in few)
+        lines.append(f"clusters with targets left: {len(left)} ({counts}{more})")
     return lines
 
 

@@ -1,0 +1,312 @@
+"""What an operator sees: the real CLI on a pseudo-terminal, and without one, against the simulator.
+
+The terminal tests run ``python -m bulkkm`` with stdin, stdout and stderr on a pty and feed
+everything it writes to a terminal emulator (pyte), then read the screen as a person would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import itertools
+import os
+import re
+import shlex
+import signal
+import struct
+import sys
+import termios
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyte
+
+from bulkkm.events import Outcome, WaveFinished
+from bulkkm.inventory import load_inventory
+from bulkkm.rollout import parse_waves
+from bulkkm.simulator import Faults, SimulatedFleet
+from tests.engine.conftest import NEW_SERVERS, fleet_spec, inventory_for, run_rollout
+from tests.engine.test_cli import bulkkm, line_count, read
+from tests.invariants import check_invariants, outcomes
+
+BAR = "━"
+"""What rich draws bars with."""
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z \[(debug|info|warning|error)")
+HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"
+
+
+class Terminal:
+    """A pseudo-terminal with an emulated screen tall enough to keep every line."""
+
+    def __init__(self, *, cols: int = 160, rows: int = 600) -> None:
+        """Open the pty and size it."""
+        self.master, self.slave = os.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.screen = pyte.Screen(cols, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = bytearray()
+        self.process: asyncio.subprocess.Process | None = None
+        self.closed = asyncio.Event()
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        """Run ``python -m bulkkm ARGS`` on the terminal."""
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+        env.update(TERM="xterm-256color", COLUMNS="", LINES="")
+        env = {k: v for k, v in env.items() if v}
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bulkkm", *args,
+            stdin=self.slave, stdout=self.slave, stderr=self.slave, env=env,
+        )  # fmt: skip
+        os.close(self.slave)
+        asyncio.get_running_loop().add_reader(self.master, self._read)
+        return self.process
+
+    def _read(self) -> None:
+        """Take what the program wrote; EOF (EIO on Linux) once it is gone."""
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.master)
+            self.closed.set()
+            return
+        self.raw += data
+        self.stream.feed(data)
+
+    def lines(self) -> list[str]:
+        """The screen's non-empty lines."""
+        return [line.rstrip() for line in self.screen.display if line.strip()]
+
+    async def wait_for(self, check: Callable[[list[str]], bool]) -> None:
+        """Until ``check(lines)`` holds (the caller bounds the wait)."""
+        while not check(self.lines()):  # noqa: ASYNC110 -- polling a screen another process draws
+            await asyncio.sleep(0.02)
+
+    def type(self, text: str) -> None:
+        """Keys typed by the user."""
+        os.write(self.master, text.encode())
+
+    async def finish(self) -> int:
+        """The exit code, once the program has written its last byte."""
+        assert self.process is not None
+        code = await self.process.wait()
+        await self.closed.wait()
+        os.close(self.master)
+        return code
+
+
+def assert_clean(lines: list[str]) -> None:
+    """Log lines start at column 0, never inside a bar's line; at most one live display."""
+    bars = [line for line in lines if BAR in line]
+    assert len(bars) <= 2, "stale bars left on the screen:\n" + "\n".join(bars)
+    for line in lines:
+        if LOG_LINE.search(line):
+            assert LOG_LINE.match(line), f"log text not at the start of its line: {line!r}"
+            assert BAR not in line, f"log text inside the bar's line: {line!r}"
+
+
+async def test_terminal_logs_above_the_bar_folds_warnings_and_asks_on_its_own_line(
+    tmp_path: Path,
+) -> None:
+    """On a TTY: logs above the bar, a digest of blocked targets, a visible prompt, no stale bar."""
+    spec = fleet_spec(clusters=6, svms=4, seed=3, faults=Faults(latency=0.1))
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", key_servers=NEW_SERVERS)
+        report = tmp_path / "r.jsonl"
+        term = Terminal()
+        await term.start(
+            "apply", str(path), "--report", str(report), "--waves", "1,100%", "--confirm-waves"
+        )
+        async with asyncio.timeout(60):
+            await term.wait_for(lambda lines: bool(lines) and lines[-1].endswith("[y/N]"))
+        at_prompt = term.lines()
+        assert at_prompt[-1] == "start wave 2? [y/N]"  # on its own line, nothing drawn over it
+        assert at_prompt[-2].startswith("wave 1 of 2 done: ")
+        assert not [line for line in at_prompt if BAR in line]  # the bar is paused
+        term.type("y\n")
+        snapshots = []
+        while term.process is not None and term.process.returncode is None:
+            snapshots.append(term.lines())
+            await asyncio.sleep(0.05)
+        async with asyncio.timeout(60):
+            code = await term.finish()
+    lines = read(report)
+    blocked = outcomes(lines)["blocked"]
+    assert blocked > 5, "the fleet must block more targets than the digest shows"
+    assert code == 1
+    assert any(BAR in line for snap in snapshots for line in snap), "no bar was ever drawn"
+    for snap in snapshots:
+        assert_clean(snap)
+    screen = term.lines()
+    assert_clean(screen)
+    assert not [line for line in screen if BAR in line]  # erased at the end, not left behind
+    shown = [line for line in screen if re.search(r"\] target_blocked ", line)]
+    assert len(shown) == 5, "\n".join(shown)
+    assert any("target_blocked_not_shown" in line and "by_reason=" in line for line in screen)
+    assert any(
+        line.startswith(f"apply: {sum(outcomes(lines).values())} targets") for line in screen
+    )
+    assert term.raw.rfind(SHOW) > term.raw.rfind(HIDE) >= 0
+
+
+async def test_second_ctrl_c_exits_at_once_with_the_cursor_shown(tmp_path: Path) -> None:
+    """Ctrl-C twice while the bar is drawn: exit 130 at once, and the cursor is visible again."""
+    spec = fleet_spec(clusters=4, svms=4, seed=5, initial_servers=0, faults=Faults(latency=0.3))
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        term = Terminal()
+        process = await term.start("apply", str(path), "--report", str(tmp_path / "r.jsonl"))
+        async with asyncio.timeout(60):
+            await term.wait_for(lambda lines: any(BAR in line for line in lines))
+        process.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(3):  # well inside the 5 s grace: the second one exits
+            code = await term.finish()
+    assert code == 130
+    assert term.raw.rfind(HIDE) >= 0
+    assert term.raw.rfind(SHOW) > term.raw.rfind(HIDE), "the cursor is left hidden"
+
+
+def _stamp(event: dict[str, Any]) -> datetime:
+    """A log line's time."""
+    return datetime.fromisoformat(str(event["timestamp"]))
+
+
+async def test_progress_lines_come_every_5_seconds_without_a_terminal(tmp_path: Path) -> None:
+    """Piped: a ``progress`` line at most ~5 s after the last, even while no event comes."""
+    # 3.5 s per request: discovery, then one POST per key manager, with long silences between.
+    spec = fleet_spec(clusters=2, svms=2, seed=4, initial_servers=0, faults=Faults(latency=3.5))
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1, cluster_scope=False)
+        code, _, err = await bulkkm("apply", str(path), "--report", str(tmp_path / "r.jsonl"))
+    assert code == 0, err
+    events = [orjson.loads(line) for line in err.splitlines()]
+    timeline = [e for e in events if e["event"] in ("run_started", "progress", "run_finished")]
+    progress = [e for e in timeline if e["event"] == "progress"]
+    assert len(progress) >= 1
+    gaps = [(_stamp(b) - _stamp(a)).total_seconds() for a, b in itertools.pairwise(timeline)]
+    assert max(gaps) <= 6.5, gaps
+    last = progress[-1]
+    assert {"done", "total", "failed", "rate_per_s", "eta_s", "clusters_done"} <= set(last)
+    assert last["clusters"] == 2
+    assert "cluster" not in last  # a run-wide line, not one cluster's
+
+
+async def test_interrupted_run_names_what_is_left_and_its_resume_command_finishes(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in wave 1: the summary counts the clusters not started and prints a command that
+    finishes the fleet."""
+    spec = fleet_spec(clusters=8, svms=2, seed=6, initial_servers=0, faults=Faults(latency=0.1))
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        before = fleet.state()
+        report = tmp_path / "r.jsonl"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bulkkm", "apply", str(path), "--report", str(report),
+            "--waves", "2,100%",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            while line_count(report) < 2:  # noqa: ASYNC110 -- polling a file another process writes
+                await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            out, err = await process.communicate()
+        assert process.returncode == 130, err
+        text = out.decode()
+        assert "clusters not done: 6" in text, text
+        assert re.search(r"^  interrupted: 6 \(sim-0002, ", text, re.MULTILINE), text
+        command = re.search(r"^to finish the job: (bulkkm apply .*)$", text, re.MULTILINE)
+        assert command is not None, text
+        argv = shlex.split(command.group(1))
+        assert argv[argv.index("--resume") + 1] == str(report)
+        code, _, err2 = await bulkkm(*argv[1:], "-q")
+        assert code == 0, err2
+        new = Path(argv[argv.index("--report") + 1])
+        check_invariants(
+            inventory=load_inventory(path),
+            before=before,
+            after=fleet.state(),
+            writes=fleet.write_log,
+            report=read(new),
+        )
+    assert set(outcomes(read(new))) <= {"added", "present"}
+
+
+async def test_declined_wave_is_recorded_as_declined(tmp_path: Path) -> None:
+    """Answering no at the wave prompt: stop reason and later clusters say ``declined``."""
+    spec = fleet_spec(clusters=3, svms=1, seed=2, initial_servers=0)
+    async with SimulatedFleet(spec) as fleet:
+
+        async def no(_: WaveFinished) -> bool:
+            return False
+
+        result = await run_rollout(
+            fleet,
+            inventory_for(fleet, tmp_path),
+            tmp_path,
+            waves=parse_waves("1,100%"),
+            confirm_wave=no,
+        )
+    assert result.summary.stop_reason == "declined"
+    assert result.summary.exit_code == 3
+    later = [line for line in result.lines if line["type"] == "cluster"]
+    assert {(line["outcome"], line["reason"]) for line in later} == {
+        (Outcome.SKIPPED.value, "declined")
+    }
+
+
+async def test_small_things_users_hit(tmp_path: Path) -> None:
+    """--version; plan --show-targets without a report; plan INV --show P refused; one --limit
+    line; waves flags checked; -q/-v/--log-format on every command; no slowest for plan."""
+    code, out, _ = await bulkkm("--version")
+    assert code == 0
+    assert re.fullmatch(r"bulkkm \d+\.\d+\.\d+\S*\n", out)
+    spec = fleet_spec(clusters=5, svms=1, seed=7, initial_servers=0)
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        code, out, err = await bulkkm("plan", str(path), "--show-targets")
+        assert code == 0, err
+        targets = [line for line in out.splitlines() if " would_add" in line]
+        assert len(targets) == 10  # 5 clusters x (1 SVM + the cluster scope)
+        assert "slowest" not in out
+        assert not await asyncio.to_thread(lambda: list(tmp_path.glob("*.jsonl")))
+        code, out, err = await bulkkm("plan", str(path), "--show", str(tmp_path / "p.json"))
+        assert code == 2
+        assert len(err.strip().splitlines()) == 1, err
+        code, out, err = await bulkkm(
+            "plan", str(path), "--limit", "sim-0000", "--log-format", "json"
+        )
+        assert code == 0, err
+        events = [orjson.loads(line) for line in err.splitlines()]
+        left_out = [e for e in events if e["event"] == "clusters_left_out"]
+        assert [(e["clusters"], e["reason"]) for e in left_out] == [(4, "limit")]
+        assert not [e for e in events if e["event"].startswith("cluster_skipped")]
+        for args in (
+            ("--waves", "10%,5%"),
+            ("--waves", "150%"),
+            ("--pause-between-waves", "5"),
+        ):
+            code, _, err = await bulkkm(
+                "apply", str(path), "--report", str(tmp_path / "r.jsonl"), *args
+            )
+            assert code == 2, (args, err)
+            assert len(err.strip().splitlines()) == 1, err
+        assert fleet.write_log == []
+        report = tmp_path / "s.jsonl"
+        report.write_text("")
+        for argv in (
+            ("validate", str(path)),
+            ("schema",),
+            ("report", "summarize", str(report)),
+        ):
+            for flags in (("-q",), ("-v",), ("--log-format", "json")):
+                code, _, err = await bulkkm(*argv, *flags)
+                assert code in (0, 6), (argv, flags, err)
+                assert "unrecognized" not in err
