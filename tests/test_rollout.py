@@ -124,6 +124,22 @@ def test_bad_wave_sizes_are_refused(spec: str) -> None:
         parse_waves(spec)
 
 
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("10%,5%", "does not reach past 10%"),
+        ("5,5", "does not reach past 5"),
+        ("1,150%", "at most 100%"),
+        ("100%,5", "follows 100%"),
+        ("1,nan%", "not a percentage"),
+    ],
+)
+def test_wave_sizes_must_grow(spec: str, says: str) -> None:
+    """Cumulative sizes: each reaches past the last of its kind; nothing after 100%."""
+    with pytest.raises(ValueError, match=says):
+        parse_waves(spec)
+
+
 def test_wave_orders_are_stable() -> None:
     """name sorts; random:SEED shuffles the same way every time; anything else is refused."""
     names = ["b", "c", "a"]
