@@ -31,6 +31,7 @@ from bulkkm.events import (
 )
 from bulkkm.outputs import open_output
 from bulkkm.resume import DONE, Resume
+from bulkkm.secret import redact
 
 __all__ = [
     "DONE",
@@ -56,11 +57,13 @@ def _error(error: ErrorInfo | None) -> dict[str, object] | None:
     """The report's ``error`` object."""
     if error is None:
         return None
+    # The client redacted these already; this is the last line of defence, since
+    # `report summarize` runs in a process that knows no secret.
     return {
         "category": error.category.value,
-        "code": error.code,
+        "code": None if error.code is None else redact(error.code),
         "http_status": error.http_status,
-        "message": error.message,
+        "message": redact(error.message),
     }
 
 
@@ -80,6 +83,7 @@ class ReportWriter:
         self.path = path
         self._file = file
         self._resumed_from_report = resumed_from_report
+        self._names: dict[str, str] = {}
         self._run_id = ""
         self._targets_offset: int | None = None
 
@@ -146,7 +150,7 @@ class ReportWriter:
             "type": "target",
             "run_id": self._run_id,
             "cluster": result.cluster,
-            "svm": result.svm,
+            "svm": None if result.svm is None else self._name(result.svm),
             "key_manager_uuid": result.key_manager_uuid,
             "server": result.server,
             "outcome": result.outcome.value,
@@ -161,6 +165,13 @@ class ReportWriter:
         if result.carried_over:
             line["carried_over"] = True
         return line
+
+    def _name(self, svm: str) -> str:
+        """An SVM name as discovered, redacted (a hostile server may name one after a secret)."""
+        name = self._names.get(svm)
+        if name is None:
+            name = self._names[svm] = redact(svm)
+        return name
 
     def _write_run(self, event: RunStarted) -> None:
         """The ``run`` line, with room to fill in ``targets`` later."""
