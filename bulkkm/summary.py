@@ -190,7 +190,8 @@ class Aggregator:
         if outcome in _PROBLEMS:
             self._problems.append(_problem(line, outcome, error))
         started, finished = line.get("started_at"), line.get("finished_at")
-        if not carried and isinstance(started, str) and isinstance(finished, str):
+        sent = outcome in ("added", "failed")  # present and blocked ones took no time of theirs
+        if sent and not carried and isinstance(started, str) and isinstance(finished, str):
             first, last = self._span.get(cluster, (started, finished))
             # ISO timestamps of one format and zone sort as strings.
             self._span[cluster] = (min(first, started), max(last, finished))
@@ -289,8 +290,7 @@ def _slowest(span: Mapping[str, tuple[str, str]], n: int = 5) -> tuple[tuple[str
             took = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
         except ValueError:
             continue
-        if took > 0:  # a cluster of present and blocked targets took no time of its own
-            seconds.append((cluster, took))
+        seconds.append((cluster, took))
     return tuple(sorted(seconds, key=lambda item: item[1], reverse=True)[:n])
 
 

@@ -830,7 +830,7 @@ CASES = [
     pytest.param(
         HEAD + ONE + "rollout:\n  waves: 1,0%,100%  # <-\n",
         "rollout.waves",
-        "wave size '0%' is neither a count of clusters (1, 5) nor a percentage (10%)",
+        "wave size '0%' must be above 0% and at most 100%",
         id="rollout-waves-string-bad-size",
     ),
     pytest.param(
