@@ -17,7 +17,9 @@
 
 Only ``OntapError`` crosses into the engine, where it becomes an outcome; the others stop
 the run before anything is sent. Every ``OntapError`` carries the cluster it concerns and,
-once known, the target, the HTTP status and ONTAP's error code.
+once known, the target, the HTTP status and ONTAP's error code. Any of them may be ``sent``:
+the request left the process and nothing in what came back proves the cluster did not act on
+it. For a write that means its fate is unknown until the key servers are read back.
 """
 
 from __future__ import annotations
@@ -110,8 +112,9 @@ class OntapError(BulkkmError):
         http_status: int | None = None,
         code: str | None = None,
         category: ErrorCategory | None = None,
+        sent: bool = False,
     ) -> None:
-        """Record where the failure happened and what ONTAP said."""
+        """Record where the failure happened, what ONTAP said, whether it may have acted."""
         super().__init__(message)
         self.message = message
         self.cluster = cluster
@@ -120,6 +123,8 @@ class OntapError(BulkkmError):
         self.code = code
         if category is not None:
             self.category = category
+        self.sent = sent
+        """Whether the cluster may have acted on the request (a write: read it back)."""
 
     def __str__(self) -> str:
         """Say the cluster, what failed and ONTAP's code, on one line."""
@@ -134,14 +139,9 @@ class OntapError(BulkkmError):
 
 
 class TransportError(OntapError):
-    """The connection was refused, reset or dropped."""
+    """The connection was refused, reset or dropped (``sent`` once the request was written)."""
 
     category = ErrorCategory.TRANSPORT
-
-    def __init__(self, message: str, *, sent: bool = False, **kw: object) -> None:
-        """``sent`` is true when the request may have reached the cluster."""
-        super().__init__(message, **kw)  # type: ignore[arg-type]
-        self.sent = sent
 
 
 class RequestTimeout(TransportError):

@@ -4,6 +4,11 @@ Every aiohttp failure and every ONTAP error answer is translated here, once, int
 specific ``OntapError`` (see ``bulkkm.errors``). Each request passes through a *gate* the
 engine supplies (the cluster's concurrency semaphore and rate limiter), held for that one
 request only. A read-only client refuses anything but GET before it reaches the network.
+
+A key-server write's failure is marked ``sent`` unless it proves nothing was applied
+(``retry.refused``): from the moment the POST leaves, a lost answer, a 5xx, an odd success
+answer or a job that cannot be followed leaves its fate unknown, and only reading the key
+servers back settles it. A job whose poll fails transiently is polled again first.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import orjson
 from bulkkm.errors import (
     ApiError,
     AuthError,
+    OntapError,
     ProtocolError,
     RequestTimeout,
     TlsError,
@@ -32,7 +38,7 @@ from bulkkm.errors import (
 )
 from bulkkm.inventory import Cluster, DesiredServer, Tls
 from bulkkm.plan import LiveKeyManager, OntapVersion
-from bulkkm.retry import classify
+from bulkkm.retry import classify, is_retryable, refused
 from bulkkm.secret import redact, remember
 from bulkkm.servers import normalize_server
 
@@ -49,6 +55,9 @@ JOB_DEADLINE: Final = 4
 """A job may run this many request timeouts before it counts as timed out."""
 JOB_POLL_INITIAL: Final = 0.2
 JOB_POLL_MAX: Final = 2.0
+JOB_POLL_FAILURES: Final = 3
+"""Polls of one job that may fail in a row (transiently) before its fate counts as unknown."""
+MAX_UUID: Final = 128
 
 Gate = Callable[[], AbstractAsyncContextManager[None]]
 Json = dict[str, object]
@@ -98,14 +107,20 @@ class OntapClient:
 
     async def version(self) -> OntapVersion:
         """The cluster's ONTAP release."""
-        body = await self._json("GET", "/api/cluster", params={"fields": "version"})
+        return (await self.identity())[0]
+
+    async def identity(self) -> tuple[OntapVersion, str | None]:
+        """The cluster's ONTAP release and uuid (None when it names none), in one GET."""
+        body = await self._json("GET", "/api/cluster", params={"fields": "version,uuid"})
         try:
             v = _mapping(_mapping(body)["version"])
-            return OntapVersion(
+            version = OntapVersion(
                 int(str(v["generation"])), int(str(v["major"])), int(str(v["minor"]))
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise self._protocol("GET /api/cluster: no usable version") from exc
+        uuid = _mapping(body).get("uuid")
+        return version, uuid[:MAX_UUID] if isinstance(uuid, str) and uuid else None
 
     async def key_managers(self) -> tuple[LiveKeyManager, ...]:
         """Every key manager of the cluster, following ``_links.next``."""
@@ -142,22 +157,37 @@ class OntapClient:
         records = [_record(s) for s in servers]
         body = records[0] if len(records) == 1 else {"records": records}
         target = ",".join(s.server for s in servers)
-        status, answer = await self._send("POST", path, body=body, target=target)
+        try:
+            status, answer = await self._send("POST", path, body=body, target=target)
+        except OntapError as exc:
+            exc.sent = not refused(exc)
+            raise
+        # A 2xx: the cluster took the write. Whatever goes wrong from here, it may be applied.
         if status == 202:
             await self._wait_for_job(answer, target)
         elif status not in (200, 201):
-            raise self._protocol(f"POST {path}: unexpected HTTP {status}", target=target)
+            raise self._protocol(
+                f"POST {path}: unexpected HTTP {status}",
+                target=target,
+                http_status=status,
+                sent=True,
+            )
 
     async def _wait_for_job(self, answer: object, target: str) -> None:
-        """Poll a 202's job until it succeeds; its failure becomes an ApiError."""
+        """Poll a 202's job until it succeeds; every failure is ``sent`` but a known refusal.
+
+        A poll that fails transiently (a 5xx, a lost answer) says nothing of the job: it is
+        polled again, up to ``JOB_POLL_FAILURES`` in a row, within the job's deadline.
+        """
         try:
             href = str(
                 _mapping(_mapping(_mapping(_mapping(answer)["job"])["_links"])["self"])["href"]
             )
         except (KeyError, TypeError) as exc:
-            raise self._protocol("202 without a job link", target=target) from exc
+            raise self._protocol("202 without a job link", target=target, sent=True) from exc
         delay = JOB_POLL_INITIAL
         deadline = asyncio.get_running_loop().time() + JOB_DEADLINE * self._cluster.limits.timeout
+        failures = 0
         while True:
             try:
                 job = _mapping(
@@ -165,17 +195,25 @@ class OntapClient:
                 )
             except TypeError as exc:
                 raise self._protocol(
-                    f"GET {_clean(href, 80)}: the job is not an object", target=target
+                    f"GET {_clean(href, 80)}: the job is not an object", target=target, sent=True
                 ) from exc
-            except ApiError as exc:
-                if exc.http_status == 404:  # the job is gone: whether it applied is unknown
-                    raise TransportError(
+            except OntapError as exc:
+                if isinstance(exc, ApiError) and exc.http_status == 404:
+                    raise TransportError(  # the job is gone: whether it applied is unknown
                         "the job vanished before it finished",
                         cluster=self._cluster.name,
                         target=target,
                         sent=True,
                     ) from exc
-                raise
+                failures += 1
+                left = deadline - asyncio.get_running_loop().time()
+                if not is_retryable(exc) or failures >= JOB_POLL_FAILURES or left <= 0:
+                    exc.sent = True
+                    raise
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, JOB_POLL_MAX)
+                continue
+            failures = 0
             state = job.get("state")
             if state == "success":
                 return
@@ -183,7 +221,9 @@ class OntapClient:
                 error = _object(job.get("error"))
                 code = _code(error.get("code", job.get("code")))
                 message = str(error.get("message", job.get("message", "job failed")))
-                raise self._api_error(message, None, code, target)
+                failed = self._api_error(message, None, code, target)
+                failed.sent = not refused(failed)
+                raise failed
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise RequestTimeout(
@@ -371,11 +411,16 @@ class OntapClient:
         )
 
     def _protocol(
-        self, message: str, *, target: str | None = None, http_status: int | None = None
+        self,
+        message: str,
+        *,
+        target: str | None = None,
+        http_status: int | None = None,
+        sent: bool = False,
     ) -> ProtocolError:
         """An answer ONTAP would not send."""
         return ProtocolError(
-            message, cluster=self._cluster.name, target=target, http_status=http_status
+            message, cluster=self._cluster.name, target=target, http_status=http_status, sent=sent
         )
 
     def _tls(self, exc: Exception, target: str | None) -> TlsError:

@@ -67,6 +67,8 @@ class ClusterState:
     key_managers: tuple[LiveKeyManager, ...]
     svms: frozenset[str] | None = None
     """Every SVM name, when discovery needed it (an explicit name had no key manager)."""
+    uuid: str | None = None
+    """The cluster's own uuid, when it gave one: one cluster under two addresses shows it."""
 
 
 class Action(StrEnum):
@@ -113,11 +115,29 @@ class Batch:
 
 
 def plan_cluster(cluster: Cluster, state: ClusterState) -> tuple[Decision, ...]:
-    """Every target of ``cluster`` with its action, from the discovered ``state``."""
+    """Every target of ``cluster`` with its action, from the discovered ``state``.
+
+    A key manager is planned once: when the cluster lists one uuid under two SVMs (or under
+    an SVM and the cluster scope), the first in plan order gets it; the targets of the other
+    are ``blocked`` (``duplicate_key_manager``), as no POST could tell the two apart.
+    """
     by_svm = {km.svm: km for km in state.key_managers}
     decisions: list[Decision] = []
+    planned: dict[str, str | None] = {}
+    """Key-manager uuid -> the SVM (None: the cluster scope) it is planned for."""
+
+    def plan(
+        svm: str | None, km: LiveKeyManager | None, desired: tuple[DesiredServer, ...]
+    ) -> None:
+        if km is not None and km.uuid in planned:
+            decisions.extend(_listed_twice(cluster, svm, km, planned[km.uuid], desired))
+            return
+        if km is not None:
+            planned[km.uuid] = svm
+        decisions.extend(_decide(cluster, state, svm, km, desired))
+
     if cluster.cluster_scope:
-        decisions += _decide(cluster, state, None, by_svm.get(None), cluster.key_servers)
+        plan(None, by_svm.get(None), cluster.key_servers)
     explicit = {s.pattern for s in cluster.svms if s.kind is SelectorKind.NAME}
     for svm in sorted({km.svm for km in state.key_managers if km.svm is not None} | explicit):
         selector = cluster.selector_for(svm)
@@ -126,8 +146,40 @@ def plan_cluster(cluster: Cluster, state: ClusterState) -> tuple[Decision, ...]:
         km = by_svm.get(svm)
         if selector.kind is not SelectorKind.NAME and (km is None or not km.external):
             continue  # `all` and globs select only SVMs that have an external key manager
-        decisions += _decide(cluster, state, svm, km, selector.key_servers)
+        plan(svm, km, selector.key_servers)
     return tuple(decisions)
+
+
+def _listed_twice(
+    cluster: Cluster,
+    svm: str | None,
+    km: LiveKeyManager,
+    first: str | None,
+    desired: tuple[DesiredServer, ...],
+) -> list[Decision]:
+    """The targets of a key manager already planned under another SVM: blocked, nothing sent.
+
+    They carry no key-manager uuid: which SVM the uuid belongs to is what is in doubt, and the
+    write (if any) is the first SVM's.
+    """
+    where = f"SVM {svm!r}" if svm is not None else "the cluster scope"
+    there = f"SVM {first!r}" if first is not None else "the cluster scope"
+    detail = (
+        f"the cluster lists key manager {km.uuid[:64]!r} for {there} and for {where}: "
+        f"planned for {there} only"
+    )
+    return [
+        Decision(
+            cluster=cluster.name,
+            svm=svm,
+            key_manager_uuid=None,
+            desired=d,
+            action=Action.BLOCKED,
+            reason="duplicate_key_manager",
+            detail=detail,
+        )
+        for d in desired
+    ]
 
 
 def _decide(

@@ -9,7 +9,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
-from bulkkm.errors import ErrorCategory, OntapError
+from bulkkm.errors import (
+    ApiError,
+    AuthError,
+    ErrorCategory,
+    OntapError,
+    TlsError,
+    TransportError,
+    WriteRefused,
+)
 
 __all__ = [
     "ALREADY_CONFIGURED",
@@ -18,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "classify",
     "is_retryable",
+    "refused",
 ]
 
 ALREADY_CONFIGURED: Final = "65536870"
@@ -58,6 +67,22 @@ def classify(code: str | None, http_status: int | None) -> ErrorCategory:
     if http_status is not None and http_status >= 500:
         return ErrorCategory.TRANSIENT
     return ErrorCategory.PERMANENT
+
+
+def refused(exc: OntapError) -> bool:
+    """Whether a write's failure proves the cluster applied none of it.
+
+    Only these do: a request never sent (no connection, a failed TLS handshake, a read-only
+    run), credentials refused, and an ONTAP error answer whose code is in ``CODES`` (each
+    names a refusal). Anything else that fails once the write has left the process (a lost
+    or late answer, a 5xx or 4xx without a known code, an odd success answer, a failing or
+    vanished job) leaves its fate unknown: it must be read back, never sent again blindly.
+    """
+    if isinstance(exc, TransportError):
+        return not exc.sent
+    if isinstance(exc, TlsError | AuthError | WriteRefused):
+        return True
+    return isinstance(exc, ApiError) and exc.code in CODES
 
 
 def is_retryable(exc: Exception) -> bool:

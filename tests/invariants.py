@@ -202,8 +202,10 @@ def check_report(report: Sequence[Mapping[str, Any]], *, finished: bool = True) 
 def check_no_blind_repost(writes: Sequence[WriteRecord]) -> None:
     """Assert no server was POSTed again once a POST had applied it (the read-back came first).
 
-    Holds wherever ONTAP applies a POST before its answer is lost (not after the client gave
-    up on a slow answer: that one cannot be told from a POST that never arrived).
+    Holds wherever ONTAP applies a POST before its answer goes wrong: lost, a 5xx, an odd
+    success answer (a 201 that is not JSON, a 204, a 202 without a job link), a job whose
+    polls fail. Not after the client gave up on a slow answer: that one cannot be told from
+    a POST that never arrived.
     """
     applied: set[tuple[str, str, str]] = set()
     for w in writes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -15,6 +16,7 @@ from bulkkm.errors import (
     ApiError,
     AuthError,
     ErrorCategory,
+    OntapError,
     ProtocolError,
     RequestTimeout,
     TransportError,
@@ -263,3 +265,146 @@ async def test_version_is_parsed(session: aiohttp.ClientSession) -> None:
 def test_client_repr_shows_no_credential() -> None:
     """Neither repr nor the cluster's repr carries the password."""
     assert "hunter2-sentinel" not in repr(CLUSTER)
+
+
+ONE = (DesiredServer(server="a:5696"),)
+REFUSED_KEY: Any = None
+"""aiohttp's connection key, which its error only uses to describe itself."""
+JOB = {"job": {"uuid": "j1", "_links": {"self": {"href": "/api/cluster/jobs/j1"}}}}
+JOB_URL = re.compile(r".*/api/cluster/jobs/j1.*")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "sent"),
+    [
+        (400, "65536038", False),
+        (500, "65536921", False),
+        (409, "2621573", False),
+        (400, "65536870", False),
+        (500, "13", True),
+        (500, None, True),
+        (400, "262179", True),
+        (404, "4", True),
+    ],
+)
+async def test_post_error_is_sent_unless_its_code_proves_a_refusal(
+    session: aiohttp.ClientSession, status: int, code: str | None, sent: bool
+) -> None:
+    """Only ONTAP's known refusal codes prove nothing was applied; any other error may have."""
+    payload = error_body(code) if code else {}
+    with OntapMock() as mock:
+        mock.post(KS, status=status, payload=payload, content_type="application/hal+json")
+        with pytest.raises(ApiError) as caught:
+            await client(session).add_key_servers("km1", ONE)
+    assert caught.value.sent is sent
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 201, "body": '{"num_records": 1, "rec', "content_type": "application/json"},
+        {"status": 201, "body": "<html>Created</html>", "content_type": "text/html"},
+        {"status": 204, "body": ""},
+        {"status": 202, "payload": {"job": {"uuid": "j1"}}},
+        {"status": 202, "payload": {}},
+        {"status": 302, "headers": {"Location": "/elsewhere"}},
+    ],
+    ids=["201-bad-json", "201-html", "204", "202-no-link", "202-no-job", "302"],
+)
+async def test_odd_answer_to_a_post_leaves_its_fate_unknown(
+    session: aiohttp.ClientSession, answer: dict[str, object]
+) -> None:
+    """An answer ONTAP would not send to a POST is a ProtocolError marked `sent`: read back."""
+    with OntapMock() as mock:
+        mock.post(KS, **answer)
+        with pytest.raises(ProtocolError) as caught:
+            await client(session).add_key_servers("km1", ONE)
+    assert caught.value.sent
+
+
+@pytest.mark.parametrize(
+    ("exception", "sent"),
+    [
+        (aiohttp.ClientConnectorError(REFUSED_KEY, OSError(111, "refused")), False),
+        (aiohttp.ServerDisconnectedError(), True),
+        (TimeoutError(), True),
+    ],
+    ids=["refused", "dropped", "timeout"],
+)
+async def test_post_that_never_connected_is_not_sent(
+    session: aiohttp.ClientSession, exception: Exception, sent: bool
+) -> None:
+    """A refused connection sent nothing; a dropped or late answer may have applied."""
+    with OntapMock() as mock:
+        mock.post(KS, exception=exception)
+        with pytest.raises(TransportError) as caught:
+            await client(session).add_key_servers("km1", ONE)
+    assert caught.value.sent is sent
+
+
+async def test_job_poll_failing_transiently_is_polled_again(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A 500 on a job poll says nothing of the job: it is polled again until it succeeds."""
+    with OntapMock() as mock:
+        mock.post(KS, status=202, payload=JOB)
+        mock.get(JOB_URL, status=500, payload=error_body("13"))
+        mock.get(JOB_URL, exception=aiohttp.ServerDisconnectedError())
+        mock.get(JOB_URL, payload={"state": "success"})
+        await client(session).add_key_servers("km1", ONE)
+        polls = [key for key in mock.requests if key[0] == "GET"]
+    assert sum(len(mock.requests[key]) for key in polls) == 3
+
+
+@pytest.mark.parametrize(
+    ("answers", "error"),
+    [
+        ([{"status": 500, "payload": error_body("13")}] * 3, ApiError),
+        ([{"status": 401, "payload": error_body("6")}], AuthError),
+        ([{"status": 404, "payload": error_body("4")}], TransportError),
+        ([{"status": 200, "body": "[1]", "content_type": "application/json"}], ProtocolError),
+        ([{"payload": {"state": "failure", "error": {"message": "odd"}}}], ApiError),
+    ],
+    ids=["500-three-times", "401", "vanished", "not-an-object", "failure-without-code"],
+)
+async def test_job_that_cannot_be_followed_leaves_the_write_unknown(
+    session: aiohttp.ClientSession, answers: list[dict[str, object]], error: type[Exception]
+) -> None:
+    """Polls failing in a row, refused, a vanished or odd job: the POST's fate is unknown."""
+    with OntapMock() as mock:
+        mock.post(KS, status=202, payload=JOB)
+        for answer in answers:
+            mock.get(JOB_URL, **answer)
+        with pytest.raises(error) as caught:
+            await client(session).add_key_servers("km1", ONE)
+    assert isinstance(caught.value, OntapError)
+    assert caught.value.sent
+
+
+async def test_job_failing_with_a_known_code_is_a_refusal(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A job that fails with one of ONTAP's refusal codes applied nothing: not `sent`."""
+    with OntapMock() as mock:
+        mock.post(KS, status=202, payload=JOB)
+        mock.get(JOB_URL, payload={"state": "failure", "error": {"code": "65536038"}})
+        with pytest.raises(ApiError) as caught:
+            await client(session).add_key_servers("km1", ONE)
+    assert (caught.value.code, caught.value.sent) == ("65536038", False)
+
+
+async def test_identity_asks_for_the_uuid_with_the_version(
+    session: aiohttp.ClientSession,
+) -> None:
+    """One GET of /api/cluster names the version and the cluster's uuid."""
+    with OntapMock() as mock:
+        mock.get(
+            re.compile(r".*/api/cluster\?fields=version(,|%2C)uuid$"),
+            payload={"uuid": "c-1", "version": {"generation": 9, "major": 14, "minor": 1}},
+        )
+        assert await client(session).identity() == (OntapVersion(9, 14, 1), "c-1")
+        mock.get(
+            re.compile(r".*/api/cluster.*"),
+            payload={"uuid": 7, "version": {"generation": 9, "major": 14, "minor": 1}},
+        )
+        assert await client(session).identity() == (OntapVersion(9, 14, 1), None)

@@ -5,6 +5,17 @@ the cluster's gate (semaphore, then rate limiter), held for that request only, n
 a backoff sleep. Every target ends with exactly one ``TargetResult``: a ``ClusterRun``
 keeps the targets it has not reported yet and, whatever happens (a stop, a broken cluster,
 a closing window, cancellation), reports each of them once before it returns.
+
+Writes of unknown fate: once a POST has left, any failure that does not prove nothing was
+applied (the client marks it ``sent``) is settled by reading the key manager's servers back
+before anything else is sent to it; a server found there is ``added``. When the batch ends
+(retries spent, a permanent error, a stop) with such a write unsettled, it is read back once
+more; a target whose write may have applied and could not be read back ends ``failed``.
+
+Stops: once the run stops (Ctrl-C, a threshold) or the cluster's window closes, no new
+request starts: no batch, no retry, no discovery attempt. Two kinds of request still may,
+because they finish work already sent and write nothing: the polls of a job the cluster
+accepted, and the one read-back that settles a write of unknown fate.
 """
 
 from __future__ import annotations
@@ -108,10 +119,8 @@ class _Sending:
     """Targets of the batch not yet reported."""
     started: datetime
     posts: int = 0
-    sent: bool = False
-    """Whether a POST may have reached the cluster."""
-    verify: bool = False
-    """Whether the last POST's fate is unknown: read back before sending again."""
+    unknown: OntapError | None = None
+    """The failure of the last POST when its fate is unknown: read back before anything."""
     cryptsoft: int = 0
     together: bool = True
     """Whether the remaining servers still go out in one POST."""
@@ -155,6 +164,9 @@ class ClusterRun:
         """Discover, plan, apply; every target reported once."""
         try:
             state = await self._discover()
+        except _Stopped as halted:  # stopped between discovery attempts
+            self.parent.skip_cluster(self.cluster, halted.reason, self.wave)
+            return
         except OntapError as exc:
             self.parent.emit(
                 ClusterResult(
@@ -166,6 +178,9 @@ class ClusterRun:
                 )
             )
             self.parent.settle_cluster(0)
+            return
+        if (first := self.parent.claim_cluster(state.uuid, self.cluster.name)) is not None:
+            self._refuse_duplicate(first, state)
             return
         decisions = plan_cluster(self.cluster, state)
         drifted: list[Decision] = []
@@ -200,6 +215,23 @@ class ClusterRun:
             if self.unreported:  # a stop left batches unstarted
                 stop = self._halt() or self._run_stop()
                 self._report_rest(stop.outcome, stop.reason, stop.error)
+
+    def _refuse_duplicate(self, first: str, state: ClusterState) -> None:
+        """The cluster is one the run already works on under another inventory name: refuse."""
+        message = (
+            f"the same cluster (uuid {state.uuid!r}) as inventory cluster {first!r}, "
+            "reached at another address: nothing sent to it under this name"
+        )
+        self.parent.emit(
+            ClusterResult(
+                cluster=self.cluster.name,
+                outcome=Outcome.FAILED,
+                error=ErrorInfo(category=ErrorCategory.PRECONDITION, message=message),
+                reason="duplicate_cluster",
+                wave=self.wave,
+            )
+        )
+        self.parent.settle_cluster(0)
 
     def _approved(
         self, decisions: tuple[Decision, ...], state: ClusterState
@@ -238,6 +270,9 @@ class ClusterRun:
         """Why no new request may start on this cluster now, if one may not."""
         if self.broken is not None:
             return self.broken
+        # The flag as well as ``stop``: the run sets ``stop`` only once its loop wakes.
+        if self.parent.stop is not None or self.parent.control.interrupted.is_set():
+            return self._run_stop()
         if self.closes is not None and self.parent.options.clock() >= self.closes:
             return _Stopped(Outcome.SKIPPED, "outside_window", None)
         return None
@@ -246,10 +281,12 @@ class ClusterRun:
         """The cluster's version and key managers (and SVM names when an explicit one is absent)."""
         async for attempt in self._attempts(None, ()):
             with attempt:
-                version, key_managers = await _together(
-                    self.client.version(), self.client.key_managers()
+                if (halt := self._halt()) is not None:
+                    raise halt
+                (version, uuid), key_managers = await _together(
+                    self.client.identity(), self.client.key_managers()
                 )
-                state = ClusterState(version=version, key_managers=key_managers)
+                state = ClusterState(version=version, key_managers=key_managers, uuid=uuid)
                 named = {s.pattern for s in self.cluster.svms if s.kind is SelectorKind.NAME}
                 if named - {km.svm for km in state.key_managers}:
                     state = dataclasses.replace(state, svms=await self.client.svm_names())
@@ -262,7 +299,7 @@ class ClusterRun:
         resume = self.parent.options.resume
         todo: list[Decision] = []
         for d in decisions:
-            if resume is not None and (done := resume.done.get(_key(d))) is not None:
+            if resume is not None and (done := resume.carried(d)) is not None:
                 self._report(d, done.outcome, carried=done)
             elif d.action is Action.PRESENT:
                 self._report(d, Outcome.PRESENT, started=now)
@@ -277,11 +314,11 @@ class ClusterRun:
 
     async def _batch_worker(self, pending: list[Batch]) -> None:
         """Send batches until none is left, the cluster must halt or the run stops."""
-        while pending and self._halt() is None and self.parent.stop is None:
+        while pending and self._halt() is None:
             await self._apply(pending.pop())
 
     async def _apply(self, batch: Batch) -> None:
-        """POST one batch with retries; read back before any retry that could repeat a write."""
+        """POST one batch with retries; a write of unknown fate is read back before anything."""
         st = _Sending(remaining=list(batch.decisions), started=datetime.now(UTC))
         try:
             try:
@@ -293,14 +330,67 @@ class ClusterRun:
                     raise
                 await self._retry(batch, st, exc)
         except OntapError as exc:
-            self._settle(st, Outcome.FAILED, error=ErrorInfo.from_exception(exc))
+            await self._conclude(batch, st, Outcome.FAILED, ErrorInfo.from_exception(exc), None)
         except _Stopped as stop:
-            # A target whose POST may have applied cannot be called skipped: its fate is unknown.
-            outcome = Outcome.FAILED if st.sent else stop.outcome
-            self._settle(st, outcome, error=stop.error, reason=stop.reason)
+            await self._conclude(batch, st, stop.outcome, stop.error, stop.reason)
         except asyncio.CancelledError:
+            # No read-back once cancelled: a write of unknown fate is `cancelled`, not skipped.
             self._settle(st, Outcome.CANCELLED, reason="interrupted")
             raise
+
+    async def _conclude(
+        self,
+        batch: Batch,
+        st: _Sending,
+        outcome: Outcome,
+        error: ErrorInfo | None,
+        reason: str | None,
+    ) -> None:
+        """End a batch that will not be sent again: settle an unknown write, then the rest.
+
+        A write whose fate is unknown is read back (unless the cluster is broken: unreachable,
+        or refusing our credentials); what is found is ``added``. Targets it may have applied
+        that could not be read back are ``failed``, never skipped: their fate is unknown, and
+        the error says so.
+        """
+        why = None
+        if st.unknown is not None and self.broken is None:
+            why = await self._read_back_finally(batch, st)
+        if (unknown := st.unknown) is not None:
+            message = f"{unknown.message}; the write may have applied and was not read back"
+            info = ErrorInfo.from_exception(unknown)
+            info = dataclasses.replace(info, message=f"{message} ({why})" if why else message)
+            self._settle(st, Outcome.FAILED, error=info, reason=reason)
+        else:
+            self._settle(st, outcome, error=error, reason=reason)
+
+    async def _read_back_finally(self, batch: Batch, st: _Sending) -> str | None:
+        """Settle a write of unknown fate before the batch ends; why it could not be, if not.
+
+        A GET writes nothing, so it is retried like any request, but only while the cluster
+        may take new requests: once stopping, the one read-back is all that is sent.
+        """
+        uuid = batch.key_manager_uuid
+        try:
+            if self._halt() is not None:
+                await self._read_back(uuid, st)
+                return None
+            servers = tuple(d.server for d in st.remaining)
+            async for attempt in self._attempts(batch.svm, servers):
+                with attempt:
+                    if attempt.num > 1 and (halt := self._halt()) is not None:
+                        raise halt
+                    await self._read_back(uuid, st)
+        except OntapError as exc:
+            return exc.message
+        except _Stopped as stop:
+            return f"stopped before reading back: {stop.reason}"
+        return None
+
+    async def _read_back(self, uuid: str, st: _Sending) -> None:
+        """Settle a write of unknown fate: the servers the key manager has now are ``added``."""
+        self._settle(st, Outcome.ADDED, only=await self.client.key_server_names(uuid))
+        st.unknown = None
 
     async def _retry(self, batch: Batch, st: _Sending, first: OntapError) -> None:
         """The attempts after a first one failed: its backoff here, then stamina's loop."""
@@ -328,21 +418,19 @@ class ClusterRun:
         if (halt := self._halt()) is not None:
             raise halt
         uuid = batch.key_manager_uuid
-        if st.verify:
-            self._settle(st, Outcome.ADDED, only=await self.client.key_server_names(uuid))
-            st.verify = False
+        if st.unknown is not None:
+            await self._read_back(uuid, st)
         while st.remaining:
             chunk = st.remaining if st.together else st.remaining[:1]
             st.posts += 1
             try:
                 await self.client.add_key_servers(uuid, tuple(d.desired for d in chunk))
-            except TransportError as exc:
-                st.sent = st.sent or exc.sent
-                st.verify = exc.sent
-                raise
-            except ApiError as exc:
-                if exc.code != ALREADY_CONFIGURED:
-                    if exc.code == KMIP_CRYPTSOFT:
+            except OntapError as exc:
+                if exc.sent:  # it may have applied: nothing more is sent before a read-back
+                    st.unknown = exc
+                    raise
+                if not isinstance(exc, ApiError) or exc.code != ALREADY_CONFIGURED:
+                    if isinstance(exc, ApiError) and exc.code == KMIP_CRYPTSOFT:
                         st.cryptsoft += 1
                         if st.cryptsoft >= KMIP_CRYPTSOFT_ATTEMPTS:
                             exc.category = ErrorCategory.TLS

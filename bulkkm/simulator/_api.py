@@ -40,6 +40,10 @@ class Hooks(Protocol):
         """Whether to drop the answer to a POST that was just applied."""
         ...
 
+    def answer_fault(self) -> str | None:
+        """The wrong answer to give a POST just applied (a ``Faults`` field name), or None."""
+        ...
+
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` after ``delay`` seconds (job progress)."""
         ...
@@ -51,6 +55,8 @@ class Reply:
 
     status: int = 200
     body: JsonObj = dataclasses.field(default_factory=dict)
+    raw: bytes | None = None
+    """A body sent as it is instead of ``body`` (an answer ONTAP would not send)."""
     location: str | None = None
     drop: bool = False
 
@@ -254,10 +260,14 @@ class ClusterApi:
                 self._log("POST", km, new.server, applied=False, status=exc.status, code=exc.code)
             raise
         dropped = self._hooks.ambiguous()
+        wrong = None if dropped else self._wrong_answer(location)
+        status = None if dropped else 201 if wrong is None else wrong.status
         for new in servers:
-            self._log("POST", km, new.server, applied=True, status=None if dropped else 201)
+            self._log("POST", km, new.server, applied=True, status=status)
         if dropped:
             return Reply(drop=True)
+        if wrong is not None:
+            return wrong
         body_out: JsonObj = {}
         # return_records is ONTAP 9.7 and later; earlier versions ignore it.
         if _query.return_records(query) and self.cluster.at_least(7):
@@ -269,6 +279,25 @@ class ClusterApi:
                 records.append(record)
             body_out = {"num_records": len(records), "records": records}
         return Reply(status=201, body=body_out, location=location)
+
+    def _wrong_answer(self, location: str) -> Reply | None:
+        """The answer a fault gives a POST just applied instead of its 201, if one does."""
+        match self._hooks.answer_fault():
+            case "applied_error500_rate":
+                return Reply(
+                    status=500, body=error_body(codes.INTERNAL, codes.MESSAGES[codes.INTERNAL])
+                )
+            case "garbled_201_rate":
+                return Reply(status=201, raw=b'{"num_records": 1, "recor', location=location)
+            case "empty_204_rate":
+                return Reply(status=204, raw=b"")
+            case "jobless_202_rate":
+                # The job exists and has succeeded; only the link to it is missing.
+                job = SimJob(uuid=str(uuid.uuid4()), description="POST key-servers")
+                job.state, job.message = "success", "success"
+                self.jobs[job.uuid] = job
+                return Reply(status=202, body={"job": {"uuid": job.uuid}}, location=location)
+        return None
 
     def _post_job(self, km: SimKeyManager, servers: tuple[NewServer, ...], location: str) -> Reply:
         """Answer 202 with a job that applies the change when it finishes."""

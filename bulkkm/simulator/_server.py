@@ -28,14 +28,23 @@ from bulkkm.simulator._api import ClusterApi, route
 from bulkkm.simulator._errors import TRANSIENT_CODES, error_body
 from bulkkm.simulator._journal import RequestRecord, WriteRecord
 from bulkkm.simulator._model import SimCluster
-from bulkkm.simulator._spec import Faults
+from bulkkm.simulator._spec import ANSWER_FAULTS, Faults
 
 __all__ = ["ClusterServer"]
 
 _BACKLOG = 256
 _TLS_READ_BUFFER = 32 * 1024
 _HANG_POLL = 0.05
-_FAULT_KINDS = ("jitter", "transient", "error500", "reset", "hang", "ambiguous")
+_FAULT_KINDS = (
+    "jitter",
+    "transient",
+    "error500",
+    "reset",
+    "hang",
+    "ambiguous",
+    "job_error500",
+    *ANSWER_FAULTS,
+)
 
 
 def _bind(host: str, port: int = 0) -> socket.socket:
@@ -213,6 +222,14 @@ class ClusterServer:
         """Draw whether the answer to an applied POST is dropped."""
         return self._draw("ambiguous", self.cluster.faults.ambiguous_rate)
 
+    def answer_fault(self) -> str | None:
+        """Draw whether an applied POST gets a wrong answer, and which (each its own stream)."""
+        faults = self.cluster.faults
+        for name in ANSWER_FAULTS:
+            if self._draw(name, getattr(faults, name)):
+                return name
+        return None
+
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` after ``delay`` unless the fleet closes first."""
         loop = asyncio.get_running_loop()
@@ -290,7 +307,9 @@ class ClusterServer:
             return _drop(request)
         if self._draw("reset", faults.reset_rate):
             return _drop(request)
-        if self._draw("error500", faults.error500_rate):
+        if self._draw("error500", faults.error500_rate) or (
+            where.kind == "job" and self._draw("job_error500", faults.job_error500_rate)
+        ):
             return _json(500, error_body(codes.INTERNAL, codes.MESSAGES[codes.INTERNAL]))
         if not self._authorized(request):
             response = _json(401, error_body(codes.NOT_AUTHENTICATED, "Authentication failed."))
@@ -300,4 +319,13 @@ class ClusterServer:
         reply = self.api.handle(method, where, request.raw_path, request.query, body)
         if reply.drop:
             return _drop(request)
+        if reply.raw is not None:
+            headers = {"Location": reply.location} if reply.location else None
+            content_type = "application/hal+json" if reply.raw else None
+            return web.Response(
+                body=reply.raw or None,
+                status=reply.status,
+                content_type=content_type,
+                headers=headers,
+            )
         return _json(reply.status, reply.body, location=reply.location)

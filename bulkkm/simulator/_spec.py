@@ -7,7 +7,15 @@ import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["Faults", "FleetSpec", "cluster_name"]
+__all__ = ["ANSWER_FAULTS", "Faults", "FleetSpec", "cluster_name"]
+
+ANSWER_FAULTS = (
+    "applied_error500_rate",
+    "garbled_201_rate",
+    "empty_204_rate",
+    "jobless_202_rate",
+)
+"""The faults that answer an applied key-server POST wrongly, in the order they are drawn."""
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -34,6 +42,12 @@ class Faults:
     then dropped unanswered. ``dead`` closes the port. ``max_in_flight`` caps concurrent
     requests: the excess is dropped at the connection, unanswered, as ONTAP does when its
     queue is full.
+
+    Answers that lie about a write: ``job_error500_rate`` of job polls get a 500 while the
+    job goes on (and applies); of the key-server POSTs applied at once (not in job mode),
+    ``applied_error500_rate`` are answered 500 without a known code, ``garbled_201_rate``
+    201 with a body that is not JSON, ``empty_204_rate`` 204 with no body and
+    ``jobless_202_rate`` 202 without a job link. Each is applied: only a read-back tells.
     """
 
     latency: float = 0.0
@@ -43,6 +57,11 @@ class Faults:
     reset_rate: float = 0.0
     hang_rate: float = 0.0
     ambiguous_rate: float = 0.0
+    job_error500_rate: float = 0.0
+    applied_error500_rate: float = 0.0
+    garbled_201_rate: float = 0.0
+    empty_204_rate: float = 0.0
+    jobless_202_rate: float = 0.0
     dead: bool = False
     max_in_flight: int | None = None
 
@@ -56,6 +75,8 @@ class Faults:
             "reset_rate",
             "hang_rate",
             "ambiguous_rate",
+            *ANSWER_FAULTS,
+            "job_error500_rate",
         ):
             _check_rate(name, getattr(self, name))
         if self.max_in_flight is not None and not (

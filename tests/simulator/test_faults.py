@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from bulkkm.simulator import Faults, SimulatedFleet
@@ -199,3 +202,88 @@ async def test_jitter_draws_do_not_change_the_state(
     plain = await _client(start_fleet, session, Faults())
     jittery = await _client(start_fleet, session, Faults(latency=0.01, jitter=0.02))
     assert (await plain.get(f"{KMS}?fields=*")).body == (await jittery.get(f"{KMS}?fields=*")).body
+
+
+async def test_job_poll_500_leaves_the_job_to_finish_and_apply(
+    start_fleet: StartFleet, session: aiohttp.ClientSession
+) -> None:
+    """A job poll answered 500 says nothing of the job: it goes on and applies the server."""
+    spec = dataclasses.replace(SPEC, faults=Faults(job_error500_rate=1.0), job_mode=True)
+    fleet = await start_fleet(spec)
+    client = Client(session, fleet, "sim-0000")
+    km = key_manager(client.cluster)
+    accepted = await client.post(f"{KMS}/{km.uuid}/key-servers", {"server": "kms-a.example.com"})
+    assert accepted.status == 202
+    href = accepted.body["job"]["_links"]["self"]["href"]
+    await asyncio.sleep(spec.job_delay * 3)
+    poll = await client.get(href)
+    assert (poll.status, poll.code) == (500, "13")
+    assert list(km.servers) == ["kms-a.example.com:5696"]
+    assert [(w.applied, w.status) for w in fleet.write_log] == [(True, 202)]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "body"),
+    [
+        ("applied_error500_rate", 500, b'{"error":{"message":"Internal Error.'),
+        ("garbled_201_rate", 201, b'{"num_records": 1, "recor'),
+        ("empty_204_rate", 204, b""),
+        ("jobless_202_rate", 202, b'{"job":{"uuid":"'),
+    ],
+)
+async def test_wrong_answers_come_after_the_post_is_applied(
+    start_fleet: StartFleet,
+    session: aiohttp.ClientSession,
+    fault: str,
+    status: int,
+    body: bytes,
+) -> None:
+    """A 500, a 201 that is not JSON, a 204 or a 202 without a job link: applied all the same."""
+    rate: dict[str, Any] = {fault: 1.0}
+    fleet = await start_fleet(dataclasses.replace(SPEC, faults=Faults(**rate)))
+    client = Client(session, fleet, "sim-0000")
+    km = key_manager(client.cluster)
+    auth = aiohttp.encode_basic_auth(client.cluster.username, client.cluster.password)
+    async with session.post(
+        f"{client.base}{KMS}/{km.uuid}/key-servers",
+        data=b'{"server": "kms-a.example.com"}',
+        headers={"Authorization": auth, "Content-Type": "application/json"},
+        ssl=client.ssl,
+    ) as response:
+        raw = await response.read()
+        assert response.status == status
+    assert raw.startswith(body)
+    if status == 202:
+        assert "_links" not in orjson.loads(raw)["job"]
+    assert list(km.servers) == ["kms-a.example.com:5696"]
+    assert [(w.applied, w.status) for w in fleet.write_log] == [(True, status)]
+    again = await client.post(f"{KMS}/{km.uuid}/key-servers", {"server": "kms-a.example.com"})
+    assert again.code == "65536870"
+
+
+async def test_wrong_answer_draws_repeat_under_the_same_seed(
+    start_fleet: StartFleet, session: aiohttp.ClientSession
+) -> None:
+    """The answer faults are drawn from the cluster's seeded streams: one seed, one sequence."""
+
+    async def statuses(seed: int) -> list[int]:
+        """The statuses of 12 POSTs with every answer fault at rate 0.3."""
+        faults = Faults(
+            applied_error500_rate=0.3,
+            garbled_201_rate=0.3,
+            empty_204_rate=0.3,
+            jobless_202_rate=0.3,
+        )
+        fleet = await start_fleet(dataclasses.replace(SPEC, faults=faults, seed=seed))
+        client = Client(session, fleet, "sim-0000")
+        km = key_manager(client.cluster)
+        for i in range(12):
+            body = {"server": f"kms-{i}.example.com"}
+            with contextlib.suppress(orjson.JSONDecodeError):
+                await client.post(f"{KMS}/{km.uuid}/key-servers", body)
+            km.servers.clear()
+        return [int(w.status or 0) for w in fleet.write_log]
+
+    first, again = await statuses(3), await statuses(3)
+    assert first == again
+    assert len(set(first)) > 2
