@@ -26,7 +26,6 @@ from bulkkm.errors import BulkkmError, InventoryError, UsageError
 from bulkkm.events import Subscriber, WaveFinished
 from bulkkm.inventory import Inventory, Rollout, describe, inventory_schema, load_inventory
 from bulkkm.logs import configure_logging, printable
-from bulkkm.outputs import open_output
 from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
 from bulkkm.report import ReportWriter, load_resume
 from bulkkm.rollout import check_order, parse_waves
@@ -346,10 +345,13 @@ def _fleet(args: argparse.Namespace) -> int:
         )
     plan_writer = None
     if getattr(args, "out", None) is not None:
-        out = open_output(
-            args.out, what="--out", overwrite=args.overwrite, inputs=[*inputs, *_opt(args.report)]
+        plan_writer = PlanWriter.create(
+            args.out,
+            inventory,
+            options.clock(),
+            overwrite=args.overwrite,
+            inputs=[*inputs, *_opt(args.report)],
         )
-        plan_writer = PlanWriter(out, args.out, inventory, options.clock())
     extra: list[Subscriber] = [plan_writer] if plan_writer is not None else []
     summary = asyncio.run(
         run_with_console(

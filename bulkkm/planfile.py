@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -19,6 +20,7 @@ from bulkkm.engine import ApprovedKeyManager, ApprovedPlan
 from bulkkm.errors import UsageError
 from bulkkm.events import ClusterDiscovered, ClusterResult, Event, Outcome, RunFinished
 from bulkkm.inventory import Inventory
+from bulkkm.outputs import open_output
 from bulkkm.plan import Action, Decision
 from bulkkm.report import timestamp
 
@@ -121,6 +123,20 @@ class PlanWriter:
         self.clusters: list[PlannedCluster] = []
         self.not_discovered: list[str] = []
         self.windows = {c.name: c.window for c in inventory.clusters}
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        inventory: Inventory,
+        now: datetime,
+        *,
+        overwrite: bool = False,
+        inputs: Iterable[Path] = (),
+    ) -> PlanWriter:
+        """A writer on a new plan file at ``path``, checked as ``open_output`` checks outputs."""
+        file = open_output(path, what="--out", overwrite=overwrite, inputs=inputs)
+        return cls(file, path, inventory, now)
 
     def __call__(self, event: Event) -> None:
         """Keep what the plan file needs; write it at the end."""

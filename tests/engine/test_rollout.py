@@ -62,7 +62,7 @@ async def test_approved_plan_refuses_a_drifted_key_manager(tmp_path: Path) -> No
     async with SimulatedFleet(fleet_spec(clusters=3, svms=2, seed=3, initial_servers=0)) as fleet:
         inventory = inventory_for(fleet, tmp_path, key_servers=("kms-new.example.com",))
         plan_path = tmp_path / "plan.json"
-        writer = PlanWriter(plan_path, inventory, datetime.now(UTC))
+        writer = PlanWriter.create(plan_path, inventory, datetime.now(UTC))
         events: list[Event] = []
         await engine.run(
             inventory, engine.Options(command=engine.Command.PLAN), [writer, events.append]
