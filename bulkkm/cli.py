@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from bulkkm.console import ask, window_lines
 from bulkkm.errors import BulkkmError, InventoryError, UsageError
 from bulkkm.events import Subscriber, WaveFinished
 from bulkkm.inventory import Inventory, Rollout, describe, inventory_schema, load_inventory
-from bulkkm.logs import configure_logging, printable
+from bulkkm.logs import configure_logging, printable, reader_gone
 from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
 from bulkkm.report import ReportWriter, load_resume
 from bulkkm.rollout import check_order, parse_waves
@@ -270,15 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bulkkm: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # the reader left (`| head`): stop writing, as other tools do
-        stdout_closed()
+        reader_gone(sys.stdout)
         return EXIT_BROKEN_PIPE
-
-
-def stdout_closed() -> None:
-    """Point stdout at /dev/null once its reader has gone, so exit does not fail flushing it."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable, MutableMapping
-from typing import Final, TextIO
+from typing import IO, Final, TextIO
 
 import orjson
 import structlog
@@ -94,8 +95,52 @@ _setup: LogSetup | None = None
 def log_setup() -> LogSetup:
     """The current setup (JSON on stderr when ``configure_logging`` was never called)."""
     if _setup is None:
-        return LogSetup(console=Console(stderr=True), readable=False, verbosity=0, terminal=False)
+        return LogSetup(console=Output(stderr=True), readable=False, verbosity=0, terminal=False)
     return _setup
+
+
+def reader_gone(stream: IO[str]) -> None:
+    """Point ``stream`` at /dev/null once its reader has left (``| head``), so that writing
+    to it, and flushing it at exit, no longer fails."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+class Output(Console):
+    """A rich console that goes quiet when its reader leaves, instead of ending the process.
+
+    rich's own answer to a broken pipe is ``SystemExit(1)``: raised inside a run, it would
+    end a rollout half-way because someone closed ``| head``. The run goes on; the report
+    holds everything.
+    """
+
+    def on_broken_pipe(self) -> None:
+        """Stop writing to a stream nobody reads."""
+        self.quiet = True
+        reader_gone(self.file)
+
+
+class _PipeSafeLogger:
+    """A structlog logger writing JSON lines to a stream, silent once its reader has left."""
+
+    def __init__(self, stream: TextIO) -> None:
+        """Write to ``stream``."""
+        self._stream = stream
+        self._gone = False
+
+    def msg(self, message: str) -> None:
+        """One rendered log line, flushed."""
+        if self._gone:
+            return
+        try:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone = True
+            reader_gone(self._stream)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
 class _RichLogger:
@@ -124,7 +169,7 @@ def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None 
     terminal = (stream or sys.stderr).isatty()
     readable = fmt == "console" or (fmt is None and terminal)
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    console = Console(file=stream) if stream is not None else Console(stderr=True)
+    console = Output(file=stream) if stream is not None else Output(stderr=True)
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(
             colors=terminal, exception_formatter=structlog.dev.plain_traceback
@@ -134,10 +179,9 @@ def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None 
             serializer=lambda obj, **_: orjson.dumps(obj).decode()
         )
     )
+    json_logger = _PipeSafeLogger(stream or sys.stderr)
     factory: Callable[..., object] = (
-        (lambda *_: _RichLogger(console))
-        if readable
-        else structlog.PrintLoggerFactory(stream or sys.stderr)
+        (lambda *_: _RichLogger(console)) if readable else (lambda *_: json_logger)
     )
     structlog.configure(
         processors=[

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import structlog
-from rich.console import Console
 from rich.text import Text
 
 from bulkkm import engine
@@ -35,7 +34,7 @@ from bulkkm.console import (
 )
 from bulkkm.events import RunFinished, Subscriber
 from bulkkm.inventory import Inventory
-from bulkkm.logs import log_setup, printable
+from bulkkm.logs import Output, log_setup, printable
 from bulkkm.report import ReportWriter, read_lines
 from bulkkm.summary import Aggregator
 
@@ -114,7 +113,7 @@ def _closing(
     path: Path, report: ReportWriter | None, retries: RetryCount, *, show_targets: bool, quiet: bool
 ) -> None:
     """The per-target list (if asked for) and the closing summary, read back from the report."""
-    out = Console(soft_wrap=True, highlight=False)
+    out = Output(soft_wrap=True, highlight=False)
     aggregate = Aggregator()
     for line in read_lines(path):
         aggregate(line)

@@ -146,3 +146,22 @@ async def test_demo_and_pipes_end_without_tracebacks(tmp_path: Path) -> None:
     _, err = await process.communicate()
     assert "Traceback" not in err.decode()
     assert process.returncode in (0, 128 + signal.SIGPIPE)
+
+
+async def test_a_reader_that_leaves_does_not_end_the_run(tmp_path: Path) -> None:
+    """`| head` on stdout or on the logs: the run goes on to the end and keeps its exit code."""
+    async with SimulatedFleet(fleet_spec(clusters=3, svms=3, initial_servers=0)) as fleet:
+        inventory = fleet.write_inventory(tmp_path / "fleet.yaml")
+        for stream, fmt in (("stdout", "json"), ("stderr", "json"), ("stderr", "console")):
+            report = tmp_path / f"{stream}-{fmt}.jsonl"
+            read_end, write_end = os.pipe()
+            os.close(read_end)  # the reader has gone before the first line
+            args = ("apply", str(inventory), "--report", str(report), "-v", "--log-format", fmt)
+            if stream == "stdout":
+                process = await start(*args, stdout=write_end)
+            else:
+                process = await start(*args, stderr=write_end)
+            os.close(write_end)
+            await process.communicate()
+            assert process.returncode == 0, (stream, fmt)
+            assert read_report(report)[-1]["type"] == "summary"
