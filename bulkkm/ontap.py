@@ -55,8 +55,6 @@ JOB_DEADLINE: Final = 4
 """A job may run this many request timeouts before it counts as timed out."""
 JOB_POLL_INITIAL: Final = 0.2
 JOB_POLL_MAX: Final = 2.0
-JOB_POLL_FAILURES: Final = 3
-"""Polls of one job that may fail in a row (transiently) before its fate counts as unknown."""
 MAX_UUID: Final = 128
 
 Gate = Callable[[], AbstractAsyncContextManager[None]]
@@ -177,7 +175,8 @@ class OntapClient:
         """Poll a 202's job until it succeeds; every failure is ``sent`` but a known refusal.
 
         A poll that fails transiently (a 5xx, a lost answer) says nothing of the job: it is
-        polled again, up to ``JOB_POLL_FAILURES`` in a row, within the job's deadline.
+        polled again until the job's deadline. Reading the key servers back instead, while
+        the job may still be running, could miss a server it is about to add.
         """
         try:
             href = str(
@@ -187,7 +186,6 @@ class OntapClient:
             raise self._protocol("202 without a job link", target=target, sent=True) from exc
         delay = JOB_POLL_INITIAL
         deadline = asyncio.get_running_loop().time() + JOB_DEADLINE * self._cluster.limits.timeout
-        failures = 0
         while True:
             try:
                 job = _mapping(
@@ -205,15 +203,13 @@ class OntapClient:
                         target=target,
                         sent=True,
                     ) from exc
-                failures += 1
                 left = deadline - asyncio.get_running_loop().time()
-                if not is_retryable(exc) or failures >= JOB_POLL_FAILURES or left <= 0:
+                if not is_retryable(exc) or left <= 0:
                     exc.sent = True
                     raise
                 await asyncio.sleep(min(delay, left))
                 delay = min(delay * 2, JOB_POLL_MAX)
                 continue
-            failures = 0
             state = job.get("state")
             if state == "success":
                 return
@@ -286,7 +282,7 @@ class OntapClient:
             headers = {**headers, "Content-Type": "application/json"}
         if not path.startswith("/"):
             raise self._protocol(
-                f"refusing a link outside the cluster: {path[:80]!r}", target=target
+                f"refusing a link outside the cluster: {_clean(path, 80)!r}", target=target
             )
         try:
             async with (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +23,7 @@ from bulkkm.errors import (
     TransportError,
     WriteRefused,
 )
-from bulkkm.inventory import Cluster, DesiredServer
+from bulkkm.inventory import Cluster, DesiredServer, Limits
 from bulkkm.ontap import USER_AGENT, OntapClient
 from bulkkm.plan import OntapVersion
 from bulkkm.secret import Secret
@@ -359,24 +360,27 @@ async def test_job_poll_failing_transiently_is_polled_again(
 @pytest.mark.parametrize(
     ("answers", "error"),
     [
-        ([{"status": 500, "payload": error_body("13")}] * 3, ApiError),
+        ([{"status": 500, "payload": error_body("13"), "repeat": True}], ApiError),
         ([{"status": 401, "payload": error_body("6")}], AuthError),
         ([{"status": 404, "payload": error_body("4")}], TransportError),
         ([{"status": 200, "body": "[1]", "content_type": "application/json"}], ProtocolError),
         ([{"payload": {"state": "failure", "error": {"message": "odd"}}}], ApiError),
     ],
-    ids=["500-three-times", "401", "vanished", "not-an-object", "failure-without-code"],
+    ids=["500-until-the-deadline", "401", "vanished", "not-an-object", "failure-without-code"],
 )
 async def test_job_that_cannot_be_followed_leaves_the_write_unknown(
     session: aiohttp.ClientSession, answers: list[dict[str, object]], error: type[Exception]
 ) -> None:
-    """Polls failing in a row, refused, a vanished or odd job: the POST's fate is unknown."""
+    """Polls failing to the job's deadline, refused, a vanished or odd job: fate unknown."""
+    quick = dataclasses.replace(CLUSTER, limits=Limits(timeout=0.1))  # the job's deadline: 0.4 s
     with OntapMock() as mock:
         mock.post(KS, status=202, payload=JOB)
         for answer in answers:
             mock.get(JOB_URL, **answer)
         with pytest.raises(error) as caught:
-            await client(session).add_key_servers("km1", ONE)
+            await OntapClient(session, quick, gate=_open, read_only=False).add_key_servers(
+                "km1", ONE
+            )
     assert isinstance(caught.value, OntapError)
     assert caught.value.sent
 

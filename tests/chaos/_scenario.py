@@ -1,7 +1,8 @@
 """Chaos scenarios: generated fault profiles over small simulated fleets, and what must hold.
 
 A ``Chaos`` is a fleet (3-8 clusters x 2-5 SVMs) where each cluster misbehaves its own way
-(slow, flaky, hanging, dead, capping connections, or a mix) and has its own ``concurrency``.
+(slow, flaky, hanging, dead, capping connections, answering applied writes as
+failures, or a mix) and has its own ``concurrency``.
 ``run_chaos`` applies the rollout through the engine, with short request timeouts and a
 short retry policy, then checks every invariant; then it heals the fleet, runs again, and
 checks that the fleet converges with nothing written twice across both runs.
@@ -116,7 +117,7 @@ KEY_SERVERS: Final[Mapping[str, Sequence[object]]] = {
     ),
 }
 _RATE = st.sampled_from((0.0, 0.0, 0.05, 0.2, 0.5))
-_KINDS = ("healthy", "flaky", "flaky", "hanging", "slow", "capped", "dead", "mixed")
+_KINDS = ("healthy", "flaky", "flaky", "hanging", "slow", "capped", "dead", "lying", "mixed")
 
 
 @st.composite
@@ -147,10 +148,21 @@ def cluster_chaos(draw: st.DrawFn) -> ClusterChaos:
                 reset_rate=draw(_RATE),
                 ambiguous_rate=draw(_RATE),
             )
+        case "lying":  # writes applied, then answered as if they might not have been
+            faults = Faults(
+                latency=latency,
+                job_error500_rate=draw(_RATE),
+                applied_error500_rate=draw(_RATE),
+                garbled_201_rate=draw(_RATE),
+                empty_204_rate=draw(_RATE),
+                jobless_202_rate=draw(_RATE),
+            )
         case _:
             faults = Faults(
                 latency=latency,
                 jitter=draw(st.sampled_from((0.0, 0.01))),
+                applied_error500_rate=draw(_RATE),
+                job_error500_rate=draw(_RATE),
                 transient_rate=draw(_RATE),
                 error500_rate=draw(_RATE),
                 reset_rate=draw(st.sampled_from((0.0, 0.05, 0.2, 1.0))),

@@ -73,7 +73,10 @@ def small_fleet(**faults: Any) -> SimulatedFleet:
 async def test_job_poll_failing_with_500_is_settled_without_posting_again(tmp_path: Path) -> None:
     """202, then every poll of the (applied) job answers 500: read back, `added`, one POST."""
     async with asyncio.timeout(60), small_fleet(job_error500_rate=1.0, job_mode=True) as fleet:
-        result = await run_rollout(fleet, inventory_for(fleet, tmp_path), tmp_path)
+        # Polls are retried until the job's deadline (4 request timeouts): 4 s here.
+        quick = {"limits": {"timeout": 1}}
+        inventory = inventory_for(fleet, tmp_path, extra_defaults=quick)
+        result = await run_rollout(fleet, inventory, tmp_path)
         assert_added_once(fleet, result.targets())
         for (_, svm), km in key_managers(result.after).items():
             assert set(NORMALIZED) <= servers_of(km), svm
