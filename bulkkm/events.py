@@ -12,7 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from bulkkm.errors import ErrorCategory, OntapError
-from bulkkm.plan import Decision, LiveKeyManager
+from bulkkm.plan import Decision
+from bulkkm.state import LiveKeyManager
 
 __all__ = [
     "ClusterDiscovered",

@@ -37,10 +37,10 @@ from bulkkm.errors import (
     WriteRefused,
 )
 from bulkkm.inventory import Cluster, DesiredServer, Tls
-from bulkkm.plan import LiveKeyManager, OntapVersion
 from bulkkm.retry import classify, is_retryable, refused
 from bulkkm.secret import redact, remember
 from bulkkm.servers import normalize_server
+from bulkkm.state import LiveKeyManager, OntapVersion
 
 __all__ = ["USER_AGENT", "Gate", "OntapClient", "ssl_context"]
 

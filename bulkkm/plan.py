@@ -12,15 +12,13 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 from bulkkm.inventory import Cluster, DesiredServer, SelectorKind
+from bulkkm.state import ClusterState, LiveKeyManager, OntapVersion
 
 __all__ = [
     "MAX_PRIMARIES",
     "Action",
     "Batch",
-    "ClusterState",
     "Decision",
-    "LiveKeyManager",
-    "OntapVersion",
     "batches",
     "plan_cluster",
 ]
@@ -28,47 +26,10 @@ __all__ = [
 MAX_PRIMARIES = 4
 
 
-@dataclasses.dataclass(frozen=True, slots=True, order=True)
-class OntapVersion:
-    """An ONTAP release, ordered (``9.8`` < ``9.13``)."""
-
-    generation: int
-    major: int
-    minor: int = 0
-
-    def __str__(self) -> str:
-        """``9.13.1``."""
-        return f"{self.generation}.{self.major}.{self.minor}"
-
-
 SECONDARIES_SINCE = OntapVersion(9, 8)
 # The records[] body is documented without a release; 9.8, with secondaries, is an inference.
 RECORDS_SINCE = OntapVersion(9, 8)
 MULTITENANT_SINCE = OntapVersion(9, 6)
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class LiveKeyManager:
-    """A key manager as discovered on the cluster."""
-
-    uuid: str
-    svm: str | None
-    """The SVM's name; None for the cluster-scoped key manager."""
-    external: bool
-    servers: tuple[str, ...] = ()
-    """Primary servers present, normalised."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterState:
-    """What discovery found on one cluster."""
-
-    version: OntapVersion
-    key_managers: tuple[LiveKeyManager, ...]
-    svms: frozenset[str] | None = None
-    """Every SVM name, when discovery needed it (an explicit name had no key manager)."""
-    uuid: str | None = None
-    """The cluster's own uuid, when it gave one: one cluster under two addresses shows it."""
 
 
 class Action(StrEnum):

@@ -25,8 +25,8 @@ from bulkkm.errors import (
 )
 from bulkkm.inventory import Cluster, DesiredServer, Limits
 from bulkkm.ontap import USER_AGENT, OntapClient
-from bulkkm.plan import OntapVersion
 from bulkkm.secret import Secret
+from bulkkm.state import OntapVersion
 from tests.mock_http import OntapMock, reply
 
 BASE = "https://10.0.0.1:443"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bulkkm.inventory import Cluster, DesiredServer, SelectorKind, SvmSelector
-from bulkkm.plan import Action, ClusterState, LiveKeyManager, OntapVersion, batches, plan_cluster
+from bulkkm.plan import Action, batches, plan_cluster
+from bulkkm.state import ClusterState, LiveKeyManager, OntapVersion
 
 NEW = DesiredServer(server="kms-new.example.com:5696")
 NEW2 = DesiredServer(server="kms-new2.example.com:5696")

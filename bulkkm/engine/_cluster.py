@@ -47,9 +47,10 @@ from bulkkm.events import (
 )
 from bulkkm.inventory import Cluster, DesiredServer, SelectorKind
 from bulkkm.ontap import OntapClient
-from bulkkm.plan import Action, Batch, ClusterState, Decision, batches, plan_cluster
+from bulkkm.plan import Action, Batch, Decision, batches, plan_cluster
 from bulkkm.report import TargetKey
 from bulkkm.retry import ALREADY_CONFIGURED, KMIP_CRYPTSOFT, KMIP_CRYPTSOFT_ATTEMPTS, is_retryable
+from bulkkm.state import ClusterState
 
 if TYPE_CHECKING:
     from bulkkm.engine._run import Run
