@@ -14,26 +14,23 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version as _version
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import orjson
 import structlog
 
-from bulkkm import engine
 from bulkkm.console import ask, window_lines
 from bulkkm.errors import BulkkmError, InventoryError, UsageError
 from bulkkm.events import Subscriber, WaveFinished
-from bulkkm.inventory import Inventory, Rollout, describe, inventory_schema, load_inventory
+from bulkkm.inventory import describe, inventory_schema
 from bulkkm.logs import configure_logging, printable, reader_gone
-from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
-from bulkkm.report import ReportWriter, load_resume
-from bulkkm.rollout import check_order, parse_waves
+from bulkkm.planfile import read_plan
+from bulkkm.request import RunRequest, load, prepare
 from bulkkm.runner import run_with_console
 from bulkkm.summary import summarize, summary_json, summary_lines
 
 __all__ = ["main"]
 
-T = TypeVar("T")
 
 log = structlog.get_logger("bulkkm")
 
@@ -277,7 +274,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     """The command's body."""
     match args.command:
         case "validate":
-            inventory = _load(args.inventory)
+            inventory = load(args.inventory)
             for line in describe(inventory):
                 print(printable(line))
             return 0
@@ -302,14 +299,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _fleet(args)
 
 
-def _load(path: Path) -> Inventory:
-    """Load the inventory; warnings go to the log on every run."""
-    inventory = load_inventory(path)
-    for warning in inventory.warnings:
-        log.warning("inventory_warning", message=warning)
-    return inventory
-
-
 def _fleet(args: argparse.Namespace) -> int:
     """``plan``, ``check`` and ``apply``."""
     if getattr(args, "show", None) is not None:
@@ -318,38 +307,19 @@ def _fleet(args: argparse.Namespace) -> int:
         for line in read_plan(args.show).lines():
             print(printable(line))
         return 0
-    saved = read_plan(args.plan) if getattr(args, "plan", None) is not None else None
-    inventory = _inventory_for(args.inventory, saved)
-    limited = inventory.filter(tuple(args.limit))
-    if saved is not None:
-        limited = limited.filter(saved.changed_clusters)
-    if args.limit and not limited.clusters:
-        raise UsageError(f"--limit {' '.join(args.limit)} matches no cluster of the inventory")
-    options = _options(args, inventory, limited, saved)
-    # Every output is checked and opened now, before a single request: a bad path costs
-    # nothing, and no run can overwrite what it reads.
-    resumed: Path | None = getattr(args, "resume", None)
-    inputs = [inventory.path, *_opt(resumed), *_opt(getattr(args, "plan", None))]
-    writer = None
-    if args.report is not None:
-        writer = ReportWriter.create(
-            args.report, overwrite=args.overwrite, inputs=inputs, resumed_from_report=resumed
-        )
-    plan_writer = None
-    if getattr(args, "out", None) is not None:
-        plan_writer = PlanWriter.create(
-            args.out,
-            inventory,
-            options.clock(),
-            overwrite=args.overwrite,
-            inputs=[*inputs, *_opt(args.report)],
-        )
-    extra: list[Subscriber] = [plan_writer] if plan_writer is not None else []
+    request = _request(args)
+    confirm = None
+    if request.confirm_waves:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UsageError("--confirm-waves asks on a terminal, and there is none")
+        confirm = _confirm_wave
+    run = prepare(request, confirm_wave=confirm)
+    extra: list[Subscriber] = [run.plan_writer] if run.plan_writer is not None else []
     summary = asyncio.run(
         run_with_console(
-            limited,
-            options,
-            report=writer,
+            run.clusters,
+            run.options,
+            report=run.report,
             quiet=args.quiet,
             extra=extra,
             show_targets=getattr(args, "show_targets", False),
@@ -362,94 +332,41 @@ def _fleet(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.command == "plan" and not args.quiet:
-        for line in window_lines(limited, options.clock()):
+        for line in window_lines(run.clusters, run.options.clock()):
             print(printable(line))
-        if plan_writer is not None and plan_writer.written:
+        if run.plan_writer is not None and run.plan_writer.written:
             print(printable(f"plan: {args.out} (review with: bulkkm plan --show {args.out})"))
-    if plan_writer is not None and not plan_writer.written:
+    if run.plan_writer is not None and not run.plan_writer.written:
         print(f"bulkkm: error: the plan {args.out} could not be written", file=sys.stderr)
         return max(summary.exit_code, 1)
     return summary.exit_code
 
 
-def _opt(path: Path | None) -> list[Path]:
-    """A path that may be absent, as a list."""
-    return [] if path is None else [path]
+def _request(args: argparse.Namespace) -> RunRequest:
+    """The run the command line asks for, as plain data."""
 
+    def text(name: str) -> str | None:
+        value = getattr(args, name, None)
+        return None if value is None else str(value)
 
-def _inventory_for(path: Path | None, saved: SavedPlan | None) -> Inventory:
-    """The inventory named on the command line or by the plan, checked against the plan."""
-    if path is None and saved is None:
-        raise UsageError("an INVENTORY is needed (or --plan PLAN for apply, --show PLAN for plan)")
-    inventory = _load(path or saved.inventory)  # type: ignore[union-attr]
-    if saved is not None and inventory.sha256 != saved.inventory_sha256:
-        raise UsageError(
-            f"{inventory.path} changed since the plan was made (sha256 differs); make a new plan"
-        )
-    return inventory
-
-
-def _options(
-    args: argparse.Namespace, inventory: Inventory, limited: Inventory, saved: SavedPlan | None
-) -> engine.Options:
-    """The engine's options from the command line, then the inventory's ``rollout:``."""
-    # Waves, pauses and thresholds shape a rollout's writes; plan and check read everything.
-    rollout = inventory.rollout if args.command == "apply" else Rollout()
-    resume = None
-    if getattr(args, "resume", None) is not None:
-        resume = load_resume(args.resume)
-        if resume.inventory_sha256 != inventory.sha256:
-            log.warning(
-                "resume_from_other_inventory",
-                report=str(args.resume),
-                message="the report was made from another inventory (sha256 differs); "
-                "only targets the clusters confirm are carried over",
-            )
-    waves = rollout.waves
-    if getattr(args, "waves", None) is not None:
-        try:
-            waves = parse_waves(args.waves)
-        except ValueError as exc:
-            raise UsageError(f"--waves: {exc}") from None
-    order = getattr(args, "wave_order", None) or rollout.wave_order or "inventory"
-    try:
-        check_order(order)
-    except ValueError as exc:
-        raise UsageError(f"--wave-order: {exc}") from None
-    if waves is None:
-        for flag in ("pause_between_waves", "confirm_waves"):
-            if getattr(args, flag, None):
-                raise UsageError(
-                    f"--{flag.replace('_', '-')} needs waves "
-                    "(--waves SIZES, or waves: under rollout: in the inventory)"
-                )
-    confirm = None
-    if getattr(args, "confirm_waves", False):
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            raise UsageError("--confirm-waves asks on a terminal, and there is none")
-        confirm = _confirm_wave
-    return engine.Options(
-        command=engine.Command(args.command),
+    return RunRequest(
+        command=args.command,
+        inventory=text("inventory"),
+        plan=text("plan"),
+        report=text("report"),
+        out=text("out"),
+        overwrite=args.overwrite,
+        limit=tuple(args.limit),
+        resume=text("resume"),
         dry_run=getattr(args, "dry_run", False),
-        max_failures=_first(getattr(args, "max_failures", None), rollout.max_failures),
-        max_fail_percent=_first(getattr(args, "max_fail_percent", None), rollout.max_fail_percent),
-        resume=resume,
-        approved=saved.approved() if saved is not None else None,
-        waves=waves,
-        wave_order=order,
-        pause_between_waves=_first(
-            getattr(args, "pause_between_waves", None), rollout.pause_between_waves
-        )
-        or 0.0,
-        confirm_wave=confirm,
+        max_failures=getattr(args, "max_failures", None),
+        max_fail_percent=getattr(args, "max_fail_percent", None),
+        waves=getattr(args, "waves", None),
+        wave_order=getattr(args, "wave_order", None),
+        pause_between_waves=getattr(args, "pause_between_waves", None),
+        confirm_waves=getattr(args, "confirm_waves", False),
         ignore_windows=getattr(args, "ignore_windows", False),
-        skipped_clusters=tuple(c.name for c in inventory.clusters if c not in limited.clusters),
     )
-
-
-def _first(*values: T | None) -> T | None:
-    """The first value that is not None."""
-    return next((v for v in values if v is not None), None)
 
 
 async def _confirm_wave(wave: WaveFinished) -> bool:

@@ -1,0 +1,288 @@
+"""A run as plain data (``RunRequest``), and everything checked before it may start (``prepare``).
+
+The command line builds a ``RunRequest`` from its arguments; a service can store one as
+JSON and a remote worker receive it. Runtime hooks (the wave prompt, the clock) stay out of
+it: ``prepare`` takes them. ``prepare`` loads and checks the inventory, a saved plan and a
+resumed report, resolves options against the inventory's ``rollout:``, and opens every
+output; any mistake is a ``UsageError`` (or an inventory or report error) before a single
+request is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Final, TypeVar
+
+import structlog
+
+from bulkkm import engine
+from bulkkm.errors import UsageError
+from bulkkm.events import WaveFinished
+from bulkkm.inventory import Inventory, Rollout, load_inventory
+from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
+from bulkkm.report import ReportWriter, load_resume
+from bulkkm.rollout import WaveSize, check_order, parse_waves
+
+__all__ = ["COMMANDS", "PreparedRun", "RunRequest", "load", "prepare"]
+
+T = TypeVar("T")
+COMMANDS: Final = frozenset(c.value for c in engine.Command)
+log = structlog.get_logger("bulkkm")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunRequest:
+    """What to run, on which inventory, with which options: JSON-able, no live object."""
+
+    command: str
+    """``plan``, ``check`` or ``apply``."""
+    inventory: str | None = None
+    """The inventory file (``None`` with ``plan``: the saved plan names it)."""
+    plan: str | None = None
+    """A saved plan to execute (``apply --plan``)."""
+    report: str | None = None
+    out: str | None = None
+    """Where ``plan`` saves an approvable plan."""
+    overwrite: bool = False
+    limit: tuple[str, ...] = ()
+    resume: str | None = None
+    dry_run: bool = False
+    max_failures: int | None = None
+    max_fail_percent: float | None = None
+    waves: str | None = None
+    """Wave sizes as written (``1,10%,100%``)."""
+    wave_order: str | None = None
+    pause_between_waves: float | None = None
+    confirm_waves: bool = False
+    ignore_windows: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse a command bulkkm does not know."""
+        if self.command not in COMMANDS:
+            raise UsageError(f"unknown command {self.command!r} (one of {sorted(COMMANDS)})")
+
+    def to_json(self) -> dict[str, object]:
+        """The request as a JSON object (only fields that differ from their default)."""
+        body: dict[str, object] = {"command": self.command}
+        for field in dataclasses.fields(self)[1:]:
+            value = getattr(self, field.name)
+            if value != field.default:
+                body[field.name] = list(value) if isinstance(value, tuple) else value
+        return body
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, object]) -> RunRequest:
+        """A request read back from JSON; UsageError naming the first field that is wrong."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise UsageError(f"run request: unknown field {unknown[0]!r}")
+        values = {name: _field(name, value) for name, value in body.items()}
+        if "command" not in values:
+            raise UsageError("run request: command is missing")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _field(name: str, value: object) -> object:
+    """One field of a request read back, checked against its type."""
+    expected = _TYPES[name]
+    if name == "limit" and isinstance(value, list):
+        if not all(isinstance(glob, str) for glob in value):
+            raise UsageError("run request: limit must be a list of strings")
+        return tuple(value)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    wrong_bool = isinstance(value, bool) and expected is not bool
+    if value is not None and (wrong_bool or not isinstance(value, expected)):
+        raise UsageError(f"run request: {name} must be {expected.__name__}")
+    return value
+
+
+_TYPES: Final[dict[str, type]] = {
+    "command": str,
+    "inventory": str,
+    "plan": str,
+    "report": str,
+    "out": str,
+    "overwrite": bool,
+    "limit": tuple,
+    "resume": str,
+    "dry_run": bool,
+    "max_failures": int,
+    "max_fail_percent": float,
+    "waves": str,
+    "wave_order": str,
+    "pause_between_waves": float,
+    "confirm_waves": bool,
+    "ignore_windows": bool,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedRun:
+    """A request made ready: inputs loaded and checked, outputs open, nothing sent."""
+
+    request: RunRequest
+    inventory: Inventory
+    """The whole inventory."""
+    clusters: Inventory
+    """The clusters this run contacts (``--limit``, a saved plan's)."""
+    options: engine.Options
+    report: ReportWriter | None
+    plan_writer: PlanWriter | None
+
+
+ConfirmWave = Callable[[WaveFinished], Awaitable[bool]]
+
+
+def prepare(
+    request: RunRequest,
+    *,
+    confirm_wave: ConfirmWave | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> PreparedRun:
+    """Check everything a run needs and open its outputs; raise before anything is sent.
+
+    ``confirm_wave`` is asked between waves when the request says ``confirm_waves``.
+    """
+    saved = read_plan(Path(request.plan)) if request.plan is not None else None
+    inventory = _inventory_for(request, saved)
+    clusters = inventory.filter(request.limit)
+    if saved is not None:
+        clusters = clusters.filter(saved.changed_clusters)
+    if request.limit and not clusters.clusters:
+        raise UsageError(f"--limit {' '.join(request.limit)} matches no cluster of the inventory")
+    options = _options(request, inventory, clusters, saved, confirm_wave=confirm_wave)
+    if clock is not None:
+        options = dataclasses.replace(options, clock=clock)
+    # Every output is checked and opened now, before a single request: a bad path costs
+    # nothing, and no run can overwrite what it reads.
+    resumed = _path(request.resume)
+    inputs = [inventory.path, *_paths(request.resume, request.plan)]
+    report = None
+    if request.report is not None:
+        report = ReportWriter.create(
+            Path(request.report),
+            overwrite=request.overwrite,
+            inputs=inputs,
+            resumed_from_report=resumed,
+        )
+    plan_writer = None
+    if request.out is not None:
+        plan_writer = PlanWriter.create(
+            Path(request.out),
+            inventory,
+            options.clock(),
+            overwrite=request.overwrite,
+            inputs=[*inputs, *_paths(request.report)],
+        )
+    return PreparedRun(
+        request=request,
+        inventory=inventory,
+        clusters=clusters,
+        options=options,
+        report=report,
+        plan_writer=plan_writer,
+    )
+
+
+def load(path: Path) -> Inventory:
+    """An inventory, loaded and checked; its warnings go to the log on every run."""
+    inventory = load_inventory(path)
+    for warning in inventory.warnings:
+        log.warning("inventory_warning", message=warning)
+    return inventory
+
+
+def _inventory_for(request: RunRequest, saved: SavedPlan | None) -> Inventory:
+    """The inventory named by the request or by its plan, checked against the plan."""
+    if request.inventory is None and saved is None:
+        raise UsageError("an INVENTORY is needed (or --plan PLAN for apply, --show PLAN for plan)")
+    path = Path(request.inventory) if request.inventory is not None else saved.inventory  # type: ignore[union-attr]
+    inventory = load(path)
+    if saved is not None and inventory.sha256 != saved.inventory_sha256:
+        raise UsageError(
+            f"{inventory.path} changed since the plan was made (sha256 differs); make a new plan"
+        )
+    return inventory
+
+
+def _options(
+    request: RunRequest,
+    inventory: Inventory,
+    clusters: Inventory,
+    saved: SavedPlan | None,
+    *,
+    confirm_wave: ConfirmWave | None,
+) -> engine.Options:
+    """The engine's options from the request, then the inventory's ``rollout:``."""
+    writes = request.command == engine.Command.APPLY
+    # Waves, pauses and thresholds shape a rollout's writes; plan and check read everything.
+    rollout = inventory.rollout if writes else Rollout()
+    resume = None
+    if request.resume is not None:
+        resume = load_resume(Path(request.resume))
+        if resume.inventory_sha256 != inventory.sha256:
+            log.warning(
+                "resume_from_other_inventory",
+                report=request.resume,
+                message="the report was made from another inventory (sha256 differs); "
+                "only targets the clusters confirm are carried over",
+            )
+    waves = _waves(request.waves) if request.waves is not None else rollout.waves
+    order = request.wave_order or rollout.wave_order or "inventory"
+    try:
+        check_order(order)
+    except ValueError as exc:
+        raise UsageError(f"--wave-order: {exc}") from None
+    if waves is None:
+        for flag, given in (
+            ("--pause-between-waves", request.pause_between_waves is not None),
+            ("--confirm-waves", request.confirm_waves),
+        ):
+            if given:
+                raise UsageError(
+                    f"{flag} needs waves (--waves SIZES, or waves: under rollout: in the inventory)"
+                )
+    if request.confirm_waves and confirm_wave is None:
+        raise UsageError("--confirm-waves needs someone to ask, and there is none")
+    return engine.Options(
+        command=engine.Command(request.command),
+        dry_run=request.dry_run,
+        max_failures=_first(request.max_failures, rollout.max_failures),
+        max_fail_percent=_first(request.max_fail_percent, rollout.max_fail_percent),
+        resume=resume,
+        approved=saved.approved() if saved is not None else None,
+        waves=waves,
+        wave_order=order,
+        pause_between_waves=_first(request.pause_between_waves, rollout.pause_between_waves) or 0.0,
+        confirm_wave=confirm_wave if request.confirm_waves else None,
+        ignore_windows=request.ignore_windows,
+        skipped_clusters=tuple(c.name for c in inventory.clusters if c not in clusters.clusters),
+    )
+
+
+def _waves(text: str) -> tuple[WaveSize, ...]:
+    """``--waves`` parsed, or a UsageError."""
+    try:
+        return parse_waves(text)
+    except ValueError as exc:
+        raise UsageError(f"--waves: {exc}") from None
+
+
+def _first(*values: T | None) -> T | None:
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
+def _path(text: str | None) -> Path | None:
+    """A path that may be absent."""
+    return None if text is None else Path(text)
+
+
+def _paths(*texts: str | None) -> list[Path]:
+    """The paths given, the absent left out."""
+    return [Path(t) for t in texts if t is not None]
