@@ -17,9 +17,18 @@ from bulkkm.state import ClusterState, LiveKeyManager, OntapVersion
 __all__ = [
     "MAX_PRIMARIES",
     "Action",
+    "ApprovedKeyManager",
+    "ApprovedPlan",
     "Batch",
     "Decision",
+    "KeyManagerPlan",
+    "Operation",
+    "Step",
+    "TargetId",
+    "Verify",
+    "approved_only",
     "batches",
+    "key_manager_plans",
     "plan_cluster",
 ]
 
@@ -32,12 +41,23 @@ RECORDS_SINCE = OntapVersion(9, 8)
 MULTITENANT_SINCE = OntapVersion(9, 6)
 
 
+class Operation(StrEnum):
+    """What a target asks of its key manager: part of its identity across runs."""
+
+    ADD = "add"
+    REMOVE = "remove"
+
+
 class Action(StrEnum):
     """What the plan decided for a target."""
 
     ADD = "add"
     PRESENT = "present"
     BLOCKED = "blocked"
+
+
+TargetId = tuple[str, str | None, str, Operation]
+"""(cluster, svm or None for the cluster scope, server, operation)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,11 +73,17 @@ class Decision:
     """For ``blocked``: a short token (``too_many_servers``, ``no_external_key_manager`` …)."""
     detail: str | None = None
     """For ``blocked``: the sentence an operator reads."""
+    operation: Operation = Operation.ADD
 
     @property
     def server(self) -> str:
         """The target's key server."""
         return self.desired.server
+
+    @property
+    def target(self) -> TargetId:
+        """The target's identity: an addition and a removal of one server are two targets."""
+        return (self.cluster, self.svm, self.server, self.operation)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +99,46 @@ class Batch:
     def servers(self) -> tuple[DesiredServer, ...]:
         """The key servers this POST adds."""
         return tuple(d.desired for d in self.decisions)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Verify:
+    """A step that checks servers are present and reachable from every node before going on."""
+
+    servers: tuple[str, ...]
+
+
+Step = Batch | Verify
+"""One step of a key manager's plan: a POST of a batch, or a verification."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class KeyManagerPlan:
+    """The ordered steps for one key manager; a step starts only once the one before ended."""
+
+    cluster: str
+    svm: str | None
+    key_manager_uuid: str
+    steps: tuple[Step, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovedKeyManager:
+    """One key manager's approved additions and the live state they were computed from."""
+
+    svm: str | None
+    fingerprint: tuple[str, ...]
+    """The primary servers it had when the plan was made, sorted."""
+    add: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovedPlan:
+    """A saved plan: apply does these additions and nothing else."""
+
+    plan_id: str
+    clusters: dict[str, dict[str, ApprovedKeyManager]]
+    """cluster -> key manager uuid -> what to add."""
 
 
 def plan_cluster(cluster: Cluster, state: ClusterState) -> tuple[Decision, ...]:
@@ -218,3 +284,55 @@ def batches(decisions: Iterable[Decision], version: OntapVersion) -> tuple[Batch
             for c in chunks
         ]
     return tuple(out)
+
+
+def key_manager_plans(
+    decisions: Iterable[Decision], version: OntapVersion
+) -> tuple[KeyManagerPlan, ...]:
+    """Each key manager's ordered steps: today its additions, batched as ``batches`` does.
+
+    The shape a migration fills in: add, verify, then remove one server at a time.
+    """
+    plans: dict[str, KeyManagerPlan] = {}
+    for batch in batches(decisions, version):
+        uuid = batch.key_manager_uuid
+        before = plans[uuid].steps if uuid in plans else ()
+        plans[uuid] = KeyManagerPlan(
+            cluster=batch.cluster, svm=batch.svm, key_manager_uuid=uuid, steps=(*before, batch)
+        )
+    return tuple(plans.values())
+
+
+def approved_only(
+    cluster: str,
+    decisions: Iterable[Decision],
+    state: ClusterState,
+    approved: ApprovedPlan,
+) -> tuple[tuple[Decision, ...], tuple[Decision, ...]]:
+    """A saved plan's additions on one cluster: (still valid, drifted).
+
+    Only additions the plan approved are kept; a key manager whose servers are no longer
+    those the plan saw (its fingerprint) is not touched: its approved additions are drifted.
+    Key managers the plan did not change are left out altogether.
+    """
+    live = {km.uuid: km for km in state.key_managers}
+    current = {(d.key_manager_uuid, d.server): d for d in decisions}
+    kept: list[Decision] = []
+    drifted: list[Decision] = []
+    for uuid, km in approved.clusters.get(cluster, {}).items():
+        same = uuid in live and tuple(sorted(live[uuid].servers)) == km.fingerprint
+        for server in km.add:
+            d = current.get((uuid, server))
+            if same and d is not None and d.action is Action.ADD:
+                kept.append(d)
+            else:
+                drifted.append(
+                    Decision(
+                        cluster=cluster,
+                        svm=km.svm,
+                        key_manager_uuid=uuid,
+                        desired=DesiredServer(server=server),
+                        action=Action.ADD,
+                    )
+                )
+    return tuple(kept), tuple(drifted)

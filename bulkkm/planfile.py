@@ -16,12 +16,11 @@ from typing import BinaryIO, Final
 
 import orjson
 
-from bulkkm.engine import ApprovedKeyManager, ApprovedPlan
 from bulkkm.errors import UsageError
 from bulkkm.events import ClusterDiscovered, ClusterResult, Event, Outcome, RunFinished
 from bulkkm.inventory import Inventory
 from bulkkm.outputs import open_output
-from bulkkm.plan import Action, Decision
+from bulkkm.plan import Action, ApprovedKeyManager, ApprovedPlan, Decision
 from bulkkm.report import timestamp
 
 __all__ = ["PlanWriter", "PlannedCluster", "PlannedKeyManager", "SavedPlan", "read_plan"]

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bulkkm.inventory import Cluster, DesiredServer, SelectorKind, SvmSelector
-from bulkkm.plan import Action, batches, plan_cluster
+from bulkkm.plan import (
+    Action,
+    ApprovedKeyManager,
+    ApprovedPlan,
+    Batch,
+    Operation,
+    approved_only,
+    batches,
+    key_manager_plans,
+    plan_cluster,
+)
 from bulkkm.state import ClusterState, LiveKeyManager, OntapVersion
 
 NEW = DesiredServer(server="kms-new.example.com:5696")
@@ -40,6 +52,11 @@ def select(pattern: str, *servers: DesiredServer, kind: SelectorKind | None = No
 def km(svm: str | None, *servers: str, external: bool = True) -> LiveKeyManager:
     """A live key manager."""
     return LiveKeyManager(uuid=f"km-{svm}", svm=svm, external=external, servers=servers)
+
+
+def state(*key_managers: LiveKeyManager) -> ClusterState:
+    """What discovery found: a recent ONTAP with these key managers."""
+    return ClusterState(version=RECENT, key_managers=key_managers)
 
 
 def actions(decisions: tuple[object, ...]) -> list[tuple[str | None, str, str, str | None]]:
@@ -133,3 +150,63 @@ def test_versions_compare_numerically() -> None:
     """9.13 is newer than 9.8 (not string order)."""
     assert OntapVersion(9, 13, 0) > OntapVersion(9, 8, 1)
     assert str(OntapVersion(9, 16, 1)) == "9.16.1"
+
+
+def test_an_addition_and_a_removal_of_one_server_are_two_targets() -> None:
+    """The operation is part of a target's identity."""
+    add = plan_cluster(cluster(select("svm1")), state(km("svm1")))[0]
+    remove = dataclasses.replace(add, operation=Operation.REMOVE)
+    assert add.target == ("c1", "svm1", NEW.server, Operation.ADD)
+    assert add.target != remove.target
+
+
+def test_each_key_manager_gets_its_steps_in_order() -> None:
+    """One plan per key manager, its batches as steps; before 9.8 one step per server."""
+    selected = cluster(select("svm1", NEW, NEW2), select("svm2"))
+    decisions = plan_cluster(selected, state(km("svm1"), km("svm2")))
+    plans = key_manager_plans(decisions, RECENT)
+    assert [(p.svm, len(p.steps)) for p in plans] == [("svm1", 1), ("svm2", 1)]
+    old = key_manager_plans(decisions, OntapVersion(9, 7))
+    first = old[0].steps
+    assert [[d.server for d in s.decisions] for s in first if isinstance(s, Batch)] == [
+        [NEW.server],
+        [NEW2.server],
+    ]
+
+
+def approved(fingerprint: tuple[str, ...], *servers: str) -> ApprovedPlan:
+    """A saved plan adding ``servers`` to svm1's key manager, made when it had ``fingerprint``."""
+    add = ApprovedKeyManager(svm="svm1", fingerprint=fingerprint, add=servers)
+    return ApprovedPlan(plan_id="p1", clusters={"c1": {"km-svm1": add}})
+
+
+def test_an_approved_plan_keeps_only_its_additions() -> None:
+    """Additions the plan approved go ahead; others, and other key managers, are left out."""
+    live = state(km("svm1", "old.example.com:5696"), km("svm2"))
+    decisions = plan_cluster(cluster(select("svm1", NEW, NEW2), select("svm2")), live)
+    plan = approved(("old.example.com:5696",), NEW.server)
+    kept, drifted = approved_only("c1", decisions, live, plan)
+    assert [(d.svm, d.server) for d in kept] == [("svm1", NEW.server)]
+    assert drifted == ()
+
+
+@pytest.mark.parametrize(
+    "live",
+    [
+        (km("svm1", "old.example.com:5696", "other.example.com:5696"),),  # a server came
+        (km("svm1"),),  # the old one went
+        (),  # the key manager went
+    ],
+    ids=["server-added", "server-removed", "key-manager-gone"],
+)
+def test_a_key_manager_that_drifted_is_not_touched(live: tuple[LiveKeyManager, ...]) -> None:
+    """Servers other than the plan's fingerprint: every approved addition is drifted."""
+    now = state(*live)
+    decisions = plan_cluster(cluster(select("svm1", NEW)), now)
+    kept, drifted = approved_only(
+        "c1", decisions, now, approved(("old.example.com:5696",), NEW.server)
+    )
+    assert kept == ()
+    assert [(d.svm, d.server, d.key_manager_uuid) for d in drifted] == [
+        ("svm1", NEW.server, "km-svm1")
+    ]

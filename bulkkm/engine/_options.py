@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from bulkkm.events import WaveFinished
+from bulkkm.plan import ApprovedKeyManager, ApprovedPlan
 from bulkkm.resume import Resume
 from bulkkm.retry import RetryPolicy
 from bulkkm.rollout import WaveSize
@@ -22,25 +23,6 @@ class Command(StrEnum):
     PLAN = "plan"
     CHECK = "check"
     APPLY = "apply"
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ApprovedKeyManager:
-    """One key manager's approved additions and the live state they were computed from."""
-
-    svm: str | None
-    fingerprint: tuple[str, ...]
-    """The primary servers it had when the plan was made, sorted."""
-    add: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ApprovedPlan:
-    """A saved plan: apply does these additions and nothing else."""
-
-    plan_id: str
-    clusters: dict[str, dict[str, ApprovedKeyManager]]
-    """cluster -> key manager uuid -> what to add."""
 
 
 def _utcnow() -> datetime:
