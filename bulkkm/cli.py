@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import math
 import signal
 import sys
@@ -245,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulate"]:
+        if not _simulator_installed():
+            return EXIT_USAGE
         from bulkkm.simulator import main as simulate  # noqa: PLC0415 -- only this command needs it
 
         return simulate(args_list[1:])
@@ -270,6 +273,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _simulator_installed() -> bool:
+    """Whether the simulated fleet's extra is installed; if not, say how to get it."""
+    if importlib.util.find_spec("trustme") is not None:
+        return True
+    print(
+        "bulkkm: error: the simulated fleet needs its extra: pip install 'bulkkm[sim]'",
+        file=sys.stderr,
+    )
+    return False
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     """The command's body."""
     match args.command:
@@ -286,6 +300,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "report":
             return _summarize(args.file, as_json=args.json, every=args.all)
         case "demo":
+            if not _simulator_installed():
+                return EXIT_USAGE
             from bulkkm.demo import demo  # noqa: PLC0415 -- the simulator loads only for the demo
 
             return demo(
