@@ -13,11 +13,12 @@
         ├── AuthError         401 or 403                                      (auth)
         ├── ProtocolError     an answer that is not what ONTAP sends          (permanent)
         ├── WriteRefused      a write attempted in a GET-only run (a bug)     (permanent)
-        └── ApiError          an ONTAP error answer; its category comes from ``retry``
+        └── ApiError          an ONTAP error answer (or a 429); its category from ``retry``
 
 Only ``OntapError`` crosses into the engine, where it becomes an outcome; the others stop
 the run before anything is sent. Every ``OntapError`` carries the cluster it concerns and,
-once known, the target, the HTTP status and ONTAP's error code. Any of them may be ``sent``:
+once known, the target, the HTTP status, ONTAP's error code and the wait a 429 or 503 asked
+for (``Retry-After``, in seconds). Any of them may be ``sent``:
 the request left the process and nothing in what came back proves the cluster did not act on
 it. For a write that means its fate is unknown until the key servers are read back.
 """
@@ -113,6 +114,7 @@ class OntapError(BulkkmError):
         code: str | None = None,
         category: ErrorCategory | None = None,
         sent: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         """Record where the failure happened, what ONTAP said, whether it may have acted."""
         super().__init__(message)
@@ -125,6 +127,8 @@ class OntapError(BulkkmError):
             self.category = category
         self.sent = sent
         """Whether the cluster may have acted on the request (a write: read it back)."""
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait before trying again (bounded), if it did."""
 
     def __str__(self) -> str:
         """Say the cluster, what failed and ONTAP's code, on one line."""

@@ -5,19 +5,26 @@ specific ``OntapError`` (see ``bulkkm.errors``). Each request passes through a *
 engine supplies (the cluster's concurrency semaphore and rate limiter), held for that one
 request only. A read-only client refuses anything but GET before it reaches the network.
 
+Every HTTP object is made and closed here: ``OntapClient.connect`` opens one keep-alive
+session per cluster (its connector sized to the cluster's concurrency) and closes it when
+the cluster is done; ``TlsContexts`` builds each distinct TLS context once per run.
+
 A key-server write's failure is marked ``sent`` unless it proves nothing was applied
 (``retry.refused``): from the moment the POST leaves, a lost answer, a 5xx, an odd success
 answer or a job that cannot be followed leaves its fate unknown, and only reading the key
 servers back settles it. A job whose poll fails transiently is polled again first.
+
+A 429 or 503 that says ``Retry-After`` carries the wait (``OntapError.retry_after``) for the
+retry policy to honour.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import functools
+import contextlib
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from importlib.metadata import version as _package_version
 from typing import Final
@@ -37,12 +44,18 @@ from bulkkm.errors import (
     WriteRefused,
 )
 from bulkkm.inventory import Cluster, DesiredServer, Tls
-from bulkkm.retry import classify, is_retryable, refused
+from bulkkm.retry import (
+    TOO_MANY_REQUESTS,
+    classify,
+    is_retryable,
+    parse_retry_after,
+    refused,
+)
 from bulkkm.secret import redact, remember
 from bulkkm.servers import normalize_server
 from bulkkm.state import LiveKeyManager, OntapVersion
 
-__all__ = ["USER_AGENT", "Gate", "OntapClient", "ssl_context"]
+__all__ = ["USER_AGENT", "Gate", "OntapClient", "TlsContexts", "ssl_context"]
 
 USER_AGENT: Final = f"bulkkm-{_package_version('bulkkm')}"
 MAX_BODY: Final = 16 * 1024 * 1024
@@ -56,14 +69,15 @@ JOB_DEADLINE: Final = 4
 JOB_POLL_INITIAL: Final = 0.2
 JOB_POLL_MAX: Final = 2.0
 MAX_UUID: Final = 128
+RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+"""The answers whose ``Retry-After`` says when to try again."""
 
 Gate = Callable[[], AbstractAsyncContextManager[None]]
 Json = dict[str, object]
 
 
-@functools.cache
 def ssl_context(tls: Tls) -> ssl.SSLContext | bool:
-    """The TLS settings for one ``tls:`` block, built once per distinct block."""
+    """The TLS settings for one ``tls:`` block, built anew (``TlsContexts`` keeps them)."""
     if not tls.verify:
         return False
     context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
@@ -73,8 +87,30 @@ def ssl_context(tls: Tls) -> ssl.SSLContext | bool:
     return context
 
 
+class TlsContexts:
+    """The TLS contexts of one run, each distinct ``tls:`` block built once.
+
+    Per run rather than per process: a long-lived process (a service running many runs)
+    must see a CA file or client certificate changed between runs, and must not keep every
+    context it ever built.
+    """
+
+    __slots__ = ("_built",)
+
+    def __init__(self) -> None:
+        """None built yet."""
+        self._built: dict[Tls, ssl.SSLContext | bool] = {}
+
+    def __call__(self, tls: Tls) -> ssl.SSLContext | bool:
+        """The context for ``tls``, built on first use."""
+        context = self._built.get(tls)
+        if context is None:
+            context = self._built[tls] = ssl_context(tls)
+        return context
+
+
 class OntapClient:
-    """One cluster's REST API, over the run's shared session."""
+    """One cluster's REST API, over a session of its own (``connect``) or one given."""
 
     def __init__(
         self,
@@ -83,14 +119,18 @@ class OntapClient:
         *,
         gate: Gate,
         read_only: bool,
+        tls: TlsContexts | None = None,
     ) -> None:
-        """Bind the session to ``cluster``; ``read_only`` lets nothing but GET out."""
+        """Bind ``session`` to ``cluster``; ``read_only`` lets nothing but GET out.
+
+        The session is the seam tests replace; the engine uses ``connect``, which owns one.
+        """
         self._session = session
         self._cluster = cluster
         self._gate = gate
         self._read_only = read_only
         self._base = f"https://{cluster.address}"
-        self._ssl = ssl_context(cluster.tls)
+        self._ssl = (tls or TlsContexts())(cluster.tls)
         self._timeout = aiohttp.ClientTimeout(total=cluster.limits.timeout)
         self._headers = {"X-Dot-Client-App": USER_AGENT, "Accept": "application/hal+json"}
         if cluster.username is not None and cluster.password is not None:
@@ -98,6 +138,23 @@ class OntapClient:
             encoded = base64.b64encode(token).decode()
             remember(encoded)  # a server echoing our header must not put it in a log or report
             self._headers["Authorization"] = "Basic " + encoded
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls, cluster: Cluster, *, gate: Gate, read_only: bool, tls: TlsContexts | None = None
+    ) -> AsyncIterator[OntapClient]:
+        """A client over a keep-alive session of the cluster's own, closed on the way out.
+
+        A session per cluster, closed when the cluster is done: a run-wide pool would keep
+        the connections of finished clusters open, and every TLS connection holds a few
+        hundred KiB (asyncio's 256 KiB read buffer, OpenSSL's state). Connections to
+        different clusters are never shared anyway. At most ``concurrency`` connections,
+        as no more requests are in flight; no proxy or netrc from the environment.
+        """
+        connector = aiohttp.TCPConnector(limit=cluster.limits.concurrency)
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            yield cls(session, cluster, gate=gate, read_only=read_only, tls=tls)
 
     def __repr__(self) -> str:
         """Name the cluster only."""
@@ -301,6 +358,9 @@ class OntapClient:
                 raw = await _read_bounded(response)
                 status, content_type = response.status, response.content_type
                 location = response.headers.get("Location", "")
+                wait = None
+                if status in RETRY_AFTER_STATUSES:
+                    wait = parse_retry_after(response.headers.get("Retry-After"))
         except _TooLarge as exc:
             raise self._protocol(
                 f"{method} {path}: answer larger than {MAX_BODY} bytes", target=target
@@ -342,6 +402,7 @@ class OntapClient:
             raw=raw,
             location=location,
             target=target,
+            retry_after=wait,
         )
 
     def _answer(
@@ -354,6 +415,7 @@ class OntapClient:
         raw: bytes,
         location: str,
         target: str | None,
+        retry_after: float | None = None,
     ) -> object:
         """Turn a received answer into its JSON body, or raise the error it carries."""
         if 300 <= status < 400:
@@ -363,7 +425,9 @@ class OntapClient:
             )
         parsed: object = None
         if raw:
-            if "json" not in content_type:
+            if status == TOO_MANY_REQUESTS and "json" not in content_type:
+                raw = b""  # a throttling proxy's page: the status says all there is
+            elif "json" not in content_type:
                 raise self._protocol(
                     f"{method} {_clean(path, 200)}: HTTP {status} "  # a path may be a server's link
                     f"with content type {_clean(content_type)!r}",
@@ -391,10 +455,16 @@ class OntapClient:
                 http_status=status,
                 code=code,
             )
-        raise self._api_error(message, status, code, target)
+        raise self._api_error(message, status, code, target, retry_after=retry_after)
 
     def _api_error(
-        self, message: str, status: int | None, code: str | None, target: str | None
+        self,
+        message: str,
+        status: int | None,
+        code: str | None,
+        target: str | None,
+        *,
+        retry_after: float | None = None,
     ) -> ApiError:
         """An ONTAP error answer, classified by the retry table."""
         return ApiError(
@@ -404,6 +474,7 @@ class OntapClient:
             http_status=status,
             code=code,
             category=classify(code, status),
+            retry_after=retry_after,
         )
 
     def _protocol(

@@ -1,12 +1,17 @@
-"""Which failures are worth another attempt: ONTAP's error codes classified, in one place.
+"""Which failures are worth another attempt, and after how long: the retry policy, in one place.
 
 The table follows ../shared/ONTAP.md (the classification is inferred from NetApp's
-documentation and its Ansible modules, which retry 2621573).
+documentation and its Ansible modules, which retry 2621573). ``RetryOn`` is the predicate
+stamina's ``on=`` takes for one unit of work: ``False`` gives up, ``True`` backs off
+exponentially, a number of seconds waits what the server asked for (``Retry-After`` on a
+429 or a 503, parsed here by ``parse_retry_after``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import email.utils
+from datetime import UTC, datetime
 from typing import Final
 
 from bulkkm.errors import (
@@ -23,9 +28,14 @@ __all__ = [
     "ALREADY_CONFIGURED",
     "CODES",
     "KMIP_CRYPTSOFT",
+    "KMIP_CRYPTSOFT_ATTEMPTS",
+    "MAX_RETRY_AFTER",
+    "TOO_MANY_REQUESTS",
+    "RetryOn",
     "RetryPolicy",
     "classify",
     "is_retryable",
+    "parse_retry_after",
     "refused",
 ]
 
@@ -33,6 +43,10 @@ ALREADY_CONFIGURED: Final = "65536870"
 KMIP_CRYPTSOFT: Final = "66060340"
 """A KMIP TLS error that is transient at most once or twice, then permanent."""
 KMIP_CRYPTSOFT_ATTEMPTS: Final = 2
+"""A unit of work meeting the Cryptsoft code this many times gives up: the error is ``tls``."""
+MAX_RETRY_AFTER: Final = 60.0
+"""The longest ``Retry-After`` honoured, in seconds: a server asking for more gets this."""
+TOO_MANY_REQUESTS: Final = 429
 
 CODES: Final[dict[str, ErrorCategory]] = {
     "65536870": ErrorCategory.PERMANENT,  # already configured: confirmed by a read, not retried
@@ -61,6 +75,8 @@ def classify(code: str | None, http_status: int | None) -> ErrorCategory:
     """The category of an ONTAP error answer."""
     if http_status in (401, 403):
         return ErrorCategory.AUTH
+    if http_status == TOO_MANY_REQUESTS:  # throttled: try again, after its Retry-After
+        return ErrorCategory.TRANSIENT
     if code in CODES:
         return CODES[code]
     # An unknown 5xx is the server's trouble, worth another try; an unknown 4xx is ours.
@@ -86,8 +102,67 @@ def refused(exc: OntapError) -> bool:
 
 
 def is_retryable(exc: Exception) -> bool:
-    """The retry predicate handed to stamina: transient, transport and timeout errors only."""
+    """Whether a failure is worth another try at all: transient, transport and timeout errors."""
     return isinstance(exc, OntapError) and exc.category in RETRYABLE
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds, within [0, ``MAX_RETRY_AFTER``]; None if unreadable.
+
+    RFC 9110 allows delay-seconds (``120``) or an HTTP date (``Wed, 21 Oct 2015 07:28:00
+    GMT``, measured from ``now``); a date in the past means at once.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        # Cut before converting: a server's thousand digits are not worth an int.
+        return min(float(text[:8]), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT even when it says "-0000"
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+@dataclasses.dataclass(slots=True)
+class RetryOn:
+    """stamina's ``on=`` for one unit of work (a discovery, a batch's POSTs, a read-back).
+
+    Called once per failed attempt. Returns ``False`` to give up, ``True`` for stamina's
+    exponential backoff, or the seconds a 429 or 503 asked to wait (``Retry-After``). It
+    counts ONTAP's Cryptsoft code across the unit's attempts: transient the first time,
+    a ``tls`` error once seen ``KMIP_CRYPTSOFT_ATTEMPTS`` times (``category`` says which;
+    the exception itself is never changed).
+    """
+
+    cryptsoft: int = 0
+    """Attempts of this unit that ended with the Cryptsoft code."""
+
+    def __call__(self, exc: Exception) -> bool | float:
+        """Whether to try again after ``exc``, and after how long when the server said."""
+        if not isinstance(exc, OntapError):
+            return False
+        if isinstance(exc, ApiError) and exc.code == KMIP_CRYPTSOFT:
+            self.cryptsoft += 1
+        if self.category(exc) not in RETRYABLE:
+            return False
+        if exc.retry_after is None:
+            return True
+        return min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER)
+
+    def category(self, exc: OntapError) -> ErrorCategory:
+        """The category ``exc`` has in this unit of work (what the report says of it)."""
+        if (
+            isinstance(exc, ApiError)
+            and exc.code == KMIP_CRYPTSOFT
+            and self.cryptsoft >= KMIP_CRYPTSOFT_ATTEMPTS
+        ):
+            return ErrorCategory.TLS
+        return exc.category
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
