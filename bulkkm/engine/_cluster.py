@@ -1,171 +1,133 @@
-"""One cluster in a run: discover, plan, apply.
+"""One cluster in a run: discover, plan, run its batches; every target reported once.
 
-Within a cluster, up to ``concurrency`` batch workers send the POSTs; every request passes
-the cluster's gate (semaphore, then rate limiter), held for that request only, never across
-a backoff sleep. Every target ends with exactly one ``TargetResult``: a ``ClusterRun``
-keeps the targets it has not reported yet and, whatever happens (a stop, a broken cluster,
-a closing window, cancellation), reports each of them once before it returns.
+Within a cluster, up to ``concurrency`` batch workers send the batches (``_batch``); every
+request passes the cluster's gate (``_gate``), held for that request only; every unit of
+work is retried through ``_retrying`` under the run's policy. Every target ends with
+exactly one ``TargetResult``: a ``ClusterRun`` keeps the targets it has not reported yet
+and, whatever happens (a stop, a broken cluster, a closing window, cancellation), reports
+each of them once before it returns.
 
-Writes of unknown fate: once a POST has left, any failure that does not prove nothing was
-applied (the client marks it ``sent``) is settled by reading the key manager's servers back
-before anything else is sent to it; a server found there is ``added``. When the batch ends
-(retries spent, a permanent error, a stop) with such a write unsettled, it is read back once
-more; a target whose write may have applied and could not be read back ends ``failed``.
+Writes of unknown fate are settled as ``_batch`` says; when a batch ends with one unsettled
+(retries spent, a permanent error, a stop), it is read back once more here, unless the
+cluster is broken (unreachable, or refusing our credentials).
 
 Stops: once the run stops (Ctrl-C, a threshold) or the cluster's window closes, no new
 request starts: no batch, no retry, no discovery attempt. Two kinds of request still may,
 because they finish work already sent and write nothing: the polls of a job the cluster
 accepted, and the one read-back that settles a write of unknown fate.
+
+A ``ClusterRun`` sees its run through ``RunContext``: the options, the stop state, the
+event stream and the run-wide bookkeeping of clusters, nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import dataclasses
-import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
-import aiohttp
-import stamina
-import structlog
-from aiolimiter import AsyncLimiter
-from stamina.instrumentation import RetryDetails, set_on_retry_hooks
-
-from bulkkm.errors import ApiError, AuthError, ErrorCategory, OntapError, TransportError
+from bulkkm.engine._batch import BatchSend
+from bulkkm.engine._breaker import Breaker, Stopped
+from bulkkm.engine._gate import Gate
+from bulkkm.engine._options import Options
+from bulkkm.engine._retrying import Predicate, Reporter, retrying
+from bulkkm.errors import ErrorCategory, OntapError
 from bulkkm.events import (
     ClusterDiscovered,
     ClusterResult,
     ErrorInfo,
+    Event,
     Outcome,
     Retrying,
     TargetResult,
 )
-from bulkkm.inventory import Cluster, DesiredServer, SelectorKind
-from bulkkm.ontap import OntapClient
-from bulkkm.plan import Action, Batch, Decision, batches, plan_cluster
-from bulkkm.report import TargetKey
-from bulkkm.retry import ALREADY_CONFIGURED, KMIP_CRYPTSOFT, KMIP_CRYPTSOFT_ATTEMPTS, is_retryable
+from bulkkm.inventory import Cluster, SelectorKind
+from bulkkm.ontap import OntapClient, TlsContexts
+from bulkkm.plan import Action, Batch, Decision, TargetId, approved_only, batches, plan_cluster
+from bulkkm.retry import RetryOn
 from bulkkm.state import ClusterState
 
-if TYPE_CHECKING:
-    from bulkkm.engine._run import Run
-
-__all__ = ["ClusterRun"]
+__all__ = ["ClusterRun", "RunContext"]
 
 A = TypeVar("A")
 B = TypeVar("B")
-T = TypeVar("T")
-log = structlog.get_logger("bulkkm.engine")
 
 
-_retry_reporter: contextvars.ContextVar[Callable[[RetryDetails], None]] = contextvars.ContextVar(
-    "bulkkm_retry_reporter"
-)
+class RunContext(Protocol):
+    """What a cluster sees of its run (``Run`` is one)."""
 
+    @property
+    def options(self) -> Options:
+        """How the run behaves."""
 
-def _on_retry(details: RetryDetails) -> None:
-    """stamina's hook: tell the batch being retried (its context knows what it is)."""
-    reporter = _retry_reporter.get(None)
-    if reporter is not None:
-        reporter(details)
+    @property
+    def wave(self) -> int | None:
+        """The wave being rolled out (None without waves)."""
 
+    @property
+    def stop(self) -> str | None:
+        """Why the run stopped starting new work, once it has."""
 
-# stamina's default hooks would log the retried call's arguments; ours carries only the event.
-set_on_retry_hooks([_on_retry])
+    @property
+    def interrupted(self) -> bool:
+        """Whether the operator interrupted the run (before ``stop`` says so)."""
 
+    @property
+    def tls(self) -> TlsContexts:
+        """The run's TLS contexts."""
 
-class _Stopped(Exception):
-    """Raised inside a batch when its cluster's breaker is open or the run is stopping."""
+    def emit(self, event: Event) -> None:
+        """Hand an event to the run's subscribers."""
 
-    def __init__(self, outcome: Outcome, reason: str, error: ErrorInfo | None) -> None:
-        """How the targets that meet the stop end."""
-        super().__init__(reason)
-        self.outcome, self.reason, self.error = outcome, reason, error
+    def claim_cluster(self, uuid: str | None, name: str) -> str | None:
+        """Claim a discovered cluster; the inventory cluster that claimed it first, if another."""
 
+    def settle_cluster(self, targets: int) -> None:
+        """The cluster is discovered (with ``targets``) or given up on."""
 
-class _Gate:
-    """A cluster's admission for one request: its semaphore, then its rate limiter."""
-
-    __slots__ = ("_limiter", "_semaphore")
-
-    def __init__(self, cluster: Cluster) -> None:
-        """Sized from the cluster's limits."""
-        self._semaphore = asyncio.Semaphore(cluster.limits.concurrency)
-        rate = cluster.limits.rate
-        self._limiter = AsyncLimiter(rate, 1.0) if rate else None
-
-    def __call__(self) -> AbstractAsyncContextManager[None]:
-        """A slot for the length of one request (the bare semaphore when there is no rate)."""
-        return self._semaphore if self._limiter is None else self._limited()
-
-    @contextlib.asynccontextmanager
-    async def _limited(self) -> AsyncIterator[None]:
-        """The semaphore, then the rate limiter."""
-        async with self._semaphore:
-            assert self._limiter is not None
-            await self._limiter.acquire()
-            yield
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class _Sending:
-    """Where one batch stands across its attempts."""
-
-    remaining: list[Decision]
-    """Targets of the batch not yet reported."""
-    started: datetime
-    posts: int = 0
-    unknown: OntapError | None = None
-    """The failure of the last POST when its fate is unknown: read back before anything."""
-    cryptsoft: int = 0
-    together: bool = True
-    """Whether the remaining servers still go out in one POST."""
+    def skip_cluster(self, cluster: Cluster, reason: str, wave: int | None) -> None:
+        """The cluster is not worked on: one ``cluster`` line, its targets unknown."""
 
 
 class ClusterRun:
     """One cluster: discover, plan, apply; every target reported exactly once."""
 
-    def __init__(self, run: Run, cluster: Cluster) -> None:
+    def __init__(self, run: RunContext, cluster: Cluster) -> None:
         """Prepare the cluster's work; nothing is sent yet."""
         self.parent = run
         self.cluster = cluster
-        self.client: OntapClient  # made in run(), with the cluster's own session
+        self.client: OntapClient  # made in run(), over the cluster's own session
         self.wave = run.wave
-        self.unreported: dict[TargetKey, Decision] = {}
-        self.transport_failures = 0
-        self.broken: _Stopped | None = None
+        self.policy = run.options.retry
+        self.unreported: dict[TargetId, Decision] = {}
+        self.breaker = Breaker(run.options.breaker_threshold)
         window = cluster.window if run.options.windows else None
         self.closes = window.closes_at(run.options.clock()) if window else None
         """When the cluster's maintenance window closes: no request starts after it."""
 
     async def run(self) -> None:
-        """The whole life of the cluster in this run, over connections of its own.
-
-        A session per cluster, closed when the cluster is done: a run-wide pool would keep
-        the connections of finished clusters open, and every TLS connection holds a few
-        hundred KiB (asyncio's 256 KiB read buffer, OpenSSL's state). Connections to
-        different clusters are never shared anyway.
-        """
-        connector = aiohttp.TCPConnector(limit=self.cluster.limits.concurrency)
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-            self.client = OntapClient(
-                session,
-                self.cluster,
-                gate=_Gate(self.cluster),
-                read_only=self.parent.options.read_only,
-            )
+        """The whole life of the cluster in this run, over connections of its own."""
+        async with OntapClient.connect(
+            self.cluster,
+            gate=Gate(self.cluster.limits),
+            read_only=self.parent.options.read_only,
+            tls=self.parent.tls,
+        ) as self.client:
             await self._run()
 
     async def _run(self) -> None:
         """Discover, plan, apply; every target reported once."""
+        retries = RetryOn()
         try:
-            state = await self._discover()
-        except _Stopped as halted:  # stopped between discovery attempts
+            state = await retrying(
+                self._discover,
+                policy=self.policy,
+                on=self._on(retries),
+                report=self._reporter(None, None),
+            )
+        except Stopped as halted:  # stopped between discovery attempts
             self.parent.skip_cluster(self.cluster, halted.reason, self.wave)
             return
         except OntapError as exc:
@@ -173,7 +135,7 @@ class ClusterRun:
                 ClusterResult(
                     cluster=self.cluster.name,
                     outcome=Outcome.FAILED,
-                    error=ErrorInfo.from_exception(exc),
+                    error=_error(exc, retries),
                     reason="discovery_failed",
                     wave=self.wave,
                 )
@@ -184,10 +146,10 @@ class ClusterRun:
             self._refuse_duplicate(first, state)
             return
         decisions = plan_cluster(self.cluster, state)
-        drifted: list[Decision] = []
-        if self.parent.options.approved is not None:
-            decisions, drifted = self._approved(decisions, state)
-        self.unreported = {_key(d): d for d in (*decisions, *drifted)}
+        drifted: tuple[Decision, ...] = ()
+        if (approved := self.parent.options.approved) is not None:
+            decisions, drifted = approved_only(self.cluster.name, decisions, state, approved)
+        self.unreported = {d.target: d for d in (*decisions, *drifted)}
         self.parent.settle_cluster(len(self.unreported))
         self.parent.emit(
             ClusterDiscovered(
@@ -217,6 +179,19 @@ class ClusterRun:
                 stop = self._halt() or self._run_stop()
                 self._report_rest(stop.outcome, stop.reason, stop.error)
 
+    async def _discover(self, _attempt: int) -> ClusterState:
+        """The cluster's version and key managers (and SVM names when an explicit one is absent)."""
+        if (halt := self._halt()) is not None:
+            raise halt
+        (version, uuid), key_managers = await _together(
+            self.client.identity(), self.client.key_managers()
+        )
+        state = ClusterState(version=version, key_managers=key_managers, uuid=uuid)
+        named = {s.pattern for s in self.cluster.svms if s.kind is SelectorKind.NAME}
+        if named - {km.svm for km in state.key_managers}:
+            state = dataclasses.replace(state, svms=await self.client.svm_names())
+        return state
+
     def _refuse_duplicate(self, first: str, state: ClusterState) -> None:
         """The cluster is one the run already works on under another inventory name: refuse."""
         message = (
@@ -233,66 +208,6 @@ class ClusterRun:
             )
         )
         self.parent.settle_cluster(0)
-
-    def _approved(
-        self, decisions: tuple[Decision, ...], state: ClusterState
-    ) -> tuple[tuple[Decision, ...], list[Decision]]:
-        """The approved plan's additions on this cluster: (still valid, drifted).
-
-        Only additions the plan approved are kept; a key manager whose servers are no longer
-        those the plan saw is not touched: its additions are drifted.
-        """
-        approved = self.parent.options.approved
-        assert approved is not None
-        live = {km.uuid: km for km in state.key_managers}
-        current = {(d.key_manager_uuid, d.server): d for d in decisions}
-        kept: list[Decision] = []
-        drifted: list[Decision] = []
-        cluster = self.cluster.name
-        for uuid, km in approved.clusters.get(cluster, {}).items():
-            same = uuid in live and tuple(sorted(live[uuid].servers)) == km.fingerprint
-            for server in km.add:
-                d = current.get((uuid, server))
-                if same and d is not None and d.action is Action.ADD:
-                    kept.append(d)
-                else:
-                    drifted.append(
-                        Decision(
-                            cluster=cluster,
-                            svm=km.svm,
-                            key_manager_uuid=uuid,
-                            desired=DesiredServer(server=server),
-                            action=Action.ADD,
-                        )
-                    )
-        return tuple(kept), drifted
-
-    def _halt(self) -> _Stopped | None:
-        """Why no new request may start on this cluster now, if one may not."""
-        if self.broken is not None:
-            return self.broken
-        # The flag as well as ``stop``: the run sets ``stop`` only once its loop wakes.
-        if self.parent.stop is not None or self.parent.control.interrupted.is_set():
-            return self._run_stop()
-        if self.closes is not None and self.parent.options.clock() >= self.closes:
-            return _Stopped(Outcome.SKIPPED, "outside_window", None)
-        return None
-
-    async def _discover(self) -> ClusterState:
-        """The cluster's version and key managers (and SVM names when an explicit one is absent)."""
-        async for attempt in self._attempts(None, ()):
-            with attempt:
-                if (halt := self._halt()) is not None:
-                    raise halt
-                (version, uuid), key_managers = await _together(
-                    self.client.identity(), self.client.key_managers()
-                )
-                state = ClusterState(version=version, key_managers=key_managers, uuid=uuid)
-                named = {s.pattern for s in self.cluster.svms if s.kind is SelectorKind.NAME}
-                if named - {km.svm for km in state.key_managers}:
-                    state = dataclasses.replace(state, svms=await self.client.svm_names())
-                return state
-        raise AssertionError("unreachable: stamina either returns or raises")
 
     def _settle_without_writes(self, decisions: tuple[Decision, ...]) -> list[Decision]:
         """Report what needs no write (present, blocked, resumed, read-only); return the rest."""
@@ -319,214 +234,115 @@ class ClusterRun:
             await self._apply(pending.pop())
 
     async def _apply(self, batch: Batch) -> None:
-        """POST one batch with retries; a write of unknown fate is read back before anything."""
-        st = _Sending(remaining=list(batch.decisions), started=datetime.now(UTC))
+        """One batch with retries; it ends with every target reported."""
+        send = BatchSend(batch, self.client, self._report)
+        retries = RetryOn()
+        error: ErrorInfo | None
         try:
             try:
-                # Most batches succeed at once; stamina's loop (a retry iterator per use, and
-                # the garbage it leaves) is set up only after a failure worth another try.
-                await self._attempt(batch, st)
+                await retrying(
+                    lambda _: self._attempt(send),
+                    policy=self.policy,
+                    on=self._on(retries),
+                    report=self._reporter(batch.svm, send),
+                )
             except OntapError as exc:
-                if not self._should_retry(exc) or self.parent.options.retry.attempts < 2:
-                    raise
-                await self._retry(batch, st, exc)
-        except OntapError as exc:
-            await self._conclude(batch, st, Outcome.FAILED, ErrorInfo.from_exception(exc), None)
-        except _Stopped as stop:
-            await self._conclude(batch, st, stop.outcome, stop.error, stop.reason)
+                outcome, error, reason = Outcome.FAILED, _error(exc, retries), None
+            except Stopped as stop:
+                outcome, error, reason = stop.outcome, stop.error, stop.reason
+            else:
+                return
+            # A write of unknown fate is read back before the batch ends (unless the
+            # cluster is broken: unreachable, or refusing our credentials).
+            why = None
+            if send.unknown is not None and self.breaker.broken is None:
+                why = await self._read_back_finally(send)
+            send.finish(outcome, error=error, reason=reason, why=why)
         except asyncio.CancelledError:
             # No read-back once cancelled: a write of unknown fate is `cancelled`, not skipped.
-            self._settle(st, Outcome.CANCELLED, reason="interrupted")
+            send.settle(Outcome.CANCELLED, reason="interrupted")
             raise
 
-    async def _conclude(
-        self,
-        batch: Batch,
-        st: _Sending,
-        outcome: Outcome,
-        error: ErrorInfo | None,
-        reason: str | None,
-    ) -> None:
-        """End a batch that will not be sent again: settle an unknown write, then the rest.
+    async def _attempt(self, send: BatchSend) -> None:
+        """One attempt of a batch, unless no request may start now."""
+        if (halt := self._halt()) is not None:
+            raise halt
+        await send.attempt()
 
-        A write whose fate is unknown is read back (unless the cluster is broken: unreachable,
-        or refusing our credentials); what is found is ``added``. Targets it may have applied
-        that could not be read back are ``failed``, never skipped: their fate is unknown, and
-        the error says so.
-        """
-        why = None
-        if st.unknown is not None and self.broken is None:
-            why = await self._read_back_finally(batch, st)
-        if (unknown := st.unknown) is not None:
-            message = f"{unknown.message}; the write may have applied and was not read back"
-            info = ErrorInfo.from_exception(unknown)
-            info = dataclasses.replace(info, message=f"{message} ({why})" if why else message)
-            self._settle(st, Outcome.FAILED, error=info, reason=reason)
-        else:
-            self._settle(st, outcome, error=error, reason=reason)
-
-    async def _read_back_finally(self, batch: Batch, st: _Sending) -> str | None:
+    async def _read_back_finally(self, send: BatchSend) -> str | None:
         """Settle a write of unknown fate before the batch ends; why it could not be, if not.
 
         A GET writes nothing, so it is retried like any request, but only while the cluster
         may take new requests: once stopping, the one read-back is all that is sent.
         """
-        uuid = batch.key_manager_uuid
+
+        async def read_back(attempt: int) -> None:
+            """One read-back; a retry only while requests may start."""
+            if attempt > 1 and (halt := self._halt()) is not None:
+                raise halt
+            await send.read_back()
+
         try:
             if self._halt() is not None:
-                await self._read_back(uuid, st)
-                return None
-            servers = tuple(d.server for d in st.remaining)
-            async for attempt in self._attempts(batch.svm, servers):
-                with attempt:
-                    if attempt.num > 1 and (halt := self._halt()) is not None:
-                        raise halt
-                    await self._read_back(uuid, st)
+                await send.read_back()
+            else:
+                await retrying(
+                    read_back,
+                    policy=self.policy,
+                    on=self._on(RetryOn()),
+                    report=self._reporter(send.batch.svm, send),
+                )
         except OntapError as exc:
             return exc.message
-        except _Stopped as stop:
+        except Stopped as stop:
             return f"stopped before reading back: {stop.reason}"
         return None
 
-    async def _read_back(self, uuid: str, st: _Sending) -> None:
-        """Settle a write of unknown fate: the servers the key manager has now are ``added``."""
-        self._settle(st, Outcome.ADDED, only=await self.client.key_server_names(uuid))
-        st.unknown = None
+    def _halt(self) -> Stopped | None:
+        """Why no new request may start on this cluster now, if one may not."""
+        if (broken := self.breaker.broken) is not None:
+            return broken
+        # The flag as well as ``stop``: the run sets ``stop`` only once its loop wakes.
+        if self.parent.stop is not None or self.parent.interrupted:
+            return self._run_stop()
+        if self.closes is not None and self.parent.options.clock() >= self.closes:
+            return Stopped(Outcome.SKIPPED, "outside_window", None)
+        return None
 
-    async def _retry(self, batch: Batch, st: _Sending, first: OntapError) -> None:
-        """The attempts after a first one failed: its backoff here, then stamina's loop."""
-        policy = self.parent.options.retry
-        servers = tuple(d.server for d in st.remaining)
-        wait = min(policy.wait_max, policy.wait_initial + random.uniform(0, policy.wait_jitter))
-        self.parent.emit(
-            Retrying(
-                cluster=self.cluster.name,
-                svm=batch.svm,
-                servers=servers,
-                attempt=1,
-                wait=wait,
-                error=ErrorInfo.from_exception(first),
-            )
-        )
-        await asyncio.sleep(wait)
-        elapsed = (datetime.now(UTC) - st.started).total_seconds()
-        async for attempt in self._attempts(batch.svm, servers, after_first=elapsed):
-            with attempt:
-                await self._attempt(batch, st)
+    def _on(self, retries: RetryOn) -> Predicate:
+        """stamina's ``on=`` for one unit: the retry policy's verdict, unless the cluster broke."""
 
-    async def _attempt(self, batch: Batch, st: _Sending) -> None:
-        """One attempt: read back if the last POST's fate is unknown, then POST what remains."""
-        if (halt := self._halt()) is not None:
-            raise halt
-        uuid = batch.key_manager_uuid
-        if st.unknown is not None:
-            await self._read_back(uuid, st)
-        while st.remaining:
-            chunk = st.remaining if st.together else st.remaining[:1]
-            st.posts += 1
-            try:
-                await self.client.add_key_servers(uuid, tuple(d.desired for d in chunk))
-            except OntapError as exc:
-                if exc.sent:  # it may have applied: nothing more is sent before a read-back
-                    st.unknown = exc
-                    raise
-                if not isinstance(exc, ApiError) or exc.code != ALREADY_CONFIGURED:
-                    if isinstance(exc, ApiError) and exc.code == KMIP_CRYPTSOFT:
-                        st.cryptsoft += 1
-                        if st.cryptsoft >= KMIP_CRYPTSOFT_ATTEMPTS:
-                            exc.category = ErrorCategory.TLS
-                    raise
-                await self._already_configured(uuid, st, chunk)
-                continue
-            self._settle(st, Outcome.ADDED, only=frozenset(d.server for d in chunk))
+        def on(exc: Exception) -> bool | float:
+            """Count the failure against the cluster, then ask the policy."""
+            self.breaker.record(exc)
+            verdict = retries(exc)
+            return False if self.breaker.broken is not None else verdict
 
-    async def _already_configured(self, uuid: str, st: _Sending, chunk: list[Decision]) -> None:
-        """ONTAP says a server of the chunk is there already (65536870): settle what is."""
-        if len(chunk) == 1:
-            self._settle(st, Outcome.PRESENT, only=frozenset({chunk[0].server}))
-            return
-        before = len(st.remaining)
-        self._settle(st, Outcome.PRESENT, only=await self.client.key_server_names(uuid))
-        if len(st.remaining) == before:
-            st.together = False  # refused, yet none of it is listed: one server per POST
+        return on
 
-    def _settle(
-        self,
-        st: _Sending,
-        outcome: Outcome,
-        *,
-        only: frozenset[str] | None = None,
-        error: ErrorInfo | None = None,
-        reason: str | None = None,
-    ) -> None:
-        """Report the remaining targets (those whose server is in ``only``) as ``outcome``."""
-        done = [d for d in st.remaining if only is None or d.server in only]
-        for d in done:
-            self._report(
-                d, outcome, error=error, reason=reason, started=st.started, attempts=st.posts
-            )
-        st.remaining = [d for d in st.remaining if only is not None and d.server not in only]
+    def _reporter(self, svm: str | None, send: BatchSend | None) -> Reporter:
+        """Each retry of a unit as a ``Retrying`` event."""
 
-    def _attempts(
-        self, svm: str | None, servers: tuple[str, ...], *, after_first: float | None = None
-    ) -> AsyncIterable[stamina.Attempt]:
-        """stamina's attempts for one unit of work, reporting each retry as an event.
-
-        ``after_first``: the seconds a first attempt (and its backoff) already took; the
-        loop then has one attempt fewer, the time left, and a backoff that goes on growing.
-        """
-        policy = self.parent.options.retry
-        done = 0 if after_first is None else 1
-        attempts = stamina.retry_context(
-            on=self._should_retry,
-            attempts=policy.attempts - done,
-            timeout=max(policy.timeout - (after_first or 0.0), 0.001),
-            wait_initial=policy.wait_initial * 2**done,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
-        )
-
-        def report(details: RetryDetails) -> None:
-            exc = details.caused_by
-            if isinstance(exc, OntapError):
-                self.parent.emit(
-                    Retrying(
-                        cluster=self.cluster.name,
-                        svm=svm,
-                        servers=servers,
-                        attempt=details.retry_num + done,
-                        wait=details.wait_for,
-                        error=ErrorInfo.from_exception(exc),
-                    )
+        def report(attempt: int, wait: float, exc: OntapError) -> None:
+            """Emit one retry."""
+            self.parent.emit(
+                Retrying(
+                    cluster=self.cluster.name,
+                    svm=svm,
+                    servers=send.servers if send is not None else (),
+                    attempt=attempt,
+                    wait=wait,
+                    error=ErrorInfo.from_exception(exc),
                 )
+            )
 
-        _retry_reporter.set(report)
-        return attempts
+        return report
 
-    def _should_retry(self, exc: Exception) -> bool:
-        """Retry transient failures, unless they have broken the cluster or the run is over."""
-        if isinstance(exc, AuthError):
-            self.broken = _Stopped(Outcome.FAILED, "auth_failed", ErrorInfo.from_exception(exc))
-            return False
-        if isinstance(exc, TransportError):
-            self.transport_failures += 1
-            if (
-                self.transport_failures >= self.parent.options.breaker_threshold
-                and self.broken is None
-            ):
-                self.broken = _Stopped(
-                    Outcome.SKIPPED, "cluster_unreachable", ErrorInfo.from_exception(exc)
-                )
-                log.warning("cluster_unreachable", failures=self.transport_failures)
-        elif isinstance(exc, OntapError):
-            self.transport_failures = 0  # the cluster answered
-        return is_retryable(exc) and self.broken is None
-
-    def _run_stop(self) -> _Stopped:
+    def _run_stop(self) -> Stopped:
         """How unstarted targets end when the run stops."""
         stop = self.parent.stop or "interrupted"
         outcome = Outcome.CANCELLED if stop == "interrupted" else Outcome.SKIPPED
-        return _Stopped(outcome, stop, None)
+        return Stopped(outcome, stop, None)
 
     def _report_rest(self, outcome: Outcome, reason: str, error: ErrorInfo | None) -> None:
         """Report every target not yet reported."""
@@ -546,7 +362,7 @@ class ClusterRun:
         carried: TargetResult | None = None,
     ) -> None:
         """Emit a target's one result, unless it already has one."""
-        if self.unreported.pop(_key(d), None) is None:
+        if self.unreported.pop(d.target, None) is None:
             return
         if carried is not None:
             self.parent.emit(dataclasses.replace(carried, carried_over=True, wave=self.wave))
@@ -569,6 +385,13 @@ class ClusterRun:
         )
 
 
+def _error(exc: OntapError, retries: RetryOn) -> ErrorInfo:
+    """The error a failed unit of work leaves in the report, as the retry policy sees it."""
+    info = ErrorInfo.from_exception(exc)
+    category = retries.category(exc)
+    return info if category is info.category else dataclasses.replace(info, category=category)
+
+
 async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
     """Await both at once; both finish even if one fails (so no request is abandoned
     mid-flight with its concurrency slot freed), then the first failure is raised."""
@@ -578,8 +401,3 @@ async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
     if isinstance(b, BaseException):
         raise b
     return a, b
-
-
-def _key(d: Decision) -> TargetKey:
-    """The identity of a target across runs."""
-    return (d.cluster, d.svm, d.server)

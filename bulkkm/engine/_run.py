@@ -35,6 +35,7 @@ from bulkkm.events import (
     WaveStarted,
 )
 from bulkkm.inventory import Cluster, Inventory
+from bulkkm.ontap import TlsContexts
 from bulkkm.rollout import order_clusters, split_waves
 
 __all__ = ["Run", "exit_code"]
@@ -84,6 +85,8 @@ class Run:
         self.known_targets = 0
         self.clusters_settled = 0
         self.stop: str | None = None
+        self.tls = TlsContexts()
+        """The run's TLS contexts: each distinct ``tls:`` block built once, for this run."""
         self.claimed: dict[str, str] = {}
         """Cluster uuid -> the inventory cluster that discovered it first in this run."""
         self.subscriber_error: str | None = None
@@ -153,6 +156,11 @@ class Run:
                 self.stop = "max_fail_percent"
         if self.stop is not None:
             log.warning("run_stopping", reason=self.stop, failures=self.failures)
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the operator interrupted the run (set before ``stop`` is)."""
+        return self.control.interrupted.is_set()
 
     def claim_cluster(self, uuid: str | None, name: str) -> str | None:
         """Claim a discovered cluster uuid for inventory cluster ``name``.
