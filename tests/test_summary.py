@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +9,7 @@ import orjson
 import pytest
 
 from bulkkm.summary import CUT, aggregate, next_report_name, summary_json, summary_lines
+from tests.cli import Result, bulkkm
 
 RUN: dict[str, Any] = {
     "type": "run",
@@ -202,16 +200,9 @@ def test_next_report_name() -> None:
     assert next_report_name(Path("r.jsonl"), {Path("r-2.jsonl"): True}) == Path("r-3.jsonl")
 
 
-async def summarize(*args: str) -> tuple[int, str, str]:
+async def summarize(*args: str) -> Result:
     """``python -m bulkkm report summarize ARGS``."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkkm", "report", "summarize", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ),
-    )  # fmt: skip
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await bulkkm("report", "summarize", *args)
 
 
 def write(path: Path, lines: list[dict[str, Any]], tail: bytes = b"") -> Path:

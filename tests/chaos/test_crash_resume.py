@@ -13,7 +13,6 @@ import asyncio
 import os
 import random
 import signal
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from bulkkm.inventory import load_inventory
 from bulkkm.simulator import Faults, SimulatedFleet
+from tests.cli import start
 from tests.engine.conftest import fleet_spec
 from tests.invariants import check_invariants, check_report, key_managers, outcomes, servers_of
 
@@ -74,14 +74,7 @@ async def apply(inventory: Path, report: Path, resume: Path | None) -> asyncio.s
     args = ["apply", str(inventory), "--report", str(report), "-q"]
     if resume is not None:
         args += ["--resume", str(resume)]
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm",
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await start(*args, stdout=asyncio.subprocess.DEVNULL)
 
 
 async def kill_at(

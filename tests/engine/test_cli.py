@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 
 from bulkkm.inventory import load_inventory
 from bulkkm.simulator import Faults, SimulatedFleet
+from tests.cli import bulkkm, read_report, start, wait_for_lines
 from tests.engine.conftest import fleet_spec
 from tests.invariants import check_invariants, outcomes
 
@@ -21,46 +20,13 @@ SENTINEL = "SENTINEL-pw-3c9f1e"
 KMIP_SENTINEL = "SENTINEL-kmip-77a0b2"
 
 
-async def bulkkm(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run ``python -m bulkkm ARGS``; return exit code, stdout, stderr."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    async with asyncio.timeout(120):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def apply_until(inventory: Path, report: Path, *, lines: int) -> asyncio.subprocess.Process:
     """Start ``bulkkm apply`` and return once its report has ``lines`` lines."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm",
-        "apply",
-        str(inventory),
-        "--report",
-        str(report),
-        "-q",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    process = await start(
+        "apply", str(inventory), "--report", str(report), "-q", stdout=asyncio.subprocess.DEVNULL
     )
-    async with asyncio.timeout(60):
-        while line_count(report) < lines:  # noqa: ASYNC110 -- polling a file another process writes
-            await asyncio.sleep(0.01)
+    await wait_for_lines(report, lines)
     return process
-
-
-def line_count(path: Path) -> int:
-    """How many lines a file has so far (0 before it exists)."""
-    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def checked(fleet: SimulatedFleet, inventory: Path, before: dict[str, Any], report: Path) -> None:
@@ -70,13 +36,8 @@ def checked(fleet: SimulatedFleet, inventory: Path, before: dict[str, Any], repo
         before=before,
         after=fleet.state(),
         writes=fleet.write_log,
-        report=read(report),
+        report=read_report(report),
     )
-
-
-def read(path: Path) -> list[dict[str, Any]]:
-    """A report's whole lines."""
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
 
 
 async def test_kill_9_then_resume_completes_the_fleet_without_writing_twice(tmp_path: Path) -> None:
@@ -97,14 +58,14 @@ async def test_kill_9_then_resume_completes_the_fleet_without_writing_twice(tmp_
         process = await apply_until(path, first, lines=40)
         process.send_signal(signal.SIGKILL)
         await process.wait()
-        killed = read(first)
+        killed = read_report(first)
         assert not any(line["type"] == "summary" for line in killed)
         second = tmp_path / "second.jsonl"
         code, _, err = await bulkkm(
             "apply", str(path), "--report", str(second), "--resume", str(first), "-q"
         )
         assert code == 0, err
-        lines = read(second)
+        lines = read_report(second)
         check_invariants(
             inventory=load_inventory(path),
             before=before,
@@ -157,7 +118,7 @@ async def test_no_secret_reaches_output_logs_or_report(tmp_path: Path) -> None:
                 before=before,
                 after=fleet.state(),
                 writes=fleet.write_log[writes:],
-                report=read(report),
+                report=read_report(report),
             )
 
 
@@ -218,7 +179,7 @@ async def test_report_summarize_reads_back_a_run(tmp_path: Path) -> None:
     code, out, _ = await bulkkm("report", "summarize", str(report), "--json")
     assert code == 0
     summary = orjson.loads(out)
-    assert summary["outcomes"] == dict(outcomes(read(report)))
+    assert summary["outcomes"] == dict(outcomes(read_report(report)))
     assert summary["complete"] is True
 
 
@@ -252,7 +213,7 @@ async def test_saved_plan_is_shown_and_applied(tmp_path: Path) -> None:
         code, _, err = await bulkkm("apply", "--plan", str(plan), "--report", str(report), "-q")
         assert code == 0, err
         checked(fleet, path, before, report)
-    assert outcomes(read(report))["added"] == additions
+    assert outcomes(read_report(report))["added"] == additions
 
 
 async def test_plan_for_a_changed_inventory_is_refused(tmp_path: Path) -> None:
@@ -287,7 +248,7 @@ async def test_waves_from_the_command_line_and_confirm_needs_a_terminal(tmp_path
         assert code == 0, err
         checked(fleet, path, before, report)
         code, out, _ = await bulkkm("report", "summarize", str(report))
-    assert {line["wave"] for line in read(report) if line["type"] == "target"} == {1, 2}
+    assert {line["wave"] for line in read_report(report) if line["type"] == "target"} == {1, 2}
     assert "wave 1:" in out
     assert "wave 2:" in out
 
@@ -304,7 +265,7 @@ async def test_ctrl_c_finishes_in_flight_work_and_writes_the_summary(tmp_path: P
         async with asyncio.timeout(60):
             _, err = await process.communicate()
         assert process.returncode == 130, err
-        lines = read(report)
+        lines = read_report(report)
         check_invariants(
             inventory=load_inventory(path),
             before=before,

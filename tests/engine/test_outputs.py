@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from pathlib import Path
 
 from bulkkm.simulator import Faults, SimulatedFleet
-from tests.cli import bulkkm, line_count, read_report, start
+from tests.cli import bulkkm, read_report, start, wait_for_lines
 from tests.engine.conftest import fleet_spec
 from tests.invariants import outcomes
 
@@ -77,9 +76,7 @@ async def test_two_runs_cannot_write_one_report(tmp_path: Path) -> None:
         inventory = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
         report = tmp_path / "r.jsonl"
         first = await start("apply", str(inventory), "--report", str(report), "-q")
-        async with asyncio.timeout(30):
-            while line_count(report) < 1:  # noqa: ASYNC110 -- another process writes it
-                await asyncio.sleep(0.01)
+        await wait_for_lines(report, 1, deadline=30)
         second = await bulkkm("apply", str(inventory), "--report", str(report), "--overwrite")
         assert second.code == 2
         assert "another bulkkm run" in one_line_error(second.err)

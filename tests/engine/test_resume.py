@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import orjson
 
 from bulkkm.inventory import load_inventory
 from bulkkm.simulator import Faults, FleetSpec, SimulatedFleet
-from tests.cli import bulkkm, line_count, read_report, start
+from tests.cli import bulkkm, read_report, start, wait_for_lines
 from tests.engine.conftest import fleet_spec
 from tests.invariants import check_invariants, outcomes
 
@@ -72,9 +71,7 @@ async def test_resume_from_a_killed_resume_keeps_the_chain(tmp_path: Path) -> No
         process = await start(
             "apply", str(inventory), "--report", str(second), "--resume", str(first), "-q"
         )
-        async with asyncio.timeout(30):
-            while line_count(second) < 1:  # noqa: ASYNC110 -- another process writes it
-                await asyncio.sleep(0.005)
+        await wait_for_lines(second, 1, deadline=30)
         process.send_signal(signal.SIGKILL)
         await process.wait()
         assert not targets(read_report(second))  # killed during discovery

@@ -7,96 +7,28 @@ everything it writes to a terminal emulator (pyte), then read the screen as a pe
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import itertools
-import os
 import re
 import shlex
 import signal
-import struct
-import sys
-import termios
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pyte
 
 from bulkkm.events import Outcome, WaveFinished
 from bulkkm.inventory import load_inventory
 from bulkkm.rollout import parse_waves
 from bulkkm.simulator import Faults, SimulatedFleet
+from tests.cli import bulkkm, read_report, start, terminal, wait_for_lines
 from tests.engine.conftest import NEW_SERVERS, fleet_spec, inventory_for, run_rollout
-from tests.engine.test_cli import bulkkm, line_count, read
 from tests.invariants import check_invariants, outcomes
 
 BAR = "━"
 """What rich draws bars with."""
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z \[(debug|info|warning|error)")
 HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"
-
-
-class Terminal:
-    """A pseudo-terminal with an emulated screen tall enough to keep every line."""
-
-    def __init__(self, *, cols: int = 160, rows: int = 600) -> None:
-        """Open the pty and size it."""
-        self.master, self.slave = os.openpty()
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.screen = pyte.Screen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = bytearray()
-        self.process: asyncio.subprocess.Process | None = None
-        self.closed = asyncio.Event()
-
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
-        """Run ``python -m bulkkm ARGS`` on the terminal."""
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
-        env.update(TERM="xterm-256color", COLUMNS="", LINES="")
-        env = {k: v for k, v in env.items() if v}
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bulkkm", *args,
-            stdin=self.slave, stdout=self.slave, stderr=self.slave, env=env,
-        )  # fmt: skip
-        os.close(self.slave)
-        asyncio.get_running_loop().add_reader(self.master, self._read)
-        return self.process
-
-    def _read(self) -> None:
-        """Take what the program wrote; EOF (EIO on Linux) once it is gone."""
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:
-            data = b""
-        if not data:
-            asyncio.get_running_loop().remove_reader(self.master)
-            self.closed.set()
-            return
-        self.raw += data
-        self.stream.feed(data)
-
-    def lines(self) -> list[str]:
-        """The screen's non-empty lines."""
-        return [line.rstrip() for line in self.screen.display if line.strip()]
-
-    async def wait_for(self, check: Callable[[list[str]], bool]) -> None:
-        """Until ``check(lines)`` holds (the caller bounds the wait)."""
-        while not check(self.lines()):  # noqa: ASYNC110 -- polling a screen another process draws
-            await asyncio.sleep(0.02)
-
-    def type(self, text: str) -> None:
-        """Keys typed by the user."""
-        os.write(self.master, text.encode())
-
-    async def finish(self) -> int:
-        """The exit code, once the program has written its last byte."""
-        assert self.process is not None
-        code = await self.process.wait()
-        await self.closed.wait()
-        os.close(self.master)
-        return code
 
 
 def assert_clean(lines: list[str]) -> None:
@@ -117,31 +49,30 @@ async def test_terminal_logs_above_the_bar_folds_warnings_and_asks_on_its_own_li
     async with SimulatedFleet(spec) as fleet:
         path = fleet.write_inventory(tmp_path / "fleet.yaml", key_servers=NEW_SERVERS)
         report = tmp_path / "r.jsonl"
-        term = Terminal()
-        await term.start(
+        async with terminal(
             "apply", str(path), "--report", str(report), "--waves", "1,100%", "--confirm-waves"
-        )
-        async with asyncio.timeout(60):
-            await term.wait_for(lambda lines: bool(lines) and lines[-1].endswith("[y/N]"))
-        at_prompt = term.lines()
-        assert at_prompt[-1] == "start wave 2? [y/N]"  # on its own line, nothing drawn over it
-        assert at_prompt[-2].startswith("wave 1 of 2 done: ")
-        assert not [line for line in at_prompt if BAR in line]  # the bar is paused
-        term.type("y\n")
-        snapshots = []
-        while term.process is not None and term.process.returncode is None:
-            snapshots.append(term.lines())
-            await asyncio.sleep(0.05)
-        async with asyncio.timeout(60):
-            code = await term.finish()
-    lines = read(report)
+        ) as term:
+            async with asyncio.timeout(60):
+                await term.until(lambda lines: bool(lines) and lines[-1].endswith("[y/N]"))
+            at_prompt = term.screen()
+            assert at_prompt[-1] == "start wave 2? [y/N]"  # on its own line, nothing drawn over it
+            assert at_prompt[-2].startswith("wave 1 of 2 done: ")
+            assert not [line for line in at_prompt if BAR in line]  # the bar is paused
+            term.send("y\n")
+            snapshots = []
+            while term.returncode is None:
+                snapshots.append(term.screen())
+                await asyncio.sleep(0.05)
+            async with asyncio.timeout(60):
+                code = await term.wait()
+    lines = read_report(report)
     blocked = outcomes(lines)["blocked"]
     assert blocked > 5, "the fleet must block more targets than the digest shows"
     assert code == 1
     assert any(BAR in line for snap in snapshots for line in snap), "no bar was ever drawn"
     for snap in snapshots:
         assert_clean(snap)
-    screen = term.lines()
+    screen = term.screen()
     assert_clean(screen)
     assert not [line for line in screen if BAR in line]  # erased at the end, not left behind
     shown = [line for line in screen if re.search(r"\] target_blocked ", line)]
@@ -158,15 +89,14 @@ async def test_second_ctrl_c_exits_at_once_with_the_cursor_shown(tmp_path: Path)
     spec = fleet_spec(clusters=4, svms=4, seed=5, initial_servers=0, faults=Faults(latency=0.3))
     async with SimulatedFleet(spec) as fleet:
         path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
-        term = Terminal()
-        process = await term.start("apply", str(path), "--report", str(tmp_path / "r.jsonl"))
-        async with asyncio.timeout(60):
-            await term.wait_for(lambda lines: any(BAR in line for line in lines))
-        process.send_signal(signal.SIGINT)
-        await asyncio.sleep(0.3)
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(3):  # well inside the 5 s grace: the second one exits
-            code = await term.finish()
+        async with terminal("apply", str(path), "--report", str(tmp_path / "r.jsonl")) as term:
+            async with asyncio.timeout(60):
+                await term.until(lambda lines: any(BAR in line for line in lines))
+            term.signal(signal.SIGINT)
+            await asyncio.sleep(0.3)
+            term.signal(signal.SIGINT)
+            async with asyncio.timeout(3):  # well inside the 5 s grace: the second one exits
+                code = await term.wait()
     assert code == 130
     assert term.raw.rfind(HIDE) >= 0
     assert term.raw.rfind(SHOW) > term.raw.rfind(HIDE), "the cursor is left hidden"
@@ -207,14 +137,8 @@ async def test_interrupted_run_names_what_is_left_and_its_resume_command_finishe
         path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
         before = fleet.state()
         report = tmp_path / "r.jsonl"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bulkkm", "apply", str(path), "--report", str(report),
-            "--waves", "2,100%",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(60):
-            while line_count(report) < 2:  # noqa: ASYNC110 -- polling a file another process writes
-                await asyncio.sleep(0.01)
+        process = await start("apply", str(path), "--report", str(report), "--waves", "2,100%")
+        await wait_for_lines(report, 2)
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(60):
             out, err = await process.communicate()
@@ -234,9 +158,9 @@ async def test_interrupted_run_names_what_is_left_and_its_resume_command_finishe
             before=before,
             after=fleet.state(),
             writes=fleet.write_log,
-            report=read(new),
+            report=read_report(new),
         )
-    assert set(outcomes(read(new))) <= {"added", "present"}
+    assert set(outcomes(read_report(new))) <= {"added", "present"}
 
 
 async def test_declined_wave_is_recorded_as_declined(tmp_path: Path) -> None:

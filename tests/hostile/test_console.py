@@ -3,15 +3,13 @@ terminal or forge a log line, and the report keeps them exactly, as valid JSON."
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.cli import bulkkm
 from tests.hostile._server import KM_PATH, HostileServer, Pki, svm_km
 
 SVMS = (
@@ -26,23 +24,13 @@ FORBIDDEN = ("\x1b", "\x07", "\x9b", "\r", "\x00", "\u202e")
 """What must never reach a terminal raw: ESC, BEL, C1 CSI, CR, NUL, a bidi override."""
 
 
-async def bulkkm(*args: str) -> tuple[int, str, str]:
-    """Run the CLI; colour forced off whatever the environment says."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
-    env.update(HOSTILE_CONSOLE_PASSWORD="console-test-password", NO_COLOR="1")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+ENV = {
+    "HOSTILE_CONSOLE_PASSWORD": "console-test-password",
+    "NO_COLOR": "1",
+    "FORCE_COLOR": None,
+    "TTY_COMPATIBLE": None,
+}
+"""The cluster's password; colour forced off whatever the environment says."""
 
 
 @pytest.fixture
@@ -94,7 +82,7 @@ async def test_console_output_escapes_every_control_character(
     report = tmp_path / "r.jsonl"
     code, out, err = await bulkkm(
         "apply", str(inventory(tmp_path, hostile, pki)), "--report", str(report),
-        "--log-format", "console", "-vv",
+        "--log-format", "console", "-vv", env=ENV,
     )  # fmt: skip
     assert code == 1, err
     assert_safe(out)
@@ -111,7 +99,7 @@ async def test_console_output_escapes_every_control_character(
     assert failed[0]["error"]["message"].isprintable()
     assert {t["outcome"] for t in targets if t not in failed} == {"added"}
 
-    code, out, err = await bulkkm("report", "summarize", str(report))
+    code, out, err = await bulkkm("report", "summarize", str(report), env=ENV)
     assert code == 0, err
     assert_safe(out + err)
     assert "65536999" in out
@@ -124,7 +112,7 @@ async def test_json_log_lines_cannot_be_forged(
     report = tmp_path / "r.jsonl"
     code, _, err = await bulkkm(
         "apply", str(inventory(tmp_path, hostile, pki)), "--report", str(report),
-        "--log-format", "json", "-vv",
+        "--log-format", "json", "-vv", env=ENV,
     )  # fmt: skip
     assert code == 1, err
     assert "\x1b" not in err

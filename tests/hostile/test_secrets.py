@@ -10,11 +10,8 @@ Each sentinel is searched for as written and as HTTP basic auth carries it (base
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import pickle
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from bulkkm.errors import ApiError, AuthError, OntapError
 from bulkkm.inventory import DesiredServer, load_inventory
 from bulkkm.secret import Secret
 from bulkkm.simulator import Faults, SimulatedFleet
+from tests.cli import bulkkm
 from tests.engine.conftest import fleet_spec
 from tests.hostile._server import (
     KM_PATH,
@@ -59,23 +57,6 @@ def assert_no_secret(text: str, where: str) -> None:
     for secret in SENTINELS:
         for form in forms(secret):
             assert form not in text, f"{where} shows {secret} (as {form!r})"
-
-
-async def bulkkm(*args: str, code: str | None = None) -> tuple[int, str, str]:
-    """Run the CLI (or ``python -c code`` with the arguments) with the sentinel environment."""
-    head = ["-c", code] if code is not None else ["-m", "bulkkm"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *head,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **ENV},
-    )
-    async with asyncio.timeout(90):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def write_inventory(tmp_path: Path, fleet: SimulatedFleet, rogue_ca: Path) -> Path:
@@ -153,7 +134,7 @@ async def test_no_secret_in_any_output_of_any_command(pki: Pki, tmp_path: Path) 
         for number, args in enumerate(runs):
             if number == 2:
                 fleet.set_faults("sim-0004", Faults())
-            code, out, err = await bulkkm(*args)
+            code, out, err = await bulkkm(*args, env=ENV)
             where = " ".join(args[:2])
             assert code in (0, 1, 4), f"{where}: exit {code}: {err[-2000:]}"
             assert_no_secret(out, f"{where} stdout")
@@ -201,7 +182,7 @@ async def test_traceback_of_an_unexpected_exception_shows_no_secret(
         report = tmp_path / "r.jsonl"
         code, out, err = await bulkkm(
             "apply", str(inventory), "--report", str(report), "--log-format", fmt, "-vv",
-            code=FORCED_CRASH,
+            env=ENV, entry=("-c", FORCED_CRASH),
         )  # fmt: skip
     assert code != 0
     # The traceback path was taken, from inside the POST.
@@ -240,7 +221,7 @@ async def test_server_echoing_a_credential_does_not_put_it_in_the_report(
         )
         report = tmp_path / "r.jsonl"
         code, out, err = await bulkkm(
-            "apply", str(path), "--report", str(report), "--log-format", "json", "-vv"
+            "apply", str(path), "--report", str(report), "--log-format", "json", "-vv", env=ENV
         )
     assert code == 1, err
     lines = [orjson.loads(raw) for raw in report.read_bytes().splitlines()]
@@ -365,23 +346,6 @@ def echo_inventory(tmp_path: Path, pki: Pki, servers: list[HostileServer]) -> Pa
     return path
 
 
-async def run_with(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI with ``env`` added to the environment."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-    )
-    async with asyncio.timeout(90):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_credentials_echoed_in_every_field_and_encoding_reach_no_output(
     pki: Pki, tmp_path: Path
 ) -> None:
@@ -401,7 +365,7 @@ async def test_credentials_echoed_in_every_field_and_encoding_reach_no_output(
             ("report", "summarize", str(second), "--json"),
         ]
         for args in runs:
-            code, out, err = await run_with(ECHO_ENV, *args)
+            code, out, err = await bulkkm(*args, env=ECHO_ENV)
             where = " ".join(args[:2])
             assert code in (0, 1, 4), f"{where}: exit {code}: {err[-2000:]}"
             assert_no_echoed_secret(out, f"{where} stdout")
@@ -467,9 +431,9 @@ async def test_a_one_letter_password_masks_no_word_of_the_output(
         "    - {server: kms-new.example.com, password: env:BULKKM_S_KMIP}\n"
         f"clusters:\n  - {{name: kilo, address: '{server.address}', svms: [svm_a, svm_kilo]}}\n"
     )
-    code, out, err = await run_with(
-        {**ENV, "BULKKM_S_KMIP": "k"},
+    code, out, err = await bulkkm(
         "apply", str(path), "--report", str(tmp_path / "r.jsonl"), "--log-format", fmt, "-v",
+        env={**ENV, "BULKKM_S_KMIP": "k"},
     )  # fmt: skip
     assert code == 1, err
     assert "target_blocked" in err

@@ -3,9 +3,6 @@ credential leaves the process before the server is verified."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +10,7 @@ import pytest
 
 from bulkkm.errors import ErrorCategory, InventoryError, TlsError
 from bulkkm.inventory import load_inventory
+from tests.cli import bulkkm
 from tests.hostile._server import HostileServer, Pki, PlainListener, client_for
 
 
@@ -83,22 +81,15 @@ async def test_http_address_is_refused_before_anything_is_sent(tmp_path: Path) -
     """apply on an http:// inventory exits 2 and never connects to the plain-HTTP port."""
     async with PlainListener() as listener:
         path = _inventory(tmp_path, f"http://{listener.address}")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bulkkm",
+        code, _, err = await bulkkm(
             "apply",
             str(path),
             "--report",
             str(tmp_path / "r.jsonl"),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "HOSTILE_TLS_PASSWORD": "SENTINEL-plain-http-5d1c"},
+            env={"HOSTILE_TLS_PASSWORD": "SENTINEL-plain-http-5d1c"},
         )
-        async with asyncio.timeout(60):
-            _, err = await process.communicate()
-    assert process.returncode == 2
-    assert "scheme" in err.decode()
+    assert code == 2
+    assert "scheme" in err
     assert listener.connections == 0
     assert not (tmp_path / "r.jsonl").exists()
 
@@ -121,15 +112,9 @@ async def test_proxy_settings_in_the_environment_are_ignored(
         url = f"http://{proxy.address}"
         env = dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "ALL_PROXY"), url)
         env.update(NO_PROXY="", no_proxy="", HOSTILE_TLS_PASSWORD="proxy-test-password")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bulkkm", "apply", str(path),
-            "--report", str(tmp_path / "r.jsonl"), "-q",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env},
-        )  # fmt: skip
-        async with asyncio.timeout(60):
-            _, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+        code, _, err = await bulkkm(
+            "apply", str(path), "--report", str(tmp_path / "r.jsonl"), "-q", env=env
+        )
+    assert code == 0, err
     assert proxy.connections == 0
     assert [s.method for s in server.seen if s.method == "POST"] == ["POST"]

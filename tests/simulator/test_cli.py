@@ -7,7 +7,6 @@ import json
 import re
 import signal
 import ssl
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from bulkkm.simulator import main
+from tests.cli import running
 
 
 @pytest.mark.parametrize(
@@ -85,28 +85,18 @@ def test_invalid_inventory_in_names_the_file_and_key_and_exits_2(
 async def test_json_logs_and_quiet_like_every_bulkkm_command(tmp_path: Path, quiet: bool) -> None:
     """``--log-format json`` logs JSON lines only on stderr; ``-q`` also drops the start-up text."""
     ready_path = tmp_path / "ready.json"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm",
+    simulator = running(
         "simulate",
         "--clusters=2",
         "--svms=1",
         "--log-format=json",
         *(["-q"] if quiet else []),
         f"--ready-file={ready_path}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    try:
-        async with asyncio.timeout(20):
-            await _wait_for(ready_path, process)
-            process.send_signal(signal.SIGTERM)
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with simulator as process, asyncio.timeout(20):
+        await _wait_for(ready_path, process)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     events = [json.loads(line)["event"] for line in stderr.decode().splitlines()]
     if quiet:
@@ -140,10 +130,7 @@ async def test_serves_writes_inventory_and_stops_on_sigterm(tmp_path: Path) -> N
     """``python -m bulkkm.simulator`` serves, writes its inventory, and exits 0 on SIGTERM."""
     inventory_path = tmp_path / "fleet.yaml"
     ready_path = tmp_path / "ready.json"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm.simulator",
+    simulator = running(
         "--clusters=3",
         "--svms=2",
         "--seed=5",
@@ -152,38 +139,32 @@ async def test_serves_writes_inventory_and_stops_on_sigterm(tmp_path: Path) -> N
         "--key-server=kms-a.example.com",
         "--key-server=kms-b.example.com:5697",
         f"--ready-file={ready_path}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        entry=("-m", "bulkkm.simulator"),
     )
-    try:
-        async with asyncio.timeout(20):
-            ready = await _wait_for(ready_path, process)
-            inventory = yaml.safe_load(_read(inventory_path) or "")
-            clusters = ready["clusters"]
-            assert [c["name"] for c in inventory["clusters"]] == [
-                "sim-0000",
-                "sim-0001",
-                "sim-0002",
-            ]
-            assert [c["address"] for c in inventory["clusters"]] == [c["address"] for c in clusters]
-            defaults = inventory["defaults"]
-            assert defaults["tls"]["ca_file"] == ready["ca_file"]
-            assert defaults["password"].startswith("file:")
-            assert defaults["key_servers"] == ["kms-a.example.com:5696", "kms-b.example.com:5697"]
-            password = (_read(Path(defaults["password"][5:])) or "").strip()
-            context = ssl.create_default_context(cafile=defaults["tls"]["ca_file"])
-            auth = aiohttp.encode_basic_auth(defaults["username"], password)
-            async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
-                url = f"https://{clusters[1]['address']}/api/cluster"
-                async with session.get(url, ssl=context) as response:
-                    assert response.status == 200
-                    assert (await response.json())["name"] == "sim-0001"
-            process.send_signal(signal.SIGTERM)
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with simulator as process, asyncio.timeout(20):
+        ready = await _wait_for(ready_path, process)
+        inventory = yaml.safe_load(_read(inventory_path) or "")
+        clusters = ready["clusters"]
+        assert [c["name"] for c in inventory["clusters"]] == [
+            "sim-0000",
+            "sim-0001",
+            "sim-0002",
+        ]
+        assert [c["address"] for c in inventory["clusters"]] == [c["address"] for c in clusters]
+        defaults = inventory["defaults"]
+        assert defaults["tls"]["ca_file"] == ready["ca_file"]
+        assert defaults["password"].startswith("file:")
+        assert defaults["key_servers"] == ["kms-a.example.com:5696", "kms-b.example.com:5697"]
+        password = (_read(Path(defaults["password"][5:])) or "").strip()
+        context = ssl.create_default_context(cafile=defaults["tls"]["ca_file"])
+        auth = aiohttp.encode_basic_auth(defaults["username"], password)
+        async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
+            url = f"https://{clusters[1]['address']}/api/cluster"
+            async with session.get(url, ssl=context) as response:
+                assert response.status == 200
+                assert (await response.json())["name"] == "sim-0001"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     text = stdout.decode()
     assert "sim-0000" in text

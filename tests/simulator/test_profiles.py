@@ -8,7 +8,6 @@ import contextlib
 import json
 import re
 import signal
-import sys
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from bulkkm.inventory import load_inventory
 from bulkkm.simulator import FleetSpec
 from bulkkm.simulator._generate import build_cluster, layout_of, seeded_trouble
+from tests.cli import bulkkm, running
 
 INVENTORIES = Path(__file__).parents[2] / "inventories"
 EXAMPLES = sorted(p.name for p in INVENTORIES.iterdir() if p.suffix in (".yaml", ".toml"))
@@ -35,18 +35,8 @@ async def _simulator(tmp_path: Path, *args: str) -> AsyncIterator[tuple[dict[str
     ready = tmp_path / "ready.json"
     stdout = tmp_path / "simulate.out"
     with stdout.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bulkkm",
-            "simulate",
-            *args,
-            f"--ready-file={ready}",
-            stdout=out,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    try:
-        async with asyncio.timeout(30):
+        server = running("simulate", *args, f"--ready-file={ready}", stdout=out.fileno())
+        async with server as process, asyncio.timeout(30):
             while not ready.exists():
                 if process.returncode is not None:
                     assert process.stderr is not None
@@ -56,25 +46,6 @@ async def _simulator(tmp_path: Path, *args: str) -> AsyncIterator[tuple[dict[str
             process.send_signal(signal.SIGTERM)
             _, stderr = await process.communicate()
             assert process.returncode == 0, stderr.decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def _bulkkm(*args: str) -> int:
-    """Run ``bulkkm ARGS -q`` in a subprocess; its exit code."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkkm",
-        *args,
-        "-q",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    async with asyncio.timeout(60):
-        return await process.wait()
 
 
 def _lines(report: Path, kind: str) -> list[dict[str, Any]]:
@@ -151,7 +122,7 @@ async def test_clean_fleet_inventory_applies_with_exit_0(tmp_path: Path) -> None
     async with _simulator(tmp_path, *args) as (ready, stdout):
         assert ready["blocked"] == {}
         assert "nothing seeded" in stdout.read_text()
-        assert await _bulkkm("apply", str(inventory), "--report", str(report)) == 0
+        assert (await bulkkm("apply", str(inventory), "--report", str(report), "-q")).code == 0
     targets = _lines(report, "target")
     assert len(targets) >= 6  # the cluster scopes at least
     assert {t["outcome"] for t in targets} <= {"added", "present"}
@@ -164,7 +135,7 @@ async def test_default_profile_lists_the_blocked_targets_plan_then_reports(tmp_p
     args = ("--clusters=20", "--svms=4", "--seed=0", f"--inventory-out={inventory}")
     async with _simulator(tmp_path, *args) as (_, stdout):
         text = stdout.read_text()
-        assert await _bulkkm("plan", str(inventory), "--report", str(report)) == 1
+        assert (await bulkkm("plan", str(inventory), "--report", str(report), "-q")).code == 1
     announced = {reason: int(n) for n, reason in _BLOCKED_LINE.findall(text)}
     assert "seeded on purpose" in text
     assert "--clean" in text
@@ -193,16 +164,17 @@ async def test_example_inventory_pointed_at_the_simulator_plans_and_applies(
             c["address"] for c in ready["clusters"]
         ]
         assert _without_connection(written) == _without_connection(_document(source))
-        assert await _bulkkm("plan", str(local), "--report", str(plan_report)) in (0, 4)
+        assert (await bulkkm("plan", str(local), "--report", str(plan_report), "-q")).code in (0, 4)
         assert _lines(plan_report, "cluster") == []
         assert {t["cluster"] for t in _lines(plan_report, "target")} <= set(names)
-        exit_code = await _bulkkm(
+        exit_code, _, _ = await bulkkm(
             "apply",
             str(local),
             "--report",
             str(apply_report),
             "--ignore-windows",
             "--pause-between-waves=0",
+            "-q",
         )
         assert exit_code == 0
     targets = _lines(apply_report, "target")
