@@ -27,9 +27,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
+from bulkkm.codec import fields, timestamp, value_json
 from bulkkm.events import (
     ClusterDiscovered,
     ClusterResult,
+    ErrorInfo,
     Event,
     Outcome,
     Retrying,
@@ -42,7 +44,6 @@ from bulkkm.events import (
 )
 from bulkkm.inventory import Inventory
 from bulkkm.logs import printable
-from bulkkm.report import timestamp
 from bulkkm.summary import Summary, summary_lines
 
 __all__ = [
@@ -79,42 +80,34 @@ class EventLog:
     def __init__(self, *, verbosity: int = 0) -> None:
         """``verbosity`` >= 1: log every warning."""
         self._fold = verbosity < 1
+        self._debug = verbosity >= 1
+        """Debug lines are made only when shown: per-target ones would cost on a big fleet."""
         self._shown: Counter[str] = Counter()
         self._folded: dict[str, Counter[str]] = {}
         self._since: dict[str, Counter[str]] = {}
         self._last_digest = time.monotonic()
 
     def __call__(self, event: Event) -> None:
-        """Log what an operator would want to grep for later."""
+        """Log what an operator would want to grep for later; values as the codec writes them."""
         match event:
             case RunStarted():
                 log.info(
                     "run_started",
-                    run_id=event.run_id,
-                    command=event.command,
-                    dry_run=event.dry_run,
-                    clusters=event.clusters,
-                    inventory=event.inventory,
+                    **fields(event, "run_id", "command", "dry_run", "clusters", "inventory"),
                 )
             case ClusterDiscovered():
-                log.debug(
-                    "cluster_discovered",
-                    cluster=event.cluster,
-                    version=event.version,
-                    targets=event.targets,
-                )
+                if self._debug:
+                    log.debug(
+                        "cluster_discovered", **fields(event, "cluster", "version", "targets")
+                    )
             case Retrying():
-                log.debug(
-                    "retry_scheduled",
-                    cluster=event.cluster,
-                    svm=event.svm,
-                    servers=list(event.servers),
-                    attempt=event.attempt,
-                    wait_seconds=round(event.wait, 2),
-                    category=event.error.category.value,
-                    code=event.error.code,
-                    error=event.error.message,
-                )
+                if self._debug:
+                    log.debug(
+                        "retry_scheduled",
+                        **fields(event, "cluster", "svm", "servers", "attempt"),
+                        wait_seconds=round(event.wait, 2),
+                        **_error_fields(event.error, "category", "code"),
+                    )
             case TargetResult(outcome=Outcome.FAILED | Outcome.BLOCKED):
                 name = f"target_{event.outcome.value}"
                 reason = event.reason or (event.error.code if event.error else None)
@@ -122,36 +115,25 @@ class EventLog:
                     return
                 log.warning(
                     name,
-                    cluster=event.cluster,
-                    svm=event.svm,
-                    server=event.server,
-                    reason=event.reason,
-                    attempts=event.attempts,
-                    code=event.error.code if event.error else None,
-                    error=event.error.message if event.error else None,
+                    **fields(event, "cluster", "svm", "server", "reason", "attempts"),
+                    **_error_fields(event.error, "code"),
                 )
             case TargetResult():
-                log.debug(
-                    "target_finished",
-                    cluster=event.cluster,
-                    svm=event.svm,
-                    server=event.server,
-                    outcome=event.outcome.value,
-                    attempts=event.attempts,
-                )
+                if self._debug:
+                    log.debug(
+                        "target_finished",
+                        **fields(event, "cluster", "svm", "server", "outcome", "attempts"),
+                    )
             case ClusterResult(reason="limit"):
                 # The runner says in one line how many clusters --limit leaves out.
-                log.debug("cluster_left_out", cluster=event.cluster, reason=event.reason)
+                if self._debug:
+                    log.debug("cluster_left_out", **fields(event, "cluster", "reason"))
             case ClusterResult():
                 name = f"cluster_{event.outcome.value}"
                 if self._folded_away(name, event.reason or "unknown"):
                     return
                 log.warning(
-                    name,
-                    cluster=event.cluster,
-                    reason=event.reason,
-                    code=event.error.code if event.error else None,
-                    error=event.error.message if event.error else None,
+                    name, **fields(event, "cluster", "reason"), **_error_fields(event.error, "code")
                 )
             case WaveStarted():
                 log.info(
@@ -161,22 +143,21 @@ class EventLog:
                 log.info(
                     "wave_finished",
                     wave=event.number,
-                    of=event.of,
-                    targets=event.targets,
-                    failed=event.failed,
-                    counts=event.counts,
-                    stop=event.stop,
+                    **fields(event, "of", "targets", "failed", "counts", "stop"),
                 )
             case RunFinished():
                 self.close()
                 log.info(
                     "run_finished",
-                    run_id=event.run_id,
-                    exit_code=event.exit_code,
-                    duration_ms=event.duration_ms,
-                    counts=event.counts,
-                    clusters_failed=event.clusters_failed,
-                    stop_reason=event.stop_reason,
+                    **fields(
+                        event,
+                        "run_id",
+                        "exit_code",
+                        "duration_ms",
+                        "counts",
+                        "clusters_failed",
+                        "stop_reason",
+                    ),
                 )
             case _:
                 pass
@@ -218,6 +199,14 @@ class EventLog:
             )
         self._folded.clear()
         self._since.clear()
+
+
+def _error_fields(error: ErrorInfo | None, *names: str) -> dict[str, object]:
+    """A log line's error fields: ``names`` of the error, and its message as ``error``."""
+    if error is None:
+        return dict.fromkeys((*names, "error"))
+    values = value_json(error)
+    return {**{name: values[name] for name in names}, "error": values["message"]}
 
 
 class RetryCount:

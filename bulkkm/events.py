@@ -2,20 +2,29 @@
 
 The engine never prints. It hands every event to its subscribers (the report writer, the
 log, the progress bar, a future web service), in the order things happen.
+
+Every event is a plain frozen value (strings, numbers, enums, datetimes, tuples, ``dict[str,
+int]`` and other frozen values: nothing live, no secret) that ``bulkkm.codec`` turns into JSON
+and back. Every event carries its run's id, a sequence number and the time it was emitted
+(``Stamp``'s fields). Emit sites leave them out: the run's fan-out (``bulkkm.fanout``) stamps
+each event as it is emitted, so an event made but not yet emitted has ``seq`` 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Final
 
 from bulkkm.errors import ErrorCategory, OntapError
 from bulkkm.plan import Decision
 from bulkkm.state import LiveKeyManager
 
 __all__ = [
+    "NOT_EMITTED",
+    "AsyncSubscriber",
     "ClusterDiscovered",
     "ClusterResult",
     "ErrorInfo",
@@ -24,7 +33,9 @@ __all__ = [
     "Retrying",
     "RunFinished",
     "RunStarted",
+    "Stamp",
     "Subscriber",
+    "SyncSubscriber",
     "TargetKey",
     "TargetResult",
     "TargetsKnown",
@@ -35,6 +46,23 @@ __all__ = [
 
 TargetKey = tuple[str, str | None, str]
 """A target's identity across runs: (cluster, svm or None for the cluster scope, server)."""
+
+
+NOT_EMITTED: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""The ``at`` of an event not emitted yet."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Stamp:
+    """What every event carries: the run, its place in the run's stream, when it was emitted.
+
+    Set by the fan-out at emit (``dataclasses.replace``), never by the code that makes the event.
+    """
+
+    run_id: str = ""
+    seq: int = 0
+    """1, 2, 3 … in the order the run emitted its events; 0 until emitted."""
+    at: datetime = NOT_EMITTED
 
 
 class Outcome(StrEnum):
@@ -67,10 +95,9 @@ class ErrorInfo:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class RunStarted:
+class RunStarted(Stamp):
     """The run's identity: the report's ``run`` line."""
 
-    run_id: str
     command: str
     dry_run: bool
     started_at: datetime
@@ -87,7 +114,7 @@ class RunStarted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterDiscovered:
+class ClusterDiscovered(Stamp):
     """A cluster's live state was read and its targets planned."""
 
     cluster: str
@@ -96,16 +123,25 @@ class ClusterDiscovered:
     key_managers: tuple[LiveKeyManager, ...] = ()
     decisions: tuple[Decision, ...] = ()
 
+    def __post_init__(self) -> None:
+        """Hold no secret: a decision's KMIP password stays with the engine's own copy."""
+        if any(d.desired.password is not None for d in self.decisions):
+            plain = tuple(
+                dataclasses.replace(d, desired=dataclasses.replace(d.desired, password=None))
+                for d in self.decisions
+            )
+            object.__setattr__(self, "decisions", plain)  # frozen: set once, while being made
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class TargetsKnown:
+class TargetsKnown(Stamp):
     """Every cluster has been discovered (or given up on): the run's target count is final."""
 
     targets: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Retrying:
+class Retrying(Stamp):
     """A request failed transiently and will be tried again after ``wait`` seconds."""
 
     cluster: str
@@ -117,7 +153,7 @@ class Retrying:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class TargetResult:
+class TargetResult(Stamp):
     """One target's final outcome: the report's ``target`` line."""
 
     cluster: str
@@ -142,7 +178,7 @@ class TargetResult:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterResult:
+class ClusterResult(Stamp):
     """A cluster whose targets could not be known: the report's ``cluster`` line."""
 
     cluster: str
@@ -153,7 +189,7 @@ class ClusterResult:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class WaveStarted:
+class WaveStarted(Stamp):
     """A rollout wave begins."""
 
     number: int
@@ -162,7 +198,7 @@ class WaveStarted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class WaveFinished:
+class WaveFinished(Stamp):
     """A rollout wave is over; ``stop`` says why the rollout ends here, if it does."""
 
     number: int
@@ -176,10 +212,9 @@ class WaveFinished:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class RunFinished:
+class RunFinished(Stamp):
     """The run is over: the report's ``summary`` line."""
 
-    run_id: str
     finished_at: datetime
     duration_ms: int
     counts: dict[str, int]
@@ -202,4 +237,8 @@ Event = (
     | ClusterResult
     | RunFinished
 )
-Subscriber = Callable[[Event], None]
+SyncSubscriber = Callable[[Event], None]
+"""Called with each event, in the run's task: it must be quick and must not block."""
+AsyncSubscriber = Callable[[Event], Awaitable[None]]
+"""Awaited with each event in a task of its own, fed through a bounded queue."""
+Subscriber = SyncSubscriber | AsyncSubscriber

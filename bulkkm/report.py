@@ -10,28 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
-import orjson
 import structlog
 
-from bulkkm.errors import ErrorCategory, ReportError
-from bulkkm.events import (
-    ClusterResult,
-    ErrorInfo,
-    Event,
-    Outcome,
-    RunFinished,
-    RunStarted,
-    TargetKey,
-    TargetResult,
-    TargetsKnown,
-)
+from bulkkm import codec
+from bulkkm.codec import CodecError, timestamp
+from bulkkm.errors import ReportError
+from bulkkm.events import Event, RunStarted, TargetKey, TargetResult, TargetsKnown
 from bulkkm.outputs import open_output
 from bulkkm.resume import DONE, Resume
-from bulkkm.secret import redact
 
 __all__ = [
     "DONE",
@@ -48,27 +37,8 @@ _TARGETS_FIELD: Final = b'"targets":null'
 _TARGETS_ROOM: Final = 12
 
 
-def timestamp(moment: datetime) -> str:
-    """``2026-11-27T10:00:00.123Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _error(error: ErrorInfo | None) -> dict[str, object] | None:
-    """The report's ``error`` object."""
-    if error is None:
-        return None
-    # The client redacted these already; this is the last line of defence, since
-    # `report summarize` runs in a process that knows no secret.
-    return {
-        "category": error.category.value,
-        "code": None if error.code is None else redact(error.code),
-        "http_status": error.http_status,
-        "message": redact(error.message),
-    }
-
-
 class ReportWriter:
-    """A subscriber that writes the report, one flushed line per event.
+    """A subscriber that writes the report, one flushed line per event (``bulkkm.codec``).
 
     It is *essential*: should a write fail (a full disk), the engine stops starting new
     work rather than go on with nothing on record.
@@ -83,8 +53,6 @@ class ReportWriter:
         self.path = path
         self._file = file
         self._resumed_from_report = resumed_from_report
-        self._names: dict[str, str] = {}
-        self._run_id = ""
         self._targets_offset: int | None = None
 
     @classmethod
@@ -104,103 +72,29 @@ class ReportWriter:
         """Write the line an event makes, if it makes one."""
         match event:
             case RunStarted():
-                self._run_id = event.run_id
                 self._write_run(event)
             case TargetsKnown():
                 self._fill_targets(event.targets)
-            case TargetResult():
-                self._write(self._target(event))
-            case ClusterResult():
-                self._write(
-                    {
-                        "type": "cluster",
-                        "run_id": self._run_id,
-                        "cluster": event.cluster,
-                        "outcome": event.outcome.value,
-                        "error": _error(event.error),
-                        "reason": event.reason,
-                        "wave": event.wave,
-                    }
-                )
-            case RunFinished():
-                self._write(
-                    {
-                        "type": "summary",
-                        "run_id": event.run_id,
-                        "finished_at": timestamp(event.finished_at),
-                        "duration_ms": event.duration_ms,
-                        "targets": sum(event.counts.values()),
-                        "counts": event.counts,
-                        "clusters_failed": event.clusters_failed,
-                        "exit_code": event.exit_code,
-                        "aborted": event.aborted,
-                        "stop_reason": event.stop_reason,
-                    }
-                )
             case _:
-                pass
+                line = codec.report_line(event)
+                if line is not None:
+                    self._file.write(codec.dumps_line(line))  # one line, in one write
 
     def close(self) -> None:
         """Close the file."""
         self._file.close()
 
-    def _target(self, result: TargetResult) -> dict[str, object]:
-        """A ``target`` line."""
-        line: dict[str, object] = {
-            "type": "target",
-            "run_id": self._run_id,
-            "cluster": result.cluster,
-            "svm": None if result.svm is None else self._name(result.svm),
-            "key_manager_uuid": result.key_manager_uuid,
-            "server": result.server,
-            "outcome": result.outcome.value,
-            "error": _error(result.error),
-            "reason": result.reason,
-            "attempts": result.attempts,
-            "wave": result.wave,
-            "started_at": timestamp(result.started_at),
-            "finished_at": timestamp(result.finished_at),
-            "duration_ms": result.duration_ms,
-        }
-        if result.carried_over:
-            line["carried_over"] = True
-        return line
-
-    def _name(self, svm: str) -> str:
-        """An SVM name as discovered, redacted (a hostile server may name one after a secret)."""
-        name = self._names.get(svm)
-        if name is None:
-            name = self._names[svm] = redact(svm)
-        return name
-
     def _write_run(self, event: RunStarted) -> None:
         """The ``run`` line, with room to fill in ``targets`` later."""
-        line = orjson.dumps(
-            {
-                "type": "run",
-                "run_id": event.run_id,
-                "command": event.command,
-                "dry_run": event.dry_run,
-                "started_at": timestamp(event.started_at),
-                "inventory": event.inventory,
-                "inventory_sha256": event.inventory_sha256,
-                "version": event.version,
-                "resumed_from": event.resumed_from,
-                "resumed_from_report": (
-                    None
-                    if self._resumed_from_report is None
-                    else str(self._resumed_from_report.resolve())
-                ),
-                "clusters": event.clusters,
-                "waves": list(event.waves) if event.waves else None,
-                "ignore_windows": event.ignore_windows,
-                "plan_id": event.plan_id,
-                "targets": None,
-            }
+        earlier = self._resumed_from_report
+        line = codec.dumps_line(
+            codec.run_line(
+                event, resumed_from_report=None if earlier is None else str(earlier.resolve())
+            )
         )
         at = line.rindex(_TARGETS_FIELD)
         self._targets_offset = at + len(_TARGETS_FIELD) - len(b"null")
-        self._file.write(line[:-1] + b" " * _TARGETS_ROOM + b"}\n")
+        self._file.write(line[:-2] + b" " * _TARGETS_ROOM + b"}\n")
 
     def _fill_targets(self, targets: int) -> None:
         """Write the final target count into the ``run`` line, in place."""
@@ -208,10 +102,6 @@ class ReportWriter:
             return
         text = str(targets).encode().ljust(len(b"null") + _TARGETS_ROOM)
         os.pwrite(self._file.fileno(), text, self._targets_offset)
-
-    def _write(self, line: dict[str, object]) -> None:
-        """One line, in one write."""
-        self._file.write(orjson.dumps(line) + b"\n")
 
 
 def read_lines(path: Path) -> Iterator[dict[str, object]]:
@@ -231,13 +121,11 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
         if not raw.strip():
             continue
         try:
-            line = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            if number == len(lines):  # torn by a kill: everything before it is whole
+            line = codec.loads_line(raw)
+        except CodecError as exc:
+            if number == len(lines) and str(exc) == "not a JSON line":  # torn by a kill
                 return
-            raise ReportError(f"{path}:{number}: not a JSON line") from None
-        if not isinstance(line, dict) or not isinstance(line.get("type"), str):
-            raise ReportError(f"{path}:{number}: not a bulkkm report line")
+            raise ReportError(f"{path}:{number}: {exc}") from None
         yield number, line
 
 
@@ -303,58 +191,6 @@ def _run_and_targets(path: Path) -> tuple[dict[str, object], list[TargetResult]]
 def _parse_target(path: Path, number: int, line: dict[str, object]) -> TargetResult:
     """A ``target`` line as the event that wrote it; ReportError naming the line if malformed."""
     try:
-        error = line.get("error")
-        svm = line["svm"]
-        uuid = line.get("key_manager_uuid")
-        attempts = line.get("attempts", 0)
-        if not isinstance(attempts, int) or attempts < 0:
-            raise ValueError(f"attempts {attempts!r:.40}")
-        return TargetResult(
-            cluster=_text(line["cluster"]),
-            svm=None if svm is None else _text(svm),
-            key_manager_uuid=None if uuid is None else _text(uuid),
-            server=_text(line["server"]),
-            outcome=Outcome(str(line["outcome"])),
-            error=None if error is None else _error_info(_mapping(error)),
-            attempts=attempts,
-            started_at=_moment(line["started_at"]),
-            finished_at=_moment(line["finished_at"]),
-            reason=None if line.get("reason") is None else str(line.get("reason")),
-            carried_over=True,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        what = f"{exc} missing" if isinstance(exc, KeyError) else str(exc)
-        raise ReportError(f"{path}:{number}: malformed target line ({what})") from None
-
-
-def _error_info(error: dict[str, object]) -> ErrorInfo:
-    """A line's ``error`` object read back."""
-    code, status = error.get("code"), error.get("http_status")
-    return ErrorInfo(
-        category=ErrorCategory(str(error["category"])),
-        message=str(error.get("message", "")),
-        code=None if code is None else str(code),
-        http_status=status if isinstance(status, int) else None,
-    )
-
-
-def _text(value: object) -> str:
-    """A required string field."""
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"expected a non-empty string, got {value!r:.40}")
-    return value
-
-
-def _mapping(value: object) -> dict[str, object]:
-    """An object field."""
-    if not isinstance(value, dict):
-        raise TypeError(f"expected an object, got {value!r:.40}")
-    return value
-
-
-def _moment(value: object) -> datetime:
-    """A timestamp with its zone (a naive or impossible one is refused)."""
-    moment = datetime.fromisoformat(_text(value))
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {value!r:.40} has no time zone")
-    return moment
+        return codec.target_from_line(line)
+    except CodecError as exc:
+        raise ReportError(f"{path}:{number}: malformed target line ({exc})") from None

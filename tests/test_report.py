@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,3 +149,50 @@ def test_later_line_for_the_same_target_wins(tmp_path: Path) -> None:
     writer(target("s1", Outcome.FAILED, TRANSIENT))
     writer.close()
     assert load_resume(path).targets[("c1", "s1", "kms:5696")].outcome == "failed"
+
+
+def test_run_line_keeps_its_keys_and_room_for_the_target_count(tmp_path: Path) -> None:
+    """The run line's keys in order, ``resumed_from_report`` absolute, ``targets`` set in place."""
+    path = tmp_path / "r.jsonl"
+    writer = ReportWriter.create(path, overwrite=True, resumed_from_report=Path("old.jsonl"))
+    writer(started())
+    raw = path.read_bytes()
+    assert raw.endswith(b'"targets":null' + b" " * 12 + b"}\n")
+    writer(TargetsKnown(targets=20000))
+    writer.close()
+    (run,) = lines(path)
+    assert list(run) == [
+        "type",
+        "run_id",
+        "command",
+        "dry_run",
+        "started_at",
+        "inventory",
+        "inventory_sha256",
+        "version",
+        "resumed_from",
+        "resumed_from_report",
+        "clusters",
+        "waves",
+        "ignore_windows",
+        "plan_id",
+        "targets",
+    ]
+    assert run["targets"] == 20000
+    assert run["resumed_from_report"] == str(Path("old.jsonl").resolve())
+    assert len(path.read_bytes()) == len(raw)
+
+
+def test_carried_over_is_written_only_when_true(tmp_path: Path) -> None:
+    """A new target line has no ``carried_over`` key; a carried one has it, true, last."""
+    path = tmp_path / "r.jsonl"
+    writer = ReportWriter.create(path, overwrite=True)
+    writer(started())
+    writer(target("s1", Outcome.ADDED))
+    writer(dataclasses.replace(target("s2", Outcome.PRESENT), carried_over=True))
+    writer.close()
+    new, carried = lines(path)[1:]
+    assert "carried_over" not in new
+    assert list(carried)[-1] == "carried_over"
+    assert carried["carried_over"] is True
+    assert new["run_id"] == carried["run_id"] == ""  # as stamped: these were never emitted

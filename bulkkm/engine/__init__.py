@@ -42,5 +42,12 @@ async def run(
     *,
     control: RunControl | None = None,
 ) -> RunFinished:
-    """Run ``options.command`` over the inventory; every event goes to every subscriber."""
-    return await Run(inventory, options, subscribers, control or RunControl()).main()
+    """Run ``options.command`` over the inventory; every event goes to every subscriber.
+
+    Async subscribers get a short while to finish their queues once the run is over.
+    """
+    the_run = Run(inventory, options, subscribers, control or RunControl())
+    try:
+        return await the_run.main()
+    finally:
+        await the_run.fanout.drain()

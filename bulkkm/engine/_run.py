@@ -34,6 +34,7 @@ from bulkkm.events import (
     WaveFinished,
     WaveStarted,
 )
+from bulkkm.fanout import Fanout
 from bulkkm.inventory import Cluster, Inventory
 from bulkkm.ontap import TlsContexts
 from bulkkm.rollout import order_clusters, split_waves
@@ -76,9 +77,9 @@ class Run:
         """Prepare; nothing is sent yet."""
         self.inventory = inventory
         self.options = options
-        self.subscribers = tuple(subscribers)
         self.control = control
         self.run_id = str(uuid.uuid4())
+        self.fanout = Fanout(subscribers, run_id=self.run_id, on_detach=self._detach)
         self.counts: Counter[str] = Counter()
         self.clusters_failed = 0
         self.failures = 0
@@ -106,12 +107,8 @@ class Run:
         return split_waves(clusters, opts.waves, lambda c: c.wave)
 
     def emit(self, event: Event) -> None:
-        """Hand an event to every subscriber; count outcomes; check the stop thresholds."""
-        for subscriber in self.subscribers:
-            try:
-                subscriber(event)
-            except Exception as exc:  # a front end must never abort a run
-                self._detach(subscriber, exc)
+        """Stamp an event and hand it to every subscriber; count outcomes; check the stops."""
+        event = self.fanout.publish(event)
         if isinstance(event, TargetResult):
             self.counts[event.outcome.value] += 1
             self.wave_counts[event.outcome.value] += 1
@@ -122,22 +119,14 @@ class Run:
             self.wave_targets += 1
             self._failed()
 
-    def _detach(self, subscriber: Subscriber, exc: Exception) -> None:
-        """Drop a subscriber that raised; the run goes on without it.
+    def _detach(self, subscriber: Subscriber, why: str) -> None:
+        """The fan-out dropped a subscriber (it raised, or fell behind); the run goes on.
 
         The report is the exception: a run whose report cannot be written stops starting
         new work (in-flight requests finish), since nothing it did after would be on record.
         """
-        self.subscribers = tuple(s for s in self.subscribers if s is not subscriber)
-        essential = getattr(subscriber, "essential", False)
-        log.error(
-            "subscriber_failed",
-            subscriber=type(subscriber).__name__,
-            error=f"{type(exc).__name__}: {exc}",
-            stopping=essential,
-        )
-        if essential:
-            self.subscriber_error = f"{type(exc).__name__}: {exc}"
+        if getattr(subscriber, "essential", False):
+            self.subscriber_error = why.removeprefix("raised ")
             if self.stop is None:
                 self.stop = "report_failed"
 
