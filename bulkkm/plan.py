@@ -23,6 +23,7 @@ __all__ = [
     "Decision",
     "KeyManagerPlan",
     "Operation",
+    "Remove",
     "Step",
     "TargetId",
     "Verify",
@@ -54,6 +55,10 @@ class Action(StrEnum):
     ADD = "add"
     PRESENT = "present"
     BLOCKED = "blocked"
+    REMOVE = "remove"
+    """A retired server the key manager still has: DELETE it (``migrate``)."""
+    ABSENT = "absent"
+    """A retired server the key manager no longer has: nothing to do."""
 
 
 TargetId = tuple[str, str | None, str, Operation]
@@ -108,8 +113,15 @@ class Verify:
     servers: tuple[str, ...]
 
 
-Step = Batch | Verify
-"""One step of a key manager's plan: a POST of a batch, or a verification."""
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Remove:
+    """A step that DELETEs one retired server."""
+
+    decision: Decision
+
+
+Step = Batch | Verify | Remove
+"""One step of a key manager's plan: a POST of a batch, a verification, or one removal."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,20 +299,74 @@ def batches(decisions: Iterable[Decision], version: OntapVersion) -> tuple[Batch
 
 
 def key_manager_plans(
-    decisions: Iterable[Decision], version: OntapVersion
+    decisions: Iterable[Decision], state: ClusterState, *, migrate: bool = False
 ) -> tuple[KeyManagerPlan, ...]:
-    """Each key manager's ordered steps: today its additions, batched as ``batches`` does.
+    """Each key manager's ordered steps.
 
-    The shape a migration fills in: add, verify, then remove one server at a time.
+    ``apply``: its additions, batched as ``batches`` does. ``migrate``: add, verify, then
+    remove the retired servers one at a time; when 4 primaries leave no room, one removal
+    makes room for the next addition. At no step has a key manager 0 or more than 4
+    primaries, and no removal comes before a verification of every server added so far.
     """
-    plans: dict[str, KeyManagerPlan] = {}
-    for batch in batches(decisions, version):
-        uuid = batch.key_manager_uuid
-        before = plans[uuid].steps if uuid in plans else ()
-        plans[uuid] = KeyManagerPlan(
-            cluster=batch.cluster, svm=batch.svm, key_manager_uuid=uuid, steps=(*before, batch)
+    groups: dict[str, list[Decision]] = {}
+    for d in decisions:
+        if d.action in (Action.ADD, Action.REMOVE) and d.key_manager_uuid is not None:
+            groups.setdefault(d.key_manager_uuid, []).append(d)
+    live = {km.uuid: km for km in state.key_managers}
+    plans: list[KeyManagerPlan] = []
+    for uuid, group in groups.items():
+        km = live.get(uuid)
+        present = km.servers if km is not None else ()
+        steps = (
+            _migration_steps(group, present, state.version)
+            if migrate
+            else batches(group, state.version)
         )
-    return tuple(plans.values())
+        plans.append(
+            KeyManagerPlan(
+                cluster=group[0].cluster, svm=group[0].svm, key_manager_uuid=uuid, steps=steps
+            )
+        )
+    return tuple(plans)
+
+
+def _migration_steps(
+    group: list[Decision], present: tuple[str, ...], version: OntapVersion
+) -> tuple[Step, ...]:
+    """Add, verify, remove for one key manager, interleaved within the 4-primary limit."""
+    adds = [d for d in group if d.action is Action.ADD]
+    removes = [d for d in group if d.action is Action.REMOVE]
+    retired = {d.server for d in removes}
+    kept = [s for s in present if s not in retired]
+    """Present servers that stay: with the additions, what a verification checks."""
+    steps: list[Step] = []
+    count = len(present)
+    verified = True
+
+    def verify() -> None:
+        nonlocal verified
+        servers = tuple(sorted({*kept, *(d.server for d in added)}))
+        if servers and not verified:
+            steps.append(Verify(servers=servers))
+        verified = True
+
+    added: list[Decision] = []
+    while adds or removes:
+        room = MAX_PRIMARIES - count
+        if adds and room > 0:
+            chunk, adds = adds[:room], adds[room:]
+            steps += batches(chunk, version)
+            added += chunk
+            count += len(chunk)
+            verified = False
+        elif removes and count > 1:
+            verify()
+            steps.append(Remove(decision=removes.pop(0)))
+            count -= 1
+        else:  # cannot happen for a plan _decide made: it blocks what cannot fit
+            break
+    verify()
+    return tuple(steps)
 
 
 def approved_only(

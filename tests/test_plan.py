@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bulkkm.inventory import Cluster, DesiredServer, SelectorKind, SvmSelector
 from bulkkm.plan import (
@@ -12,7 +14,11 @@ from bulkkm.plan import (
     ApprovedKeyManager,
     ApprovedPlan,
     Batch,
+    Decision,
+    KeyManagerPlan,
     Operation,
+    Remove,
+    Verify,
     approved_only,
     batches,
     key_manager_plans,
@@ -163,12 +169,12 @@ def test_an_addition_and_a_removal_of_one_server_are_two_targets() -> None:
 def test_each_key_manager_gets_its_steps_in_order() -> None:
     """One plan per key manager, its batches as steps; before 9.8 one step per server."""
     selected = cluster(select("svm1", NEW, NEW2), select("svm2"))
-    decisions = plan_cluster(selected, state(km("svm1"), km("svm2")))
-    plans = key_manager_plans(decisions, RECENT)
+    live = state(km("svm1"), km("svm2"))
+    decisions = plan_cluster(selected, live)
+    plans = key_manager_plans(decisions, live)
     assert [(p.svm, len(p.steps)) for p in plans] == [("svm1", 1), ("svm2", 1)]
-    old = key_manager_plans(decisions, OntapVersion(9, 7))
-    first = old[0].steps
-    assert [[d.server for d in s.decisions] for s in first if isinstance(s, Batch)] == [
+    old = key_manager_plans(decisions, dataclasses.replace(live, version=OntapVersion(9, 7)))
+    assert [[d.server for d in s.decisions] for s in old[0].steps if isinstance(s, Batch)] == [
         [NEW.server],
         [NEW2.server],
     ]
@@ -210,3 +216,128 @@ def test_a_key_manager_that_drifted_is_not_touched(live: tuple[LiveKeyManager, .
     assert [(d.svm, d.server, d.key_manager_uuid) for d in drifted] == [
         ("svm1", NEW.server, "km-svm1")
     ]
+
+
+def primaries_along(plan: KeyManagerPlan, present: tuple[str, ...]) -> list[int]:
+    """The key manager's primary count after each step."""
+    servers = set(present)
+    counts = []
+    for step in plan.steps:
+        if isinstance(step, Batch):
+            servers |= {d.server for d in step.decisions}
+        elif isinstance(step, Remove):
+            servers.discard(step.decision.server)
+        counts.append(len(servers))
+    return counts
+
+
+def migration(
+    present: tuple[str, ...], add: tuple[str, ...], retire: tuple[str, ...]
+) -> KeyManagerPlan:
+    """The migration plan of one key manager holding ``present``."""
+    live = LiveKeyManager(uuid="km-1", svm="svm1", external=True, servers=present)
+
+    def decision(server: str, action: Action) -> Decision:
+        operation = Operation.REMOVE if action is Action.REMOVE else Operation.ADD
+        return Decision(
+            cluster="c1",
+            svm="svm1",
+            key_manager_uuid="km-1",
+            desired=DesiredServer(server=server),
+            action=action,
+            operation=operation,
+        )
+
+    decisions = [decision(s, Action.ADD) for s in add] + [
+        decision(s, Action.REMOVE) for s in retire
+    ]
+    plans = key_manager_plans(
+        decisions, ClusterState(version=RECENT, key_managers=(live,)), migrate=True
+    )
+    return (
+        plans[0]
+        if plans
+        else KeyManagerPlan(cluster="c1", svm="svm1", key_manager_uuid="km-1", steps=())
+    )
+
+
+def kinds(plan: KeyManagerPlan) -> list[str]:
+    """The steps as short words: add(n), verify(n), remove(server)."""
+    out = []
+    for step in plan.steps:
+        if isinstance(step, Batch):
+            out.append(f"add {','.join(d.server for d in step.decisions)}")
+        elif isinstance(step, Verify):
+            out.append(f"verify {','.join(step.servers)}")
+        else:
+            out.append(f"remove {step.decision.server}")
+    return out
+
+
+def test_a_migration_adds_then_verifies_then_removes_one_at_a_time() -> None:
+    """Room for the new servers: add them together, verify, then each old one goes."""
+    plan = migration(("o1", "o2"), add=("n1", "n2"), retire=("o1", "o2"))
+    assert kinds(plan) == ["add n1,n2", "verify n1,n2", "remove o1", "remove o2"]
+
+
+def test_four_primaries_interleave_and_never_leave_the_limits() -> None:
+    """4 old -> 2 new: remove one, add one, verify, ...; never 0 nor more than 4 primaries."""
+    present = ("o1", "o2", "o3", "o4")
+    plan = migration(present, add=("n1", "n2"), retire=present)
+    assert kinds(plan) == [
+        "remove o1",
+        "add n1",
+        "verify n1",
+        "remove o2",
+        "add n2",
+        "verify n1,n2",
+        "remove o3",
+        "remove o4",
+    ]
+    assert all(1 <= n <= 4 for n in primaries_along(plan, present))
+
+
+def test_no_removal_before_every_addition_so_far_is_verified() -> None:
+    """Each Remove step comes after a Verify naming every server added before it."""
+    present = ("o1", "o2", "o3")
+    plan = migration(present, add=("n1", "n2", "n3"), retire=present)
+    added: set[str] = set()
+    verified: set[str] = set()
+    for step in plan.steps:
+        if isinstance(step, Batch):
+            added |= {d.server for d in step.decisions}
+        elif isinstance(step, Verify):
+            verified = set(step.servers)
+        else:
+            assert added <= verified, kinds(plan)
+    assert all(1 <= n <= 4 for n in primaries_along(plan, present))
+
+
+def test_a_migration_that_only_adds_still_verifies() -> None:
+    """Nothing to retire: add and verify (the verify line says the new servers work)."""
+    plan = migration(("o1",), add=("n1",), retire=())
+    assert kinds(plan) == ["add n1", "verify n1,o1"]
+
+
+@given(
+    st.integers(0, 4).flatmap(
+        lambda n: st.tuples(
+            st.just(tuple(f"o{i}" for i in range(n))),
+            st.integers(0, 4).map(lambda k: tuple(f"n{i}" for i in range(k))),
+            st.sets(st.sampled_from([f"o{i}" for i in range(n)] or ["o0"])),
+        )
+    )
+)
+def test_any_migration_keeps_the_key_manager_within_its_limits(
+    case: tuple[tuple[str, ...], tuple[str, ...], set[str]],
+) -> None:
+    """For any present/add/retire mix that ends within 4 primaries: 1..4 at every step, all done."""
+    present, add, retire_set = case
+    retire = tuple(sorted(s for s in retire_set if s in present))
+    end = len(present) + len(add) - len(retire)
+    if not 1 <= end <= 4:
+        return  # the plan blocks these before any step
+    plan = migration(present, add=add, retire=retire)
+    assert all(1 <= n <= 4 for n in primaries_along(plan, present))
+    removed = {s.decision.server for s in plan.steps if isinstance(s, Remove)}
+    assert removed == set(retire)
