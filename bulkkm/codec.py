@@ -44,9 +44,11 @@ from bulkkm.events import (
     RunStarted,
     TargetResult,
     TargetsKnown,
+    Verified,
     WaveFinished,
     WaveStarted,
 )
+from bulkkm.plan import Operation
 from bulkkm.secret import Secret, redact
 
 __all__ = [
@@ -74,6 +76,7 @@ EVENT_TYPES: Final[Mapping[str, type[Event]]] = {
     "targets_known": TargetsKnown,
     "retrying": Retrying,
     "target_result": TargetResult,
+    "verified": Verified,
     "cluster_result": ClusterResult,
     "run_finished": RunFinished,
 }
@@ -386,6 +389,7 @@ def report_line(event: Event) -> dict[str, Json] | None:
                 "svm": None if event.svm is None else redact(event.svm),
                 "key_manager_uuid": event.key_manager_uuid,
                 "server": event.server,
+                **({} if event.action is None else {"action": event.action.value}),
                 "outcome": event.outcome.value,
                 "error": _error(event.error),
                 "reason": event.reason,
@@ -398,6 +402,19 @@ def report_line(event: Event) -> dict[str, Json] | None:
             if event.carried_over:
                 line["carried_over"] = True
             return line
+        case Verified():
+            return {
+                "type": "verify",
+                "run_id": event.run_id,
+                "cluster": event.cluster,
+                "svm": None if event.svm is None else redact(event.svm),
+                "key_manager_uuid": event.key_manager_uuid,
+                "servers": {server: dict(nodes) for server, nodes in event.servers.items()},
+                "outcome": "passed" if event.passed else "failed",
+                "reason": event.reason,
+                "wave": event.wave,
+                "duration_ms": event.duration_ms,
+            }
         case ClusterResult():
             return {
                 "type": "cluster",
@@ -452,6 +469,7 @@ def target_from_line(line: Mapping[str, Json]) -> TargetResult:
         raise CodecError(f"attempts {attempts!r:.40}")
     run_id = line.get("run_id")
     reason = line.get("reason")
+    action = line.get("action")
     try:
         return TargetResult(
             run_id=run_id if isinstance(run_id, str) else "",
@@ -466,6 +484,7 @@ def target_from_line(line: Mapping[str, Json]) -> TargetResult:
             finished_at=_moment(_required(line, "finished_at"), f"{where}.finished_at"),
             reason=None if reason is None else str(reason),
             carried_over=True,
+            action=None if action is None else Operation(str(action)),
         )
     except (TypeError, ValueError) as exc:
         raise CodecError(str(exc)) from None

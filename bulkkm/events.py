@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 from bulkkm.errors import ErrorCategory, OntapError
-from bulkkm.plan import Decision
+from bulkkm.plan import Decision, Operation
 from bulkkm.state import LiveKeyManager
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "TargetKey",
     "TargetResult",
     "TargetsKnown",
+    "Verified",
     "WaveFinished",
     "WaveStarted",
 ]
@@ -75,6 +76,12 @@ class Outcome(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    REMOVED = "removed"
+    """``migrate``: this run removed a retired server (ONTAP answered 200, or a read-back)."""
+    ABSENT = "absent"
+    """``migrate``: the retired server was already gone."""
+    WOULD_REMOVE = "would_remove"
+    """``plan``, ``check``, ``--dry-run``: a retired server still there."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,11 +177,32 @@ class TargetResult(Stamp):
     carried_over: bool = False
     """True when the outcome comes from the report a ``--resume`` run started from."""
     wave: int | None = None
+    action: Operation | None = None
+    """``migrate``: whether the target adds or removes its server (None: ``apply``, adds)."""
 
     @property
     def duration_ms(self) -> int:
         """Milliseconds from the first attempt to the outcome."""
         return round((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Verified(Stamp):
+    """A key manager's verification ended: the report's ``verify`` line.
+
+    ``servers``: server -> node -> state (``available``, ``not_responding``, ``unknown``;
+    before ONTAP 9.13, which names no node, the node is ``cluster``).
+    """
+
+    cluster: str
+    svm: str | None
+    key_manager_uuid: str
+    servers: dict[str, dict[str, str]]
+    passed: bool
+    duration_ms: int
+    reason: str | None = None
+    """Why it failed: ``replacement_unreachable``, ``verify_timeout``, ``keys_not_restored``."""
+    wave: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +262,7 @@ Event = (
     | TargetsKnown
     | Retrying
     | TargetResult
+    | Verified
     | ClusterResult
     | RunFinished
 )

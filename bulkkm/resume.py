@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from typing import Final
 
 from bulkkm.events import Outcome, TargetKey, TargetResult
-from bulkkm.plan import Action, Decision
+from bulkkm.plan import Action, Decision, Operation
 
-__all__ = ["DONE", "Resume"]
+__all__ = ["DONE", "REMOVED", "Resume"]
 
 DONE: Final = frozenset({Outcome.ADDED, Outcome.PRESENT})
-"""Outcomes a ``--resume`` run does not attempt again (once the cluster confirms them)."""
+"""Outcomes of an addition a ``--resume`` run does not attempt again (once confirmed)."""
+REMOVED: Final = frozenset({Outcome.REMOVED, Outcome.ABSENT})
+"""Outcomes of a removal a ``--resume`` run does not attempt again (once confirmed)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,16 +37,26 @@ class Resume:
     """Each target's latest line along the chain of reports (newest wins)."""
 
     def carried(self, decision: Decision) -> TargetResult | None:
-        """The old line to keep for a target, if the cluster confirms it; else None."""
+        """The old line to keep for a target, if the cluster confirms it; else None.
+
+        An addition is confirmed when the server is there now, a removal when it is gone.
+        """
         old = self.targets.get((decision.cluster, decision.svm, decision.server))
-        if (
-            old is None
-            or old.outcome not in DONE
-            or decision.action is not Action.PRESENT
-            or old.key_manager_uuid != decision.key_manager_uuid
-        ):
+        if old is None or old.key_manager_uuid != decision.key_manager_uuid:
             return None
-        return old
+        if decision.operation is Operation.REMOVE:
+            confirmed = (
+                old.action is Operation.REMOVE
+                and old.outcome in REMOVED
+                and decision.action is Action.ABSENT
+            )
+        else:
+            confirmed = (
+                old.action is not Operation.REMOVE
+                and old.outcome in DONE
+                and decision.action is Action.PRESENT
+            )
+        return old if confirmed else None
 
     def of_cluster(self, cluster: str) -> tuple[TargetResult, ...]:
         """Every target line the chain holds for one cluster (for clusters this run skips)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
 from bulkkm.events import Outcome, TargetResult
 from bulkkm.inventory import DesiredServer
-from bulkkm.plan import Action, Decision
+from bulkkm.plan import Action, Decision, Operation
 from bulkkm.resume import Resume
 
 NOW = datetime(2026, 11, 27, 10, tzinfo=UTC)
@@ -66,3 +67,40 @@ def test_a_done_line_is_carried_when_the_cluster_has_the_server(outcome: Outcome
 def test_nothing_else_is_carried(old: Outcome, now: Action, uuid: str) -> None:
     """The old report is a witness: where the cluster disagrees, the plan decides again."""
     assert resume(old).carried(decision(now, uuid=uuid)) is None
+
+
+def removal(action: Action) -> Decision:
+    """A retired server of svm1 on c1, as this run's migration plan found it."""
+    return dataclasses.replace(decision(action), operation=Operation.REMOVE)
+
+
+def old_removal(outcome: Outcome) -> Resume:
+    """A resumed report whose line for that removal ended ``outcome``."""
+    base = resume(outcome)
+    (old,) = base.targets.values()
+    line = dataclasses.replace(old, action=Operation.REMOVE)
+    return dataclasses.replace(base, targets={old_key(): line})
+
+
+@pytest.mark.parametrize("outcome", [Outcome.REMOVED, Outcome.ABSENT])
+def test_a_removal_is_carried_when_the_server_is_gone(outcome: Outcome) -> None:
+    """removed or absent before, absent now: the old line stands."""
+    assert old_removal(outcome).carried(removal(Action.ABSENT)) is not None
+
+
+@pytest.mark.parametrize(
+    ("old", "now"),
+    [
+        (Outcome.REMOVED, Action.REMOVE),  # it came back: remove it again
+        (Outcome.FAILED, Action.ABSENT),
+    ],
+    ids=["server-back", "failed-before"],
+)
+def test_a_removal_the_cluster_does_not_confirm_is_not_carried(old: Outcome, now: Action) -> None:
+    """The cluster decides: a retired server present again is planned again."""
+    assert old_removal(old).carried(removal(now)) is None
+
+
+def test_an_addition_line_does_not_stand_for_a_removal() -> None:
+    """An old `added` line of the same server does not confirm its removal."""
+    assert resume(Outcome.ADDED).carried(removal(Action.ABSENT)) is None
