@@ -424,10 +424,10 @@ class OntapClient:
                 f"{method} {_clean(path, 200)}: redirect to {where!r} not followed", target=target
             )
         parsed: object = None
+        if status == TOO_MANY_REQUESTS and "json" not in content_type:
+            raw = b""  # a throttling proxy's page: the status says all there is
         if raw:
-            if status == TOO_MANY_REQUESTS and "json" not in content_type:
-                raw = b""  # a throttling proxy's page: the status says all there is
-            elif "json" not in content_type:
+            if "json" not in content_type:
                 raise self._protocol(
                     f"{method} {_clean(path, 200)}: HTTP {status} "  # a path may be a server's link
                     f"with content type {_clean(content_type)!r}",

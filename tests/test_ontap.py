@@ -23,8 +23,8 @@ from bulkkm.errors import (
     TransportError,
     WriteRefused,
 )
-from bulkkm.inventory import Cluster, DesiredServer, Limits
-from bulkkm.ontap import USER_AGENT, OntapClient
+from bulkkm.inventory import Cluster, DesiredServer, Limits, Tls
+from bulkkm.ontap import USER_AGENT, OntapClient, TlsContexts
 from bulkkm.secret import Secret
 from bulkkm.state import OntapVersion
 from tests.mock_http import OntapMock, reply
@@ -412,3 +412,58 @@ async def test_identity_asks_for_the_uuid_with_the_version(
             payload={"uuid": 7, "version": {"generation": 9, "major": 14, "minor": 1}},
         )
         assert await client(session).identity() == (OntapVersion(9, 14, 1), None)
+
+
+async def test_connect_owns_a_session_and_closes_it() -> None:
+    """``connect`` opens the cluster's own session; once the block ends, it is closed."""
+    with OntapMock() as mock:
+        version = {"version": {"generation": 9, "major": 13, "minor": 1}}
+        mock.get(re.compile(r".*/api/cluster.*"), payload=version)
+        async with OntapClient.connect(CLUSTER, gate=_open, read_only=False) as own:
+            assert await own.version() == OntapVersion(9, 13, 1)
+    with pytest.raises(RuntimeError, match="closed"):
+        await own.version()
+
+
+def test_tls_contexts_are_built_once_per_run() -> None:
+    """One run's cache builds a ``tls:`` block once; another run builds its own."""
+    tls = Tls()
+    contexts = TlsContexts()
+    assert contexts(tls) is contexts(tls)
+    assert TlsContexts()(tls) is not contexts(tls)
+    assert TlsContexts()(Tls(verify=False)) is False
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "body", "retry_after"),
+    [
+        (429, "7", {"error": {"message": "slow down"}}, 7.0),
+        (429, None, {"error": {"message": "slow down"}}, None),
+        (429, "2", "<html>Too Many Requests</html>", 2.0),
+        (503, "3", {"error": {"message": "busy"}}, 3.0),
+        (500, "3", {"error": {"message": "oops"}}, None),
+        (429, "Thu, 01 Jan 2015 00:00:00 GMT", {"error": {"message": "later"}}, 0.0),
+    ],
+    ids=["429", "429-no-header", "429-not-json", "503", "500-ignored", "429-past-date"],
+)
+async def test_throttling_answers_carry_their_retry_after(
+    session: aiohttp.ClientSession,
+    status: int,
+    header: str | None,
+    body: object,
+    retry_after: float | None,
+) -> None:
+    """A 429 (any body) or 503 is transient and keeps its Retry-After; its write is unknown."""
+    # aioresponses takes the content type from ``headers`` once they are given.
+    json = not isinstance(body, str)
+    headers = {"Content-Type": "application/hal+json" if json else "text/html"}
+    if header is not None:
+        headers["Retry-After"] = header
+    answer: dict[str, Any] = {"payload": body} if json else {"body": body}
+    with OntapMock() as mock:
+        mock.post(KS, status=status, headers=headers, **answer)
+        with pytest.raises(ApiError) as caught:
+            await client(session).add_key_servers("km1", ONE)
+    assert caught.value.category is ErrorCategory.TRANSIENT
+    assert caught.value.retry_after == retry_after
+    assert caught.value.sent  # no ONTAP code proves a refusal: read back before resending

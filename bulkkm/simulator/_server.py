@@ -37,6 +37,7 @@ _TLS_READ_BUFFER = 32 * 1024
 _HANG_POLL = 0.05
 _FAULT_KINDS = (
     "jitter",
+    "throttle",
     "transient",
     "error500",
     "reset",
@@ -311,6 +312,15 @@ class ClusterServer:
             where.kind == "job" and self._draw("job_error500", faults.job_error500_rate)
         ):
             return _json(500, error_body(codes.INTERNAL, codes.MESSAGES[codes.INTERNAL]))
+        if (
+            method == "POST"
+            and where.kind == "key_servers"
+            and self._draw("throttle", faults.throttle_rate)
+        ):
+            # Throttled before anything is read or applied; no ONTAP code documents it.
+            response = _json(429, {"error": {"message": "Too many requests."}})
+            response.headers["Retry-After"] = str(faults.throttle_retry_after)
+            return response
         if not self._authorized(request):
             response = _json(401, error_body(codes.NOT_AUTHENTICATED, "Authentication failed."))
             response.headers["WWW-Authenticate"] = 'Basic realm="ONTAP"'

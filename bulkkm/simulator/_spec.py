@@ -41,7 +41,8 @@ class Faults:
     ``hang_rate`` are never answered; ``ambiguous_rate`` of key-server POSTs are applied and
     then dropped unanswered. ``dead`` closes the port. ``max_in_flight`` caps concurrent
     requests: the excess is dropped at the connection, unanswered, as ONTAP does when its
-    queue is full.
+    queue is full. ``throttle_rate`` of key-server POSTs are answered 429 with
+    ``Retry-After: throttle_retry_after`` (whole seconds), before anything is applied.
 
     Answers that lie about a write: ``job_error500_rate`` of job polls get a 500 while the
     job goes on (and applies); of the key-server POSTs applied at once (not in job mode),
@@ -62,6 +63,8 @@ class Faults:
     garbled_201_rate: float = 0.0
     empty_204_rate: float = 0.0
     jobless_202_rate: float = 0.0
+    throttle_rate: float = 0.0
+    throttle_retry_after: int = 1
     dead: bool = False
     max_in_flight: int | None = None
 
@@ -77,8 +80,12 @@ class Faults:
             "ambiguous_rate",
             *ANSWER_FAULTS,
             "job_error500_rate",
+            "throttle_rate",
         ):
             _check_rate(name, getattr(self, name))
+        if not (isinstance(self.throttle_retry_after, int) and self.throttle_retry_after >= 0):
+            wait = self.throttle_retry_after
+            raise ValueError(f"throttle_retry_after must be whole seconds >= 0, not {wait!r}")
         if self.max_in_flight is not None and not (
             isinstance(self.max_in_flight, int) and self.max_in_flight >= 1
         ):
