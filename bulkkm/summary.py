@@ -55,7 +55,8 @@ ONTAP_CODES: Final[Mapping[str, str]] = {
 
 CUT: Final = 20
 """Rows a list shows before "and N more" (``--all`` shows every one)."""
-_DONE: Final = frozenset({"added", "present"})
+_DONE: Final = frozenset({"added", "present", "removed", "absent"})
+_WRITES: Final = frozenset({"apply", "migrate"})
 _PROBLEMS: Final = frozenset({"failed", "blocked"})
 _UNREACHABLE: Final = frozenset({"transport", "timeout"})
 _NAMED: Final = 10
@@ -121,6 +122,10 @@ class Summary:
     exit_code: int | None
     stop_reason: str | None
     duration_ms: int | None
+    verified: dict[str, int] = dataclasses.field(default_factory=dict)
+    """``migrate``: key managers whose verification ``passed`` or ``failed``."""
+    verify_failures: tuple[str, ...] = ()
+    """``cluster/svm: reason`` of each verification that failed."""
 
     @property
     def outcomes(self) -> dict[str, int]:
@@ -136,7 +141,7 @@ class Summary:
     @property
     def left_to_do(self) -> bool:
         """Whether a ``--resume`` run has anything to do (``--limit`` clusters aside)."""
-        if self.command != "apply" or self.dry_run:
+        if self.command not in _WRITES or self.dry_run:
             return False
         if any(reason != "limit" for reason in self.clusters_not_done):
             return True
@@ -160,6 +165,8 @@ class Aggregator:
         self._problems: list[ProblemTarget] = []
         self._waves: dict[int, Counter[str]] = {}
         self._span: dict[str, tuple[str, str]] = {}
+        self._verified: Counter[str] = Counter()
+        self._verify_failures: list[str] = []
 
     def __call__(self, line: Mapping[str, object]) -> None:
         """Count one report line."""
@@ -173,6 +180,16 @@ class Aggregator:
             self._target(line)
         elif kind == "cluster":
             self._cluster(line)
+        elif kind == "verify":
+            self._verify(line)
+
+    def _verify(self, line: Mapping[str, object]) -> None:
+        """A key manager's verification: passed, or failed and why."""
+        outcome = str(line.get("outcome"))
+        self._verified[outcome] += 1
+        if outcome != "passed":
+            where = f"{line.get('cluster')}/{line.get('svm') or '(cluster)'}"
+            self._verify_failures.append(f"{where}: {line.get('reason') or 'failed'}")
 
     def _target(self, line: Mapping[str, object]) -> None:
         """A target line: its outcome, error, wave and time span."""
@@ -184,13 +201,13 @@ class Aggregator:
         error = line.get("error")
         if isinstance(error, Mapping):
             self._errors[_error_key(error)] += 1
-        if outcome not in _DONE and outcome != "would_add":
+        if outcome not in _DONE and outcome not in ("would_add", "would_remove"):
             self._left[cluster] += 1
             self._reasons[f"{outcome} {line.get('reason') or _code(error) or ''}".strip()] += 1
         if outcome in _PROBLEMS:
             self._problems.append(_problem(line, outcome, error))
         started, finished = line.get("started_at"), line.get("finished_at")
-        sent = outcome in ("added", "failed")  # present and blocked ones took no time of theirs
+        sent = outcome in ("added", "removed", "failed")  # the others took no time of theirs
         if sent and not carried and isinstance(started, str) and isinstance(finished, str):
             first, last = self._span.get(cluster, (started, finished))
             # ISO timestamps of one format and zone sort as strings.
@@ -218,7 +235,7 @@ class Aggregator:
         """The aggregate of every line so far."""
         run, summary = self._run, self._summary or {}
         command = _str(run.get("command"))
-        changes = command == "apply" and not run.get("dry_run")
+        changes = command in _WRITES and not run.get("dry_run")
         clusters = run.get("clusters")
         return Summary(
             run_id=_str(run.get("run_id")),
@@ -244,6 +261,8 @@ class Aggregator:
             exit_code=_int(summary.get("exit_code")),
             stop_reason=_str(summary.get("stop_reason")),
             duration_ms=_int(summary.get("duration_ms")),
+            verified=dict(self._verified),
+            verify_failures=tuple(self._verify_failures),
         )
 
 
@@ -319,8 +338,9 @@ def resume_command(result: Summary, report: Path) -> str | None:
     if not result.left_to_do or result.inventory is None:
         return None
     new = next_report_name(report)
+    command = result.command or "apply"
     return shlex.join(
-        ["bulkkm", "apply", result.inventory, "--report", str(new), "--resume", str(report)]
+        ["bulkkm", command, result.inventory, "--report", str(new), "--resume", str(report)]
     )
 
 
@@ -351,7 +371,7 @@ def summary_lines(
     hint = more
     lines: list[str] = []
     what = result.command or "run"
-    if result.dry_run and result.command == "apply":
+    if result.dry_run and result.command in _WRITES:
         what += " --dry-run"
     lines.append(f"{what}: {result.targets} targets")
     if result.new:
@@ -381,6 +401,10 @@ def summary_lines(
             code = key.rpartition(" ")[2]
             described = f"  {ONTAP_CODES[code]}" if code in ONTAP_CODES else ""
             rows.append(f"  {key:<28} {errors[key]:>8} {retries[key]:>8}{described}")
+        lines += _cut(rows, every, hint)
+    if result.verified:
+        lines.append(f"key managers verified: {_counts(result.verified)}")
+        rows = [f"  {failure}" for failure in result.verify_failures]
         lines += _cut(rows, every, hint)
     for number, counts in result.waves.items():
         lines.append(f"wave {number}: {_counts(counts)}")
@@ -457,6 +481,8 @@ def summary_json(result: Summary) -> dict[str, object]:
         ],
         "waves": {str(k): v for k, v in result.waves.items()},
         "slowest_clusters": [list(item) for item in result.slowest],
+        "verified": result.verified,
+        "verify_failures": list(result.verify_failures),
         "exit_code": result.exit_code,
         "stop_reason": result.stop_reason,
         "duration_ms": result.duration_ms,

@@ -245,3 +245,51 @@ async def test_summarize_json_and_all(tmp_path: Path) -> None:
     assert code == 0
     assert sum(1 for line in out.splitlines() if line.startswith("  c0")) == 25
     assert "more" not in out
+
+
+def test_a_migration_counts_removals_and_verifications() -> None:
+    """removed/absent are done; each verify line counts, a failed one is named with its reason."""
+    lines: list[dict[str, object]] = [
+        {"type": "run", "run_id": "r", "command": "migrate", "inventory": "f.yaml"},
+        {
+            "type": "target",
+            "cluster": "c1",
+            "svm": "s1",
+            "server": "new:5696",
+            "action": "add",
+            "outcome": "added",
+        },
+        {"type": "verify", "cluster": "c1", "svm": "s1", "outcome": "passed"},
+        {
+            "type": "target",
+            "cluster": "c1",
+            "svm": "s1",
+            "server": "old:5696",
+            "action": "remove",
+            "outcome": "removed",
+        },
+        {
+            "type": "verify",
+            "cluster": "c2",
+            "svm": None,
+            "outcome": "failed",
+            "reason": "replacement_unreachable",
+        },
+        {
+            "type": "target",
+            "cluster": "c2",
+            "svm": None,
+            "server": "old:5696",
+            "action": "remove",
+            "outcome": "blocked",
+            "reason": "replacement_unreachable",
+        },
+        {"type": "summary", "exit_code": 1},
+    ]
+    result = aggregate(lines)
+    assert result.verified == {"passed": 1, "failed": 1}
+    assert result.verify_failures == ("c2/(cluster): replacement_unreachable",)
+    assert result.clusters_with_targets_left == {"c2": 1}
+    text = "\n".join(summary_lines(result, report=Path("m.jsonl")))
+    assert "key managers verified: passed 1, failed 1" in text
+    assert "bulkkm migrate f.yaml --report m-2.jsonl --resume m.jsonl" in text
