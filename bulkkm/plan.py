@@ -153,8 +153,13 @@ class ApprovedPlan:
     """cluster -> key manager uuid -> what to add."""
 
 
-def plan_cluster(cluster: Cluster, state: ClusterState) -> tuple[Decision, ...]:
+def plan_cluster(
+    cluster: Cluster, state: ClusterState, *, retire: bool = False
+) -> tuple[Decision, ...]:
     """Every target of ``cluster`` with its action, from the discovered ``state``.
+
+    ``retire`` (``migrate``, ``check``): the retired servers are targets too, ``remove``
+    where the key manager still has them, ``absent`` where it has not.
 
     A key manager is planned once: when the cluster lists one uuid under two SVMs (or under
     an SVM and the cluster scope), the first in plan order gets it; the targets of the other
@@ -166,17 +171,22 @@ def plan_cluster(cluster: Cluster, state: ClusterState) -> tuple[Decision, ...]:
     """Key-manager uuid -> the SVM (None: the cluster scope) it is planned for."""
 
     def plan(
-        svm: str | None, km: LiveKeyManager | None, desired: tuple[DesiredServer, ...]
+        svm: str | None,
+        km: LiveKeyManager | None,
+        desired: tuple[DesiredServer, ...],
+        retired: tuple[str, ...],
     ) -> None:
+        retired = retired if retire else ()
         if km is not None and km.uuid in planned:
-            decisions.extend(_listed_twice(cluster, svm, km, planned[km.uuid], desired))
+            every = (*desired, *(DesiredServer(server=r) for r in retired))
+            decisions.extend(_listed_twice(cluster, svm, km, planned[km.uuid], every))
             return
         if km is not None:
             planned[km.uuid] = svm
-        decisions.extend(_decide(cluster, state, svm, km, desired))
+        decisions.extend(_decide(cluster, state, svm, km, desired, retired=retired))
 
     if cluster.cluster_scope:
-        plan(None, by_svm.get(None), cluster.key_servers)
+        plan(None, by_svm.get(None), cluster.key_servers, cluster.retire_servers)
     explicit = {s.pattern for s in cluster.svms if s.kind is SelectorKind.NAME}
     for svm in sorted({km.svm for km in state.key_managers if km.svm is not None} | explicit):
         selector = cluster.selector_for(svm)
@@ -185,7 +195,7 @@ def plan_cluster(cluster: Cluster, state: ClusterState) -> tuple[Decision, ...]:
         km = by_svm.get(svm)
         if selector.kind is not SelectorKind.NAME and (km is None or not km.external):
             continue  # `all` and globs select only SVMs that have an external key manager
-        plan(svm, km, selector.key_servers)
+        plan(svm, km, selector.key_servers, selector.retire_servers)
     return tuple(decisions)
 
 
@@ -227,10 +237,13 @@ def _decide(
     svm: str | None,
     km: LiveKeyManager | None,
     desired: tuple[DesiredServer, ...],
+    *,
+    retired: tuple[str, ...] = (),
 ) -> list[Decision]:
-    """The decisions for one key manager."""
+    """The decisions for one key manager: its additions, then its removals."""
     missing = [d for d in desired if km is None or d.server not in km.servers]
-    reason, detail = _blocker(state, svm, km, missing) or (None, None)
+    leaving = [r for r in retired if km is not None and r in km.servers]
+    reason, detail = _blocker(state, svm, km, missing, len(leaving)) or (None, None)
 
     def decision(d: DesiredServer) -> Decision:
         if km is not None and d.server in km.servers:
@@ -251,13 +264,38 @@ def _decide(
             detail=detail,
         )
 
-    return [decision(d) for d in desired]
+    def removal(server: str) -> Decision:
+        # A removal waits on its replacements: where they cannot be added, nothing is removed.
+        if reason is not None and server in leaving:
+            action = Action.BLOCKED
+        else:
+            action = Action.REMOVE if server in leaving else Action.ABSENT
+        blocked = action is Action.BLOCKED
+        return Decision(
+            cluster=cluster.name,
+            svm=svm,
+            key_manager_uuid=km.uuid if km else None,
+            desired=DesiredServer(server=server),
+            action=action,
+            reason=reason if blocked else None,
+            detail=f"kept: {detail}" if blocked else None,
+            operation=Operation.REMOVE,
+        )
+
+    return [decision(d) for d in desired] + [removal(r) for r in retired]
 
 
 def _blocker(
-    state: ClusterState, svm: str | None, km: LiveKeyManager | None, missing: list[DesiredServer]
+    state: ClusterState,
+    svm: str | None,
+    km: LiveKeyManager | None,
+    missing: list[DesiredServer],
+    leaving: int = 0,
 ) -> tuple[str, str] | None:
-    """Why the missing servers of one key manager cannot be added (token, sentence), or None."""
+    """Why the missing servers of one key manager cannot be added (token, sentence), or None.
+
+    ``leaving``: retired servers it has, which a migration removes as the new ones come.
+    """
     if not missing:
         return None
     where = f"SVM {svm!r}" if svm is not None else "the cluster"
@@ -273,10 +311,11 @@ def _blocker(
         return "ontap_too_old", (
             f"secondary_key_servers need ONTAP {SECONDARIES_SINCE} (cluster runs {state.version})"
         )
-    if len(km.servers) + len(missing) > MAX_PRIMARIES:
+    if len(km.servers) + len(missing) - leaving > MAX_PRIMARIES:
+        retiring = f" - {leaving} retired" if leaving else ""
         return "too_many_servers", (
             f"would exceed {MAX_PRIMARIES} primary key servers "
-            f"({len(km.servers)} present + {len(missing)} missing)"
+            f"({len(km.servers)} present + {len(missing)} missing{retiring})"
         )
     return None
 

@@ -341,3 +341,42 @@ def test_any_migration_keeps_the_key_manager_within_its_limits(
     assert all(1 <= n <= 4 for n in primaries_along(plan, present))
     removed = {s.decision.server for s in plan.steps if isinstance(s, Remove)}
     assert removed == set(retire)
+
+
+def retiring(*retired: str) -> Cluster:
+    """A cluster selecting svm1, adding NEW and retiring ``retired`` there."""
+    selector = dataclasses.replace(select("svm1"), retire_servers=retired)
+    return cluster(selector)
+
+
+def test_retired_servers_are_targets_only_when_retiring() -> None:
+    """migrate and check see the retired servers; apply does not."""
+    live = state(km("svm1", "old1:5696"))
+    chosen = retiring("old1:5696", "old2:5696")
+    assert actions(plan_cluster(chosen, live)) == [("svm1", NEW.server, "add", None)]
+    decisions = plan_cluster(chosen, live, retire=True)
+    assert actions(decisions) == [
+        ("svm1", NEW.server, "add", None),
+        ("svm1", "old1:5696", "remove", None),
+        ("svm1", "old2:5696", "absent", None),
+    ]
+    assert [d.operation for d in decisions] == [Operation.ADD, Operation.REMOVE, Operation.REMOVE]
+
+
+def test_retiring_makes_room_that_apply_would_not_have() -> None:
+    """4 primaries, one new, one retired: a migration fits where an apply is blocked."""
+    live = state(km("svm1", "o1:5696", "o2:5696", "o3:5696", "o4:5696"))
+    chosen = retiring("o1:5696")
+    assert actions(plan_cluster(chosen, live))[0][2:] == ("blocked", "too_many_servers")
+    assert actions(plan_cluster(chosen, live, retire=True))[0][2] == "add"
+
+
+def test_no_removal_where_the_replacement_cannot_be_added() -> None:
+    """The new server is blocked: the old one is kept (blocked with the same reason)."""
+    live = dataclasses.replace(state(km("svm1", "old1:5696")), version=OntapVersion(9, 7))
+    selector = dataclasses.replace(select("svm1", WITH_SECONDARY), retire_servers=("old1:5696",))
+    decisions = plan_cluster(cluster(selector), live, retire=True)
+    assert [(d.action.value, d.reason) for d in decisions] == [
+        ("blocked", "ontap_too_old"),
+        ("blocked", "ontap_too_old"),
+    ]
