@@ -99,6 +99,51 @@ _seconds = _number("a number of seconds")
 _percent = _number("a percentage", high=100)
 
 
+def _rollout_options(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that write: resume, dry run, thresholds, plans, waves."""
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="OLD_REPORT",
+        help="carry over what OLD_REPORT finished, where the clusters confirm it",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="discover and plan; nothing but GET is sent"
+    )
+    p.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        metavar="N",
+        help="stop starting new work after more than N failures (exit 3)",
+    )
+    p.add_argument(
+        "--max-fail-percent",
+        type=_percent,
+        metavar="P",
+        help="stop starting new work once more than P%% of targets failed (with --waves: "
+        "stop between waves once a wave's failures exceed P%%, default 0) (exit 3)",
+    )
+    p.add_argument(
+        "--plan",
+        type=Path,
+        metavar="PLAN",
+        help="execute a saved plan; refuse drifted key managers",
+    )
+    p.add_argument(
+        "--waves", metavar="SIZES", help="roll out in cumulative waves of clusters: 1,10%%,100%%"
+    )
+    p.add_argument("--wave-order", metavar="ORDER", help="inventory (default), name or random:SEED")
+    p.add_argument(
+        "--pause-between-waves", type=_seconds, metavar="SECONDS", help="wait between waves"
+    )
+    p.add_argument(
+        "--confirm-waves", action="store_true", help="show each wave's results and ask to go on"
+    )
+    p.add_argument(
+        "--ignore-windows", action="store_true", help="change clusters outside their windows"
+    )
+
+
 def _parser() -> _Parser:
     """The whole command line."""
     common = _Parser(add_help=False)
@@ -153,49 +198,27 @@ def _parser() -> _Parser:
         "compliance audit: exit 4 when targets lack their servers (GET only)",
         report_required=False,
     )
-    apply = fleet_command("apply", "add the missing key servers", report_required=True)
-    apply.add_argument(
-        "--resume",
-        type=Path,
-        metavar="OLD_REPORT",
-        help="skip targets OLD_REPORT shows added or present",
+    apply = fleet_command(
+        "apply", "add the missing key servers (never removes anything)", report_required=True
     )
-    apply.add_argument(
-        "--dry-run", action="store_true", help="discover and plan; nothing but GET is sent"
+    migrate = fleet_command(
+        "migrate",
+        "add the desired servers, verify them from every node, then remove retire_servers",
+        report_required=True,
     )
-    apply.add_argument(
-        "--max-failures",
-        type=_positive_int,
-        metavar="N",
-        help="stop starting new work after more than N failures (exit 3)",
+    for p in (apply, migrate):
+        _rollout_options(p)
+    migrate.add_argument(
+        "--verify-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long new servers have to become reachable from every node (default 300)",
     )
-    apply.add_argument(
-        "--max-fail-percent",
-        type=_percent,
-        metavar="P",
-        help="stop starting new work once more than P%% of targets failed (with --waves: "
-        "stop between waves once a wave's failures exceed P%%, default 0) (exit 3)",
-    )
-    apply.add_argument(
-        "--plan",
-        type=Path,
-        metavar="PLAN",
-        help="execute a saved plan; refuse drifted key managers",
-    )
-    apply.add_argument(
-        "--waves", metavar="SIZES", help="roll out in cumulative waves of clusters: 1,10%%,100%%"
-    )
-    apply.add_argument(
-        "--wave-order", metavar="ORDER", help="inventory (default), name or random:SEED"
-    )
-    apply.add_argument(
-        "--pause-between-waves", type=_seconds, metavar="SECONDS", help="wait between waves"
-    )
-    apply.add_argument(
-        "--confirm-waves", action="store_true", help="show each wave's results and ask to go on"
-    )
-    apply.add_argument(
-        "--ignore-windows", action="store_true", help="change clusters outside their windows"
+    migrate.add_argument(
+        "--verify-keys",
+        action="store_true",
+        help="also restore the keys from a new server and require every key restored on "
+        "every node before removing anything (ONTAP 9.13+)",
     )
 
     report = sub.add_parser("report", help="read a report back")
@@ -382,6 +405,8 @@ def _request(args: argparse.Namespace) -> RunRequest:
         pause_between_waves=getattr(args, "pause_between_waves", None),
         confirm_waves=getattr(args, "confirm_waves", False),
         ignore_windows=getattr(args, "ignore_windows", False),
+        verify_timeout=getattr(args, "verify_timeout", None),
+        verify_keys=getattr(args, "verify_keys", False),
     )
 
 

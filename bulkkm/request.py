@@ -38,7 +38,7 @@ class RunRequest:
     """What to run, on which inventory, with which options: JSON-able, no live object."""
 
     command: str
-    """``plan``, ``check`` or ``apply``."""
+    """``plan``, ``check``, ``apply`` or ``migrate``."""
     inventory: str | None = None
     """The inventory file (``None`` with ``plan``: the saved plan names it)."""
     plan: str | None = None
@@ -58,6 +58,9 @@ class RunRequest:
     pause_between_waves: float | None = None
     confirm_waves: bool = False
     ignore_windows: bool = False
+    verify_timeout: float | None = None
+    """``migrate``: seconds the new servers have to become reachable (default 300)."""
+    verify_keys: bool = False
 
     def __post_init__(self) -> None:
         """Refuse a command bulkkm does not know."""
@@ -118,6 +121,8 @@ _TYPES: Final[dict[str, type]] = {
     "pause_between_waves": float,
     "confirm_waves": bool,
     "ignore_windows": bool,
+    "verify_timeout": float,
+    "verify_keys": bool,
 }
 
 
@@ -219,7 +224,7 @@ def _options(
     confirm_wave: ConfirmWave | None,
 ) -> engine.Options:
     """The engine's options from the request, then the inventory's ``rollout:``."""
-    writes = request.command == engine.Command.APPLY
+    writes = engine.Command(request.command).writes
     # Waves, pauses and thresholds shape a rollout's writes; plan and check read everything.
     rollout = inventory.rollout if writes else Rollout()
     resume = None
@@ -261,6 +266,8 @@ def _options(
         pause_between_waves=_first(request.pause_between_waves, rollout.pause_between_waves) or 0.0,
         confirm_wave=confirm_wave if request.confirm_waves else None,
         ignore_windows=request.ignore_windows,
+        verify_timeout=300.0 if request.verify_timeout is None else request.verify_timeout,
+        verify_keys=request.verify_keys,
         skipped_clusters=tuple(c.name for c in inventory.clusters if c not in clusters.clusters),
     )
 

@@ -23,6 +23,18 @@ class Command(StrEnum):
     PLAN = "plan"
     CHECK = "check"
     APPLY = "apply"
+    MIGRATE = "migrate"
+    """Add the desired servers, verify them, then remove the retired ones."""
+
+    @property
+    def writes(self) -> bool:
+        """Whether the command changes clusters (the others only read)."""
+        return self in (Command.APPLY, Command.MIGRATE)
+
+    @property
+    def retires(self) -> bool:
+        """Whether retired servers are targets (``migrate`` removes them, ``check`` audits)."""
+        return self in (Command.MIGRATE, Command.CHECK)
 
 
 def _utcnow() -> datetime:
@@ -54,6 +66,12 @@ class Options:
     cluster's ``concurrency`` it caps the connections open at once (64 x 4 = 256)."""
     breaker_threshold: int = 10
     """Transport failures in a row after which a cluster's remaining targets are skipped."""
+    verify_timeout: float = 300.0
+    """``migrate``: seconds a key manager's new servers have to become reachable from every
+    node before its removals are given up (``replacement_unreachable``)."""
+    verify_keys: bool = False
+    """``migrate``: also restore the keys from a new server and require every key
+    ``restored`` on every node (ONTAP 9.13+), before anything is removed."""
     grace: float = 5.0
     """Seconds in-flight requests get to finish after an interrupt."""
     skipped_clusters: tuple[str, ...] = ()
@@ -62,12 +80,12 @@ class Options:
     @property
     def read_only(self) -> bool:
         """Whether nothing but GET may leave the process."""
-        return self.dry_run or self.command is not Command.APPLY
+        return self.dry_run or not self.command.writes
 
     @property
     def windows(self) -> bool:
-        """Whether maintenance windows restrict this run (only apply changes anything)."""
-        return self.command is Command.APPLY and not self.ignore_windows
+        """Whether maintenance windows restrict this run (only writes are held to them)."""
+        return self.command.writes and not self.ignore_windows
 
 
 class RunControl:

@@ -59,7 +59,7 @@ def exit_code(
     bad = (Outcome.FAILED, Outcome.BLOCKED, Outcome.SKIPPED, Outcome.CANCELLED)
     if clusters_failed or any(counts[o] for o in bad):
         return 1
-    if command is Command.CHECK and counts[Outcome.WOULD_ADD]:
+    if command is Command.CHECK and (counts[Outcome.WOULD_ADD] or counts[Outcome.WOULD_REMOVE]):
         return 4
     return 0
 
