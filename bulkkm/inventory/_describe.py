@@ -23,6 +23,9 @@ def describe(inventory: Inventory) -> tuple[str, ...]:
     if inventory.rollout != Rollout():
         lines.append(_rollout(inventory.rollout))
     lines.append(_totals(inventory))
+    retiring = _retire_totals(inventory)
+    if retiring is not None:
+        lines.append(retiring)
     lines.extend(f"warning: {warning}" for warning in inventory.warnings)
     return tuple(lines)
 
@@ -60,15 +63,16 @@ def _rollout(rollout: Rollout) -> str:
     return f"rollout (command-line options override): {'; '.join(parts)}"
 
 
-def _servers(servers: tuple[DesiredServer, ...]) -> str:
-    """``a:5696 (secondary b:5696), c:5696``."""
+def _servers(servers: tuple[DesiredServer, ...], retire: tuple[str, ...] = ()) -> str:
+    """``a:5696 (secondary b:5696), c:5696``, then ``; retire d:5696`` when any."""
     parts = []
     for server in servers:
         text = server.server
         if server.secondary_key_servers:
             text += f" (secondary {', '.join(server.secondary_key_servers)})"
         parts.append(text)
-    return ", ".join(parts)
+    retiring = f"; retire {', '.join(retire)}" if retire else ""
+    return ", ".join(parts) + retiring
 
 
 def _cluster_lines(cluster: Cluster) -> list[str]:
@@ -90,11 +94,11 @@ def _cluster_lines(cluster: Cluster) -> list[str]:
             what = f"SVMs matching {selector.pattern}"
         else:
             what = f"SVM {selector.pattern}"
-        lines.append(f"  {what}: {_servers(selector.key_servers)}")
+        lines.append(f"  {what}: {_servers(selector.key_servers, selector.retire_servers)}")
     if cluster.exclude_svms:
         lines.append(f"  excluding SVMs matching {', '.join(cluster.exclude_svms)}")
     if cluster.cluster_scope:
-        lines.append(f"  cluster scope: {_servers(cluster.key_servers)}")
+        lines.append(f"  cluster scope: {_servers(cluster.key_servers, cluster.retire_servers)}")
     return lines
 
 
@@ -122,6 +126,30 @@ def _totals(inventory: Inventory) -> str:
         f"{_count(len(servers), 'distinct key server')}; "
         f"{_count(known_targets, 'target')} known before discovery "
         "(globs and all-SVMs selections expand when the clusters are read)"
+    )
+
+
+def _retire_totals(inventory: Inventory) -> str | None:
+    """What ``migrate`` would remove, counted like the totals; None when nothing is retired."""
+    servers: set[str] = set()
+    key_managers = known = 0
+    for cluster in inventory.clusters:
+        for selector in cluster.svms:
+            if selector.retire_servers:
+                key_managers += 1
+                servers.update(selector.retire_servers)
+                if selector.kind is SelectorKind.NAME:
+                    known += len(selector.retire_servers)
+        if cluster.cluster_scope and cluster.retire_servers:
+            key_managers += 1
+            servers.update(cluster.retire_servers)
+            known += len(cluster.retire_servers)
+    if not servers:
+        return None
+    return (
+        "to retire (migrate only; apply never removes): "
+        f"{_count(len(servers), 'distinct key server')} on {key_managers} of those key managers; "
+        f"{_count(known, 'removal')} known before discovery"
     )
 
 

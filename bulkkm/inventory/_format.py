@@ -51,6 +51,7 @@ SETTINGS_KEYS: Final = (
     "tls",
     "limits",
     "key_servers",
+    "retire_servers",
     "svms",
     "exclude_svms",
     "cluster_scope",
@@ -72,7 +73,7 @@ ROLLOUT_KEYS: Final = (
 TLS_KEYS: Final = ("verify", "ca_file", "client_cert", "client_key")
 LIMITS_KEYS: Final = ("concurrency", "rate", "timeout")
 SERVER_KEYS: Final = ("server", "secondary_key_servers", "password")
-SVM_KEYS: Final = ("name", "key_servers")
+SVM_KEYS: Final = ("name", "key_servers", "retire_servers")
 
 MAX_WAVE: Final = 1000
 """The highest wave a cluster may be pinned to: beyond it, a typo rather than a plan."""

@@ -29,6 +29,7 @@ __all__ = [
     "Field",
     "Invalid",
     "LimitsLayer",
+    "RetireList",
     "Selection",
     "ServerList",
     "ServerSpec",
@@ -88,6 +89,22 @@ class ServerList:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RetireList:
+    """A whole ``retire_servers`` list: normalised names, each with where it was written.
+
+    Replaced whole like ``key_servers``; an empty list is valid (nothing to retire, whatever
+    is inherited).
+    """
+
+    entries: tuple[At[str], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The normalised server names, in the order written."""
+        return tuple(entry.value for entry in self.entries)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class SvmSpec:
     """One entry of ``svms``: a name, a glob or ``all``, with its own key servers if any."""
 
@@ -95,6 +112,7 @@ class SvmSpec:
     kind: SelectorKind
     pattern: str
     key_servers: Field[ServerList] = None
+    retire_servers: Field[RetireList] = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +176,7 @@ class Settings:
     tls: TlsLayer = EMPTY_TLS
     limits: LimitsLayer = EMPTY_LIMITS
     key_servers: Field[ServerList] = None
+    retire_servers: Field[RetireList] = None
     svms: Field[Selection] = None
     exclude_svms: Field[tuple[str, ...]] = None
     cluster_scope: Field[bool] = None
@@ -176,6 +195,7 @@ class Settings:
             tls=self.tls.over(base.tls),
             limits=self.limits.over(base.limits),
             key_servers=_pick(self.key_servers, base.key_servers),
+            retire_servers=_pick(self.retire_servers, base.retire_servers),
             svms=_pick(self.svms, base.svms),
             exclude_svms=_pick(self.exclude_svms, base.exclude_svms),
             cluster_scope=_pick(self.cluster_scope, base.cluster_scope),
@@ -191,6 +211,7 @@ INVALID_SETTINGS: Final = Settings(
     tls=TlsLayer(verify=INVALID, ca_file=INVALID, client_cert=INVALID, client_key=INVALID),
     limits=LimitsLayer(concurrency=INVALID, rate=INVALID, timeout=INVALID),
     key_servers=INVALID,
+    retire_servers=INVALID,
     svms=INVALID,
     exclude_svms=INVALID,
     cluster_scope=INVALID,

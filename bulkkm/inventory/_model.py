@@ -71,6 +71,11 @@ class SvmSelector:
     kind: SelectorKind
     pattern: str
     key_servers: tuple[DesiredServer, ...]
+    retire_servers: tuple[str, ...] = ()
+    """Old primaries ``migrate`` removes from these SVMs (normalised ``host:port``).
+
+    Never one of ``key_servers`` (their secondaries included): the inventory refuses that.
+    """
 
     def matches(self, svm_name: str) -> bool:
         """Whether this entry selects the SVM called ``svm_name``."""
@@ -96,6 +101,9 @@ class Cluster:
     cluster_scope: bool = False
     key_servers: tuple[DesiredServer, ...] = ()
     """The cluster's own resolved key servers: those of its cluster-scoped key manager."""
+    retire_servers: tuple[str, ...] = ()
+    """Old primaries ``migrate`` removes from the cluster-scoped key manager; normalised
+    ``host:port``, never one of ``key_servers``; always empty without ``cluster_scope``."""
     window: Window | None = None
     """When the cluster may be changed; None: any time."""
     wave: int | None = None

@@ -49,6 +49,7 @@ from bulkkm.inventory._layers import (
     Document,
     Field,
     LimitsLayer,
+    RetireList,
     Selection,
     ServerList,
     ServerSpec,
@@ -494,6 +495,7 @@ class _Parser:
                 else EMPTY_LIMITS
             ),
             key_servers=self._optional(known, path, "key_servers", self._server_list),
+            retire_servers=self._optional(known, path, "retire_servers", self._retire_list),
             svms=self._optional(known, path, "svms", self._selection),
             exclude_svms=self._optional(known, path, "exclude_svms", self._excludes),
             cluster_scope=self._optional(known, path, "cluster_scope", self._flag),
@@ -632,7 +634,10 @@ class _Parser:
             path,
             SERVER_KEYS,
             "a key server name or a mapping with server:",
-            {"key_servers": "on the key manager, not in one of its key servers"},
+            dict.fromkeys(
+                ("key_servers", "retire_servers"),
+                "on the key manager, not in one of its key servers",
+            ),
         )
         if known is None:
             return None, []
@@ -676,6 +681,52 @@ class _Parser:
             path=path, server=server, secondaries=tuple(secondaries), password=password
         )
         return spec, names
+
+    def _retire_list(self, value: object, path: KeyPath) -> Field[RetireList]:
+        """A ``retire_servers`` list: at most 4 names, each once; empty means none.
+
+        Names only: ``migrate`` deletes a primary by its name, and ONTAP removes its
+        secondaries with it, so ``secondary_key_servers`` or a KMIP password would mean
+        nothing here. The long form is refused with the name to write instead, rather than
+        accepted and half ignored.
+        """
+        items = self._list(value, path, "key server names to retire")
+        if items is None:
+            return INVALID
+        valid = True
+        if len(items) > MAX_PRIMARIES:
+            self._add(
+                path,
+                f"{len(items)} servers to retire: a key manager has at most {MAX_PRIMARIES} "
+                "primary key servers",
+            )
+            valid = False
+        entries: list[At[str]] = []
+        seen: dict[str, KeyPath] = {}
+        for index, item in enumerate(items):
+            item_path: KeyPath = (*path, index)
+            if isinstance(item, dict):
+                server = item.get("server")
+                shown = f" {_show(server)}" if isinstance(server, str) else ""
+                self._add(
+                    item_path,
+                    f"expected a key server name, got a mapping: write just the name{shown} "
+                    "(retire_servers takes names only; a primary's secondary key servers "
+                    "are removed with it)",
+                )
+                valid = False
+                continue
+            name = self._server_name(item, item_path)
+            if name is None:
+                valid = False
+                continue
+            first = seen.setdefault(name, item_path)
+            if first != item_path:
+                self._add(item_path, f"{name} is listed twice (also at {render_path(first)})")
+                valid = False
+                continue
+            entries.append(At(name, item_path))
+        return At(RetireList(entries=tuple(entries)), path) if valid else INVALID
 
     # -- SVM selection -----------------------------------------------------------------
 
@@ -740,7 +791,7 @@ class _Parser:
             return None
         if isinstance(value, str):
             pattern = self._pattern(value, path)
-            return None if pattern is None else _svm_spec(path, pattern, None)
+            return None if pattern is None else _svm_spec(path, pattern, None, None)
         known = self._mapping(
             value,
             path,
@@ -757,12 +808,11 @@ class _Parser:
             self._add((*path, "name"), "'all' is not an SVM name: write 'svms: all'")
         else:
             pattern = self._pattern(known["name"], (*path, "name"))
-        key_servers: Field[ServerList] = None
-        if "key_servers" in known:
-            key_servers = self._server_list(known["key_servers"], (*path, "key_servers"))
+        key_servers = self._optional(known, path, "key_servers", self._server_list)
+        retire_servers = self._optional(known, path, "retire_servers", self._retire_list)
         if pattern is None:
             return None
-        return _svm_spec(path, pattern, key_servers)
+        return _svm_spec(path, pattern, key_servers, retire_servers)
 
     def _excludes(self, value: object, path: KeyPath) -> Field[tuple[str, ...]]:
         """``exclude_svms``: SVM names and globs."""
@@ -1012,7 +1062,18 @@ class _Parser:
         return value
 
 
-def _svm_spec(path: KeyPath, pattern: str, key_servers: Field[ServerList]) -> SvmSpec:
+def _svm_spec(
+    path: KeyPath,
+    pattern: str,
+    key_servers: Field[ServerList],
+    retire_servers: Field[RetireList],
+) -> SvmSpec:
     """A name or glob entry, its kind told by the glob characters."""
     kind = SelectorKind.NAME if GLOB_CHARS.isdisjoint(pattern) else SelectorKind.GLOB
-    return SvmSpec(path=path, kind=kind, pattern=pattern, key_servers=key_servers)
+    return SvmSpec(
+        path=path,
+        kind=kind,
+        pattern=pattern,
+        key_servers=key_servers,
+        retire_servers=retire_servers,
+    )

@@ -1,10 +1,11 @@
 """Stacking the layers into resolved clusters, and the checks only a whole cluster allows.
 
 Order: defaults, then the cluster's groups in the order it lists them, then the cluster,
-then (for ``key_servers`` only) an SVM entry. A window is one value: the highest layer
-that writes ``window:`` gives the whole of it (null: none). Stacks of defaults and groups
-are built once per distinct list of groups; key-server lists, TLS settings, limits and
-secrets are resolved once each and shared by every cluster that uses them.
+then (for ``key_servers`` and ``retire_servers`` only) an SVM entry. A window is one value:
+the highest layer that writes ``window:`` gives the whole of it (null: none). Stacks of
+defaults and groups are built once per distinct list of groups; key-server lists, TLS
+settings, limits and secrets are resolved once each and shared by every cluster that uses
+them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bulkkm.inventory._layers import (
     Field,
     Invalid,
     LimitsLayer,
+    RetireList,
     ServerList,
     Settings,
     SvmSpec,
@@ -67,6 +69,8 @@ class _Resolver:
         self._files = TlsFiles()
         self._stacks: dict[tuple[str, ...], Settings] = {}
         self._servers: dict[KeyPath, tuple[DesiredServer, ...]] = {}
+        self._retired: dict[KeyPath, tuple[str, ...]] = {}
+        self._crossed: set[tuple[KeyPath, KeyPath]] = set()
         self._tls: dict[TlsLayer, Tls | None] = {}
         self._limits: dict[LimitsLayer, Limits] = {}
         self._unverified: list[str] = []
@@ -134,8 +138,12 @@ class _Resolver:
             and any(entry.key_servers is None for entry in settings.svms.value.entries)
         )
         own = self._desired(settings.key_servers, label) if used else ()
+        # Only a selected cluster scope gets a retire list: an engine that ignored
+        # cluster_scope could then never remove a server from a key manager nobody selected.
+        own_retired = self._retire(settings.retire_servers) if scope else ()
         if scope and isinstance(settings.cluster_scope, At):
             self._check_servers(spec, settings.key_servers, settings.cluster_scope.path, None)
+            self._check_retired(settings.key_servers, settings.retire_servers)
         self._check_selects(spec, settings)
         exclude_svms = _value(settings.exclude_svms) or ()
         self._warn_excluded(spec, label, selectors, exclude_svms)
@@ -156,6 +164,7 @@ class _Resolver:
             exclude_svms=exclude_svms,
             cluster_scope=scope,
             key_servers=own or (),
+            retire_servers=own_retired,
             # Built once per window written (the parser's cache), shared by its clusters.
             window=_value(settings.window),
             wave=_value(settings.wave),
@@ -197,15 +206,70 @@ class _Resolver:
         resolved = True
         for entry in settings.svms.value.entries:
             servers = settings.key_servers if entry.key_servers is None else entry.key_servers
+            retired = (
+                settings.retire_servers if entry.retire_servers is None else entry.retire_servers
+            )
             self._check_servers(spec, servers, entry.path, entry)
+            self._check_retired(servers, retired)
             desired = self._desired(servers, label)
             if desired is None or not desired:
                 resolved = False
                 continue
             selectors.append(
-                SvmSelector(kind=entry.kind, pattern=entry.pattern, key_servers=desired)
+                SvmSelector(
+                    kind=entry.kind,
+                    pattern=entry.pattern,
+                    key_servers=desired,
+                    retire_servers=self._retire(retired),
+                )
             )
         return tuple(selectors) if resolved and settings.svms.value.complete else None
+
+    def _check_retired(self, servers: Field[ServerList], retired: Field[RetireList]) -> None:
+        """One key manager's lists, as inherited: no server may be both desired and retired.
+
+        Reported at the ``retire_servers`` entry, naming the ``key_servers`` entry it collides
+        with; a secondary counts as desired (retiring it would remove a server the key
+        manager is meant to keep using). Each pair of lists is checked once, so lists in
+        defaults or a group give one problem, not one per cluster.
+        """
+        if not isinstance(servers, At) or not isinstance(retired, At):
+            return
+        pair = (servers.path, retired.path)
+        if pair in self._crossed:
+            return
+        self._crossed.add(pair)
+        desired: dict[str, tuple[KeyPath, str | None]] = {}
+        for entry in servers.value.entries:
+            desired.setdefault(entry.server, (entry.path, None))
+            for index, secondary in enumerate(entry.secondaries):
+                where = (*entry.path, "secondary_key_servers", index)
+                desired.setdefault(secondary, (where, entry.server))
+        for name in retired.value.entries:
+            if name.value not in desired:
+                continue
+            where, primary = desired[name.value]
+            if primary is None:
+                message = (
+                    f"{name.value} is both retired and desired: key_servers lists it at "
+                    f"{render_path(where)}; a key manager cannot keep and remove one server"
+                )
+            else:
+                message = (
+                    f"{name.value} is retired but key_servers keeps it as a secondary of "
+                    f"{primary} at {render_path(where)}; a key manager cannot keep and remove "
+                    "one server"
+                )
+            self._issues.add(name.path, message)
+
+    def _retire(self, field: Field[RetireList]) -> tuple[str, ...]:
+        """The names to retire (none when unset or invalid), one shared tuple per list."""
+        if not isinstance(field, At):
+            return ()
+        names = self._retired.get(field.path)
+        if names is None:
+            names = self._retired[field.path] = field.value.names
+        return names
 
     def _desired(self, field: Field[ServerList], label: str) -> tuple[DesiredServer, ...] | None:
         """A key-server list with its KMIP passwords resolved; None if it is unusable."""

@@ -43,6 +43,13 @@ def _settings_properties() -> dict[str, object]:
             **_ref("keyServers"),
             "description": "Key servers every selected key manager must have (replaced).",
         },
+        "retire_servers": {
+            **_ref("retireServers"),
+            "description": (
+                "Old key servers that 'migrate' removes from every selected key manager once "
+                "the key_servers are verified; 'apply' never removes (replaced)."
+            ),
+        },
         "svms": {
             "description": (
                 "The SVM key managers to update: 'all' (every SVM with an external key "
@@ -142,6 +149,17 @@ def _defs() -> dict[str, object]:
                 "set at one level replaces the inherited one."
             ),
         },
+        "retireServers": {
+            "type": "array",
+            "maxItems": 4,
+            "uniqueItems": True,
+            "items": _ref("serverName"),
+            "description": (
+                "Names of old primary key servers to remove (at most 4; their secondaries go "
+                "with them), never one of key_servers. A list set at one level replaces the "
+                "inherited one; [] retires nothing."
+            ),
+        },
         "svmPattern": {
             "type": "string",
             "pattern": _SVM_PATTERN,
@@ -160,6 +178,10 @@ def _defs() -> dict[str, object]:
                         "key_servers": {
                             **_ref("keyServers"),
                             "description": "Key servers for these SVMs only (not the cluster's).",
+                        },
+                        "retire_servers": {
+                            **_ref("retireServers"),
+                            "description": "Old key servers to remove from these SVMs only.",
                         },
                     },
                 },

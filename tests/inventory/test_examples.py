@@ -16,8 +16,13 @@ EXAMPLES = sorted(p for p in INVENTORIES.iterdir() if p.suffix in {".yaml", ".ym
 
 
 def test_the_examples_are_all_there() -> None:
-    """The three documented examples exist (so the parametrised tests below cannot go empty)."""
-    assert {p.name for p in EXAMPLES} >= {"small-fleet.yaml", "multi-region.yaml", "fleet.toml"}
+    """The four documented examples exist (so the parametrised tests below cannot go empty)."""
+    assert {p.name for p in EXAMPLES} >= {
+        "small-fleet.yaml",
+        "multi-region.yaml",
+        "migration.yaml",
+        "fleet.toml",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -85,6 +90,63 @@ def test_toml_example_resolves_like_its_yaml_counterpart() -> None:
     for name in ("paris-01", "lyon-02"):
         assert [s.key_servers for s in toml[name].svms] == [s.key_servers for s in yaml[name].svms]
         assert toml[name].limits.concurrency == yaml[name].limits.concurrency
+
+
+NEW = ("kms-new-1.example.com:5696", "kms-new-2.example.com:5696")
+OLD = ("kms-old-1.example.com:5696", "kms-old-2.example.com:5696")
+
+
+def test_migration_adds_two_new_servers_and_retires_two_old_ones() -> None:
+    """Defaults retire 2 old servers; a group, then an SVM entry, override the list."""
+    clusters = {c.name: c for c in load(INVENTORIES / "migration.yaml").clusters}
+    paris, lyon, nyc = clusters["paris-01"], clusters["lyon-02"], clusters["nyc-01"]
+    assert tuple(s.server for s in paris.svms[0].key_servers) == NEW
+    assert paris.svms[0].retire_servers == OLD
+    # emea-legacy, listed after emea, brings its own old servers.
+    assert lyon.groups == ("emea", "emea-legacy")
+    assert lyon.svms[0].retire_servers == (
+        "kms-old-emea.example.com:5696",
+        "[fd20:8b1e:b255:4071::5]:5696",
+    )
+    assert [(s.pattern, s.retire_servers) for s in nyc.svms] == [("svm_*", OLD), ("svm_vault", ())]
+    assert (nyc.cluster_scope, nyc.retire_servers) == (True, OLD)
+    for cluster in clusters.values():
+        for selector in cluster.svms:
+            kept = {s.server for s in selector.key_servers}
+            kept.update(n for s in selector.key_servers for n in s.secondary_key_servers)
+            assert kept.isdisjoint(selector.retire_servers)
+
+
+def test_describe_shows_what_migrate_retires() -> None:
+    """Each key manager's line names its retired servers; a last line counts them."""
+    lines = describe(load(INVENTORIES / "migration.yaml"))
+    new = "kms-new-1.example.com:5696 (secondary kms-new-1-dr.example.com:5696), " + NEW[1]
+    assert f"  all SVMs (*): {new}; retire {', '.join(OLD)}" in lines
+    assert f"  SVM svm_vault: {new}" in lines
+    assert f"  cluster scope: {new}; retire {', '.join(OLD)}" in lines
+    assert lines[-1] == (
+        "to retire (migrate only; apply never removes): 4 distinct key servers on 4 of those "
+        "key managers; 2 removals known before discovery"
+    )
+
+
+def test_a_server_kept_and_retired_in_the_migration_example_is_reported_at_its_line(
+    tmp_path: Path,
+) -> None:
+    """Keeping an old server by mistake: one problem, at the retire_servers line, naming both."""
+    shutil.copytree(INVENTORIES, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "migration.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count("    - kms-new-2.example.com\n") == 1
+    path.write_text(text.replace("    - kms-new-2.example.com\n", "    - KMS-old-2.example.com\n"))
+    (problem,) = problems_of(path)
+    assert problem.key_path == "defaults.retire_servers[1]"
+    assert problem.line is not None
+    assert "- kms-old-2.example.com:5696" in text.splitlines()[problem.line - 1]
+    assert problem.message.startswith(
+        "kms-old-2.example.com:5696 is both retired and desired: key_servers lists it at "
+        "defaults.key_servers[1]"
+    )
 
 
 BREAKAGES = [

@@ -36,6 +36,7 @@ BASE: dict[str, object] = {
             },
             "kms2.example.com",
         ],
+        "retire_servers": ["kms-old.example.com", "[fd20::9]:5696"],
         "exclude_svms": ["*_test"],
         "window": {"days": ["sat", "sun"], "start": "01:00", "end": "05:00", "tz": "Europe/Paris"},
     },
@@ -54,11 +55,12 @@ BASE: dict[str, object] = {
             "address": "[fd20::2]:8443",
             "svms": [
                 "svm_finance",
-                {"name": "svm_hr", "key_servers": ["kms3.example.com"]},
+                {"name": "svm_hr", "key_servers": ["kms3.example.com"], "retire_servers": []},
                 "app_*",
             ],
             "cluster_scope": True,
             "window": None,
+            "retire_servers": ["kms-old.example.com", "kms-old-2.example.com"],
         },
     ],
     "rollout": {
@@ -77,14 +79,16 @@ values = st.recursive(
     | st.floats()
     | st.text(max_size=30)
     | st.sampled_from(["all", "env:", "file:", "env:NOPE", "file:ca.pem", "https://h", "[::1"])
-    | st.sampled_from(["01:00", "24:00", "sat", "Sun", "Europe/Paris", "10%", "0%", "random:3"]),
+    | st.sampled_from(["01:00", "24:00", "sat", "Sun", "Europe/Paris", "10%", "0%", "random:3"])
+    | st.sampled_from(["kms1.example.com", "KMS-OLD.example.com:5696", "kms1-dr.example.com"]),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children, max_size=3)
     ),
     max_leaves=6,
 )
 """Replacement values: every YAML type, odd numbers, strings that look like references, and
-near misses of times, days, zones, wave sizes and orders."""
+near misses of times, days, zones, wave sizes and orders, and server names already used
+(so that a server may end up both kept and retired)."""
 
 host_like = st.text(
     alphabet=st.sampled_from("abcXYZ019.:-_[]/% \t@*"), max_size=24
@@ -192,6 +196,14 @@ def test_any_mutation_validates_or_raises_inventory_error(
             assert cluster.window is None or (
                 cluster.window.days and cluster.window.start != cluster.window.end
             )
+            managers = [(s.key_servers, s.retire_servers) for s in cluster.svms]
+            if cluster.cluster_scope:
+                managers.append((cluster.key_servers, cluster.retire_servers))
+            for desired, retired in managers:  # a loaded file never keeps and retires one
+                kept = {d.server for d in desired}
+                kept.update(n for d in desired for n in d.secondary_key_servers)
+                assert kept.isdisjoint(retired)
+                assert len(set(retired)) == len(retired) <= 4
 
 
 EXAMPLE_TEXTS = {

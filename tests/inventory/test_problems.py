@@ -472,6 +472,134 @@ CASES = [
         "expected a list of key server names, got a string",
         id="secondaries-not-a-list",
     ),
+    # -- retire_servers ----------------------------------------------------------------
+    pytest.param(
+        HEAD + "  retire_servers: [o1, o2, o3, o4, o5]  # <-\n" + ONE,
+        "defaults.retire_servers",
+        "5 servers to retire: a key manager has at most 4 primary key servers",
+        id="retire-more-than-4",
+    ),
+    pytest.param(
+        HEAD + "  retire_servers:\n    - OLD.Example.com\n    - old.example.com:5696  # <-\n" + ONE,
+        "defaults.retire_servers[1]",
+        "old.example.com:5696 is listed twice (also at defaults.retire_servers[0])",
+        id="retire-duplicate-after-normalising",
+    ),
+    pytest.param(
+        HEAD + "groups:\n  g:\n    retire_servers:\n      - fd20::1\n"
+        "      - '[fd20:0::1]:5696'  # <-\n" + ONE,
+        "groups.g.retire_servers[1]",
+        "[fd20::1]:5696 is listed twice (also at groups.g.retire_servers[0])",
+        id="retire-duplicate-ipv6-in-a-group",
+    ),
+    pytest.param(
+        HEAD + "  retire_servers:\n    - server: kms-old.example.com  # <-\n"
+        "      secondary_key_servers: [kms-old-dr.example.com]\n" + ONE,
+        "defaults.retire_servers[0]",
+        "expected a key server name, got a mapping: write just the name 'kms-old.example.com' "
+        "(retire_servers takes names only; a primary's secondary key servers are removed with it)",
+        id="retire-long-form-refused",
+    ),
+    pytest.param(
+        HEAD + "  retire_servers: kms-old.example.com  # <-\n" + ONE,
+        "defaults.retire_servers",
+        "expected a list of key server names to retire, got a string",
+        id="retire-not-a-list",
+    ),
+    pytest.param(
+        HEAD + "  retire_servers:\n    - 5696  # <-\n" + ONE,
+        "defaults.retire_servers[0]",
+        "expected a key server name (host or host:port), got an integer",
+        id="retire-entry-not-a-string",
+    ),
+    pytest.param(
+        HEAD + "  retire_servers:\n    - 'old:port'  # <-\n" + ONE,
+        "defaults.retire_servers[0]",
+        "not a valid key server: 'old:port': port 'port' is not a number",
+        id="retire-bad-port",
+    ),
+    pytest.param(
+        HEAD + "  retire_servers:\n    - kmip://old  # <-\n" + ONE,
+        "defaults.retire_servers[0]",
+        "has a scheme: write the host (and port) only",
+        id="retire-with-scheme",
+    ),
+    pytest.param(
+        HEAD + "  retire_server: [old]  # <-\n" + ONE,
+        "defaults.retire_server",
+        "unknown key 'retire_server'; did you mean 'retire_servers'?",
+        id="retire-key-near-miss",
+    ),
+    pytest.param(
+        HEAD + "retire_servers: [old]  # <-\n" + ONE,
+        "retire_servers",
+        "it belongs under 'defaults:' or in a cluster",
+        id="retire-at-the-top",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - server: k1\n      retire_servers: [old]  # <-",
+        )
+        + ONE,
+        "defaults.key_servers[0].retire_servers",
+        "it belongs on the key manager, not in one of its key servers",
+        id="retire-inside-a-key-server",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - name: svm_a\n"
+        "        retire_server: [old]  # <-\n",
+        "clusters[0].svms[0].retire_server",
+        "did you mean 'retire_servers'?",
+        id="retire-key-near-miss-in-an-svm-entry",
+    ),
+    # -- a server both kept and retired on one key manager, after inheritance ---------
+    pytest.param(
+        HEAD + "  retire_servers: [KMS1.Example.com]  # <-\n"
+        "clusters:\n  - {name: c1, address: h1, svms: all}\n"
+        "  - {name: c2, address: h2, svms: [svm_a, 'app_*'], cluster_scope: true}\n",
+        "defaults.retire_servers[0]",
+        "kms1.example.com:5696 is both retired and desired: key_servers lists it at "
+        "defaults.key_servers[0]; a key manager cannot keep and remove one server",
+        id="kept-and-retired-in-defaults-reported-once",
+    ),
+    pytest.param(
+        HEAD + "clusters:\n  - name: c1\n    address: h1\n    svms: all\n"
+        "    retire_servers:\n      - old\n      - kms1.example.com:5696  # <-\n",
+        "clusters[0].retire_servers[1]",
+        "kms1.example.com:5696 is both retired and desired: key_servers lists it at "
+        "defaults.key_servers[0]",
+        id="cluster-retires-an-inherited-key-server",
+    ),
+    pytest.param(
+        HEAD + "groups:\n  g:\n    retire_servers: [old1, new2]  # <-\n"
+        "clusters:\n  - name: c1\n    address: h1\n    groups: [g]\n    svms:\n"
+        "      - svm_a\n      - {name: svm_b, key_servers: [new1, new2]}\n",
+        "groups.g.retire_servers[1]",
+        "new2:5696 is both retired and desired: key_servers lists it at "
+        "clusters[0].svms[1].key_servers[1]",
+        id="group-retires-an-svm-entry-key-server",
+    ),
+    pytest.param(
+        HEAD.replace(
+            "key_servers: [kms1.example.com]",
+            "key_servers:\n    - server: kms1.example.com\n"
+            "      secondary_key_servers: [kms1-dr.example.com]",
+        )
+        + "clusters:\n  - name: c1\n    address: h1\n    svms:\n      - name: svm_a\n"
+        "        retire_servers:\n          - kms1-dr.example.com  # <-\n",
+        "clusters[0].svms[0].retire_servers[0]",
+        "kms1-dr.example.com:5696 is retired but key_servers keeps it as a secondary of "
+        "kms1.example.com:5696 at defaults.key_servers[0].secondary_key_servers[0]",
+        id="svm-entry-retires-a-kept-secondary",
+    ),
+    pytest.param(
+        HEAD + "  retire_servers: [kms9]  # <-\n"
+        "clusters:\n  - {name: c1, address: h1, cluster_scope: true, key_servers: [kms9]}\n",
+        "defaults.retire_servers[0]",
+        "kms9:5696 is both retired and desired: key_servers lists it at clusters[0].key_servers[0]",
+        id="cluster-scope-keeps-and-retires",
+    ),
     # -- credentials -------------------------------------------------------------------
     pytest.param(
         HEAD.replace("username: admin", "username: 7  # <-") + ONE,
@@ -961,3 +1089,43 @@ def test_each_mistake_is_one_problem_at_its_line_and_key_path(
     assert [(p.key_path, p.line) for p in problems] == [(key_path, marked_line(text))], problems
     assert message in problems[0].message
     assert problems[0].file == str(path)
+
+
+def test_every_retire_servers_mistake_is_reported_in_one_pass(write: Write) -> None:
+    """Collisions (found after inheritance) come with the parser's problems, each at its line."""
+    text = """\
+        version: 1
+        defaults:
+          username: admin
+          password: env:ONTAP_PASSWORD
+          key_servers: [new1, new2]
+          retire_servers: [old1, new1]          # collides (line 6)
+        groups:
+          g:
+            retire_servers: [o1, o2, o3, o4, o5]  # too many (line 9)
+        clusters:
+          - name: c1
+            address: h1
+            groups: [g]
+            svms:
+              - name: svm_a
+                retire_servers:
+                  - old9
+                  - OLD9:5696                   # twice (line 18)
+              - name: svm_b
+                retire_servers:
+                  - {server: old1}              # long form (line 21)
+          - name: c2
+            address: h2
+            svms: all
+            limits: {concurrency: 0}            # not about retiring (line 25)
+    """
+    problems = problems_of(write(text))
+    assert [(p.line, p.key_path) for p in problems] == [
+        (6, "defaults.retire_servers[1]"),
+        (9, "groups.g.retire_servers"),
+        (18, "clusters[0].svms[0].retire_servers[1]"),
+        (21, "clusters[0].svms[1].retire_servers[0]"),
+        (25, "clusters[1].limits.concurrency"),
+    ]
+    assert "new1:5696 is both retired and desired" in problems[0].message

@@ -290,3 +290,165 @@ def test_a_cluster_list_no_key_manager_uses_is_not_resolved(write: Write) -> Non
     )
     cluster = only_cluster(write, text)
     assert (servers(cluster.svms[0]), cluster.key_servers) == (("k2:5696",), ())
+
+
+# -- retire_servers ----------------------------------------------------------------------
+
+RETIRING = """\
+version: 1
+defaults:
+  username: admin
+  password: env:ONTAP_PASSWORD
+  key_servers: [new1]
+  retire_servers: [d1, d2]
+groups:
+  a: {retire_servers: [a1]}
+  b: {retire_servers: [b1]}
+  done: {retire_servers: []}
+clusters:
+  - {name: from-defaults, address: h1, svms: all}
+  - {name: a-then-b, address: h2, groups: [a, b], svms: all}
+  - {name: b-then-a, address: h3, groups: [b, a], svms: all}
+  - {name: emptied, address: h4, groups: [a, done], svms: all}
+  - name: own
+    address: h5
+    groups: [a]
+    retire_servers: [c1]
+    cluster_scope: true
+    svms:
+      - svm_a
+      - {name: svm_b, retire_servers: [s1, s2]}
+      - {name: svm_c, retire_servers: []}
+      - {name: svm_d, key_servers: [new2]}
+"""
+
+
+def test_retire_lists_replace_at_each_layer_like_key_servers(write: Write) -> None:
+    """defaults < groups (later wins) < cluster < SVM entry; a list replaces, [] clears."""
+    clusters = {c.name: c for c in load(write(RETIRING)).clusters}
+    assert clusters["from-defaults"].svms[0].retire_servers == ("d1:5696", "d2:5696")
+    assert clusters["a-then-b"].svms[0].retire_servers == ("b1:5696",)
+    assert clusters["b-then-a"].svms[0].retire_servers == ("a1:5696",)
+    assert clusters["emptied"].svms[0].retire_servers == ()
+    own = clusters["own"]
+    assert own.retire_servers == ("c1:5696",)  # the cluster-scoped key manager's
+    assert [(s.pattern, s.retire_servers) for s in own.svms] == [
+        ("svm_a", ("c1:5696",)),
+        ("svm_b", ("s1:5696", "s2:5696")),
+        ("svm_c", ()),
+        ("svm_d", ("c1:5696",)),  # its own key_servers, the cluster's retire_servers
+    ]
+    assert servers(own.svms[3]) == ("new2:5696",)
+
+
+def test_without_retire_servers_nothing_is_retired(write: Write) -> None:
+    """No retire_servers anywhere: every key manager's retire list is empty."""
+    text = HEAD + "clusters: [{name: c1, address: h1, svms: all, cluster_scope: true}]\n"
+    cluster = only_cluster(write, text)
+    assert (cluster.retire_servers, cluster.svms[0].retire_servers) == ((), ())
+
+
+def test_clusters_sharing_a_retire_list_share_one_tuple(write: Write) -> None:
+    """A list written once is resolved once, shared by every key manager that inherits it."""
+    text = HEAD + (
+        "  retire_servers: [old1]\n"
+        "clusters:\n"
+        "  - {name: c1, address: h1, svms: all}\n"
+        "  - {name: c2, address: h2, svms: [svm_a, svm_b], cluster_scope: true}\n"
+    )
+    c1, c2 = load(write(text)).clusters
+    assert c1.svms[0].retire_servers == ("old1:5696",)
+    assert c2.svms[0].retire_servers is c1.svms[0].retire_servers
+    assert c2.svms[1].retire_servers is c1.svms[0].retire_servers
+    assert c2.retire_servers is c1.svms[0].retire_servers
+
+
+@pytest.mark.parametrize(
+    ("written", "retired"),
+    [
+        ("KMS-Old.Example.COM", "kms-old.example.com:5696"),
+        ("kms-old:5697", "kms-old:5697"),
+        ("10.0.0.9", "10.0.0.9:5696"),
+        ("'[fd20::1]'", "[fd20::1]:5696"),
+        ("'FD20:0:0::1'", "[fd20::1]:5696"),
+        ("'[fd20::1]:15696'", "[fd20::1]:15696"),
+    ],
+)
+def test_retire_server_names_are_normalised(write: Write, written: str, retired: str) -> None:
+    """As key_servers: port 5696 implied, host names lower-cased, IPv6 canonical in brackets."""
+    text = (
+        HEAD
+        + f"  retire_servers: [{written}]\n"
+        + ("clusters: [{name: c1, address: h1, svms: all}]\n")
+    )
+    assert only_cluster(write, text).svms[0].retire_servers == (retired,)
+
+
+def test_a_server_kept_and_retired_in_different_key_managers_is_no_error(write: Write) -> None:
+    """The rule is per key manager, after inheritance: SVM a keeps old1, SVM b retires it."""
+    text = HEAD + (
+        "  retire_servers: [old1]\n"
+        "clusters:\n"
+        "  - name: c1\n"
+        "    address: h1\n"
+        "    key_servers: [old1]\n"  # overridden by every key manager below: never used
+        "    svms:\n"
+        "      - {name: svm_a, key_servers: [new1, old1], retire_servers: []}\n"
+        "      - {name: svm_b, key_servers: [new1]}\n"
+    )
+    svm_a, svm_b = only_cluster(write, text).svms
+    assert (servers(svm_a), svm_a.retire_servers) == (("new1:5696", "old1:5696"), ())
+    assert (servers(svm_b), svm_b.retire_servers) == (("new1:5696",), ("old1:5696",))
+
+
+def test_toml_takes_retire_servers_at_every_level(write: Write) -> None:
+    """The TOML loader reads the same keys: defaults, a group, a cluster and an SVM entry."""
+    text = """\
+        version = 1
+
+        [defaults]
+        username = "admin"
+        password = "env:ONTAP_PASSWORD"
+        key_servers = ["new1"]
+        retire_servers = ["OLD1", "old2:5696"]
+
+        [groups.g]
+        retire_servers = ["g1"]
+
+        [[clusters]]
+        name = "c1"
+        address = "h1"
+        svms = "all"
+
+        [[clusters]]
+        name = "c2"
+        address = "h2"
+        groups = ["g"]
+        retire_servers = ["c2-old"]
+        cluster_scope = true
+        svms = ["svm_a", { name = "svm_b", retire_servers = ["fd20::1"] }]
+
+        [[clusters]]
+        name = "c3"
+        address = "h3"
+        groups = ["g"]
+        svms = "all"
+    """
+    c1, c2, c3 = load(write(text, "fleet.toml")).clusters
+    assert c1.svms[0].retire_servers == ("old1:5696", "old2:5696")
+    assert c2.retire_servers == ("c2-old:5696",)
+    assert [s.retire_servers for s in c2.svms] == [("c2-old:5696",), ("[fd20::1]:5696",)]
+    assert c3.svms[0].retire_servers == ("g1:5696",)
+
+
+def test_only_a_selected_cluster_scope_has_a_retire_list(write: Write) -> None:
+    """Without cluster_scope the cluster's own list is empty; its SVMs still inherit the list."""
+    text = HEAD + (
+        "  retire_servers: [old1]\n"
+        "clusters:\n"
+        "  - {name: c1, address: h1, svms: all}\n"
+        "  - {name: c2, address: h2, svms: all, cluster_scope: true}\n"
+    )
+    c1, c2 = load(write(text)).clusters
+    assert (c1.retire_servers, c1.svms[0].retire_servers) == ((), ("old1:5696",))
+    assert (c2.retire_servers, c2.svms[0].retire_servers) == (("old1:5696",), ("old1:5696",))

@@ -193,6 +193,38 @@ CLUSTERS = [{"name": "c", "address": "h", "svms": "all"}]
             {"version": 1, "rollout": {"max_fail_percent": 101}, "clusters": CLUSTERS},
             id="rollout-percent",
         ),
+        pytest.param(
+            {
+                "version": 1,
+                "defaults": {"retire_servers": ["o1", "o2", "o3", "o4", "o5"]},
+                "clusters": CLUSTERS,
+            },
+            id="retire-more-than-4",
+        ),
+        pytest.param(
+            {"version": 1, "defaults": {"retire_servers": ["o1", "o1"]}, "clusters": CLUSTERS},
+            id="retire-twice",
+        ),
+        pytest.param(
+            {"version": 1, "groups": {"g": {"retire_servers": "o1"}}, "clusters": CLUSTERS},
+            id="retire-not-a-list",
+        ),
+        pytest.param(
+            {
+                "version": 1,
+                "clusters": [{**CLUSTERS[0], "retire_servers": [{"server": "o1"}]}],
+            },
+            id="retire-long-form",
+        ),
+        pytest.param(
+            {
+                "version": 1,
+                "clusters": [
+                    {**CLUSTERS[0], "svms": [{"name": "svm_a", "retire_servers": ["kmip://o1"]}]}
+                ],
+            },
+            id="retire-scheme-in-an-svm-entry",
+        ),
     ],
 )
 def test_schema_rejects_what_the_parser_rejects(document: Json) -> None:
@@ -221,6 +253,58 @@ def test_schema_accepts_every_new_rollout_key_written_well() -> None:
     }
     validator = jsonschema.Draft202012Validator(inventory_schema())
     assert [e.message for e in validator.iter_errors(document)] == []
+
+
+def test_schema_takes_retire_servers_wherever_it_takes_key_servers() -> None:
+    """defaults, a group, a cluster and an SVM entry: the same list of names, documented."""
+    schema = inventory_schema()
+    places = [
+        ("$defs", "settings", "properties"),
+        ("$defs", "group", "properties"),
+        ("$defs", "cluster", "properties"),
+        ("$defs", "svmEntry", "anyOf", 1, "properties"),
+    ]
+    for place in places:
+        properties = at(schema, *place)
+        assert "key_servers" in properties
+        assert at(properties, "retire_servers")["$ref"] == "#/$defs/retireServers"
+    retire = at(schema, "$defs", "retireServers")
+    assert (retire["maxItems"], retire["uniqueItems"]) == (4, True)
+    assert retire["items"] == {"$ref": "#/$defs/serverName"}
+    assert "migrate" in str(at(schema, "$defs", "settings", "properties", "retire_servers"))
+
+
+def test_schema_accepts_retire_servers_written_well() -> None:
+    """The control for the retire cases above: names at every level, [] to clear."""
+    jsonschema = pytest.importorskip("jsonschema")
+    document = {
+        "version": 1,
+        "defaults": {"key_servers": ["new1"], "retire_servers": ["old1", "old2:5696"]},
+        "groups": {"g": {"retire_servers": []}},
+        "clusters": [
+            {
+                **CLUSTERS[0],
+                "groups": ["g"],
+                "retire_servers": ["[fd20::1]", "o1", "o2", "o3"],
+                "svms": ["svm_a", {"name": "svm_b", "retire_servers": ["old3"]}],
+            }
+        ],
+    }
+    validator = jsonschema.Draft202012Validator(inventory_schema())
+    assert [e.message for e in validator.iter_errors(document)] == []
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_inventory_sample_validates_against_the_schema() -> None:
+    """The YAML sample of the README's "The inventory" section (with retire_servers) is valid."""
+    jsonschema = pytest.importorskip("jsonschema")
+    section = README.read_text(encoding="utf-8").split("## The inventory", 1)[1]
+    sample = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert "retire_servers" in sample["defaults"]
+    validator = jsonschema.Draft202012Validator(inventory_schema())
+    assert [e.message for e in validator.iter_errors(sample)] == []
 
 
 def test_schema_is_a_valid_draft_2020_12_schema() -> None:
