@@ -256,6 +256,9 @@ def test_outcome_values_match_the_contract() -> None:
         "failed",
         "skipped",
         "cancelled",
+        "removed",
+        "absent",
+        "would_remove",
     }
 
 
