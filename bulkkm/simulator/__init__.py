@@ -5,20 +5,34 @@ Used by tests, benchmarks, ``bulkkm simulate`` and ``bulkkm demo``; never by the
 
 from bulkkm.simulator._cli import main
 from bulkkm.simulator._fleet import SimulatedFleet
-from bulkkm.simulator._journal import RequestRecord, WriteRecord
-from bulkkm.simulator._model import Mode, Scope, SimCluster, SimKeyManager, SimSvm
+from bulkkm.simulator._journal import RequestRecord, VerifyKind, VerifyRecord, WriteRecord
+from bulkkm.simulator._model import (
+    Mode,
+    NodeState,
+    Scope,
+    SimCluster,
+    SimKey,
+    SimKeyManager,
+    SimNode,
+    SimSvm,
+)
 from bulkkm.simulator._spec import Faults, FleetSpec
 
 __all__ = [
     "Faults",
     "FleetSpec",
     "Mode",
+    "NodeState",
     "RequestRecord",
     "Scope",
     "SimCluster",
+    "SimKey",
     "SimKeyManager",
+    "SimNode",
     "SimSvm",
     "SimulatedFleet",
+    "VerifyKind",
+    "VerifyRecord",
     "WriteRecord",
     "main",
 ]

@@ -34,7 +34,7 @@ from bulkkm.logs import configure_logging, printable
 from bulkkm.servers import normalize_server
 from bulkkm.simulator._fleet import SimulatedFleet, point_at, write_secrets
 from bulkkm.simulator._generate import Layout, Trouble, layout_of, seeded_trouble
-from bulkkm.simulator._spec import Faults, FleetSpec, cluster_name
+from bulkkm.simulator._spec import Faults, FleetSpec, cluster_name, parse_unreachable
 
 __all__ = ["main"]
 
@@ -123,6 +123,15 @@ def _server(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _unreachable(text: str) -> str:
+    """An argparse type: ``NAME``, ``NAME@CLUSTER`` or ``NAME@NODE``, the name normalised."""
+    try:
+        server, where = parse_unreachable(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return server if where is None else f"{server}@{where}"
+
+
 def _parser() -> _Parser:
     """The command line of ``bulkkm simulate``."""
     p = _Parser(
@@ -185,6 +194,13 @@ def _parser() -> _Parser:
         default=0,
         metavar="N",
         help="the first N clusters are dead: their ports closed (default 0)",
+    )
+    fleet.add_argument(
+        "--nodes",
+        type=_integer(1, 24),
+        default=2,
+        metavar="N",
+        help="nodes per cluster, CLUSTER-01 ... (default 2)",
     )
     fleet.add_argument(
         "--job-mode", action="store_true", help="key-server POSTs answer 202 and a job to poll"
@@ -254,6 +270,47 @@ def _parser() -> _Parser:
         help="requests a cluster handles at once; more are dropped at the connection "
         "(default: no cap)",
     )
+    faults.add_argument(
+        "--quorum-rate",
+        type=_rate,
+        default=0.0,
+        metavar="F",
+        help="fraction 0-1 of key-server DELETEs refused with 65536600, a node out of quorum "
+        "(transient; --transient-rate refuses DELETEs with 2621573, SVM locked)",
+    )
+    faults.add_argument(
+        "--connect-delay",
+        type=_milliseconds,
+        default=0.0,
+        metavar="MS",
+        help="milliseconds, at most, a server just added shows 'unknown' on a node before "
+        "'available' (a seeded 50-100%% of it per node; default 0: available at once)",
+    )
+    migration = p.add_argument_group("migrations: reachability and keys")
+    migration.add_argument(
+        "--unreachable-server",
+        type=_unreachable,
+        action="append",
+        default=[],
+        metavar="NAME[@NODE]",
+        help="a key server no node reaches; NAME@CLUSTER: no node of that cluster, "
+        "NAME@NODE (e.g. sim-0003-02): that node only (repeatable)",
+    )
+    migration.add_argument(
+        "--unreplicated-server",
+        type=_server,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="key managers starting with this server hold a key stored on it only, so "
+        "ONTAP refuses to delete it (65536700) until a restore (repeatable)",
+    )
+    migration.add_argument(
+        "--new-servers-empty",
+        action="store_true",
+        help="a server added holds no key until a restore from it (default: it is given "
+        "copies of the key manager's keys, as a KMS loaded from the old one)",
+    )
     files = p.add_argument_group("serving and files")
     files.add_argument(
         "--host",
@@ -320,6 +377,15 @@ def _most_desired(clusters: Sequence[Cluster]) -> int:
     return max(counts, default=0)
 
 
+def _check_places(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Refuse an ``--unreachable-server NAME@WHERE`` whose cluster or node is not served."""
+    places = set(names) | {f"{name}-{n:02d}" for name in names for n in range(1, args.nodes + 1)}
+    for entry in args.unreachable_server:
+        where = parse_unreachable(entry)[1]
+        if where is not None and where not in places:
+            raise _UsageError(f"--unreachable-server {entry}: no cluster or node {where!r}")
+
+
 def _spec(args: argparse.Namespace, *, clusters: int, most_desired: int) -> FleetSpec:
     """The fleet the options describe."""
     if args.dead > clusters:
@@ -339,6 +405,8 @@ def _spec(args: argparse.Namespace, *, clusters: int, most_desired: int) -> Flee
         ambiguous_rate=args.ambiguous_rate,
         hang_rate=args.hang_rate,
         max_in_flight=args.max_in_flight,
+        quorum_rate=args.quorum_rate,
+        connect_delay=args.connect_delay,
     )
     dead = dataclasses.replace(faults, dead=True)
     return FleetSpec(
@@ -352,6 +420,10 @@ def _spec(args: argparse.Namespace, *, clusters: int, most_desired: int) -> Flee
         host=args.host,
         initial_servers=args.initial_servers,
         headroom=most_desired if clean else None,
+        nodes=args.nodes,
+        unreachable_servers=tuple(args.unreachable_server),
+        unreplicated_servers=tuple(args.unreplicated_server),
+        new_server_copies=not args.new_servers_empty,
     )
 
 
@@ -412,6 +484,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
     if args.inventory_in is None:
         desired = _desired(args)
         clusters = 3 if args.clusters is None else args.clusters
+        _check_places(args, [cluster_name(i) for i in range(clusters)])
         spec = _spec(args, clusters=clusters, most_desired=len(desired))
         return _Setup(spec=spec, layout=None, inventory=None, document=None, desired=desired)
     for given, option in ((args.clusters, "--clusters"), (args.key_server, "--key-server")):
@@ -426,6 +499,7 @@ def _setup(args: argparse.Namespace) -> _Setup:
     if not inventory.clusters:
         raise _UsageError(f"--inventory-in {args.inventory_in}: no clusters")
     layout = tuple(layout_of(c, generic=args.svms) for c in inventory.clusters)
+    _check_places(args, [c.name for c in layout])
     spec = _spec(args, clusters=len(layout), most_desired=_most_desired(inventory.clusters))
     return _Setup(
         spec=spec,
@@ -523,6 +597,18 @@ def _notes(inventory: Inventory) -> tuple[str, ...]:
     return tuple(notes)
 
 
+def _migration_lines(spec: FleetSpec) -> list[str]:
+    """What the options seeded for migrations, one line each."""
+    lines = [f"unreachable: {entry}" for entry in spec.unreachable_servers]
+    lines += [
+        f"unreplicated: {server} holds a key no other server has (DELETE refused, 65536700)"
+        for server in spec.unreplicated_servers
+    ]
+    if not spec.new_server_copies:
+        lines.append("new servers start empty: removing the last old one needs a restore first")
+    return lines
+
+
 def _table(fleet: SimulatedFleet) -> str:
     """Where each cluster listens: all of them, or the first few and a count."""
     clusters = fleet.clusters
@@ -595,6 +681,8 @@ async def _serve(args: argparse.Namespace, setup: _Setup) -> int:
             )
             print(_table(fleet))
             print(f"CA: {ca_file}")
+            for line in _migration_lines(spec):
+                print(line)
             if inventory is not None:
                 print(f"inventory: {inventory}")
             for line in (*_trouble_lines(trouble, args.profile), *setup.notes):

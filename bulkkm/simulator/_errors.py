@@ -1,8 +1,9 @@
 """ONTAP's error answers: the codes the simulator sends and the exception that carries one.
 
-Codes and messages for POST key-servers come from NetApp's documentation of that endpoint;
-the generic request codes (``UNEXPECTED_ARGUMENT`` and below) are ONTAP's usual ones as far
-as we know, and the HTTP statuses chosen for KMIP failures are an inference.
+Codes and messages for POST key-servers come from NetApp's documentation of that endpoint,
+those of DELETE from its page (65536700, 65536600, 65536843); the generic request codes
+(``UNEXPECTED_ARGUMENT`` and below) are ONTAP's usual ones as far as we know. The HTTP
+statuses chosen for KMIP failures, for 65536843 (404) and 65536600 (400) are an inference.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ TLS_SERVER_CA: Final = "66060338"
 TLS_CLIENT_CERT: Final = "66060339"
 TLS_CRYPTSOFT: Final = "66060340"
 VSERVER_LOCKED: Final = "2621573"
+OUT_OF_QUORUM: Final = "65536600"
+KEYS_IN_USE: Final = "65536700"
+NOT_CONFIGURED: Final = "65536843"
 
 NOT_FOUND: Final = "4"
 API_NOT_FOUND: Final = "3"
@@ -61,6 +65,12 @@ MESSAGES: Final[dict[str, str]] = {
         "Vserver is temporarily locked. Wait a few minutes, then try the command again."
     ),
     INTERNAL: "Internal Error. Wait a few minutes, then try the command again.",
+    OUT_OF_QUORUM: "This operation cannot be performed because a node is out of quorum.",
+    KEYS_IN_USE: (
+        "The key server contains keys that are currently in use and not available from any"
+        " other configured key server in the SVM."
+    ),
+    NOT_CONFIGURED: "The key server is not configured.",
 }
 
 TRANSIENT_CODES: Final = (KEY_SERVER_DETAILS, KMIP_VERSIONS, KMIP_COMMAND, VSERVER_LOCKED)
@@ -78,6 +88,9 @@ def status_for(code: str) -> int:
     if code == VSERVER_LOCKED:
         # Inference: a configuration lock held by another operation reads as a conflict.
         return 409
+    if code == NOT_CONFIGURED:
+        # Inference: ONTAP's DELETE page gives no status; the server named is not there.
+        return 404
     return 400
 
 

@@ -2,7 +2,8 @@
 
 One process, one port per cluster, one CA in a temporary directory the fleet owns. What
 happened is kept for tests: every request (``request_log``, ``requests``), every key-server
-write (``write_log``) and the peak of concurrent requests per cluster.
+write (``write_log``), every read a migration verifies with (``verify_log``; ``journal``
+merges both logs in time order) and the peak of concurrent requests per cluster.
 """
 
 from __future__ import annotations
@@ -10,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
 import ipaddress
 import os
 import resource
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import yaml
 
-from bulkkm.simulator._generate import Layout, build_cluster
+from bulkkm.simulator._generate import Layout, build_cluster, unknown_places
 from bulkkm.simulator._inventory import write_inventory
-from bulkkm.simulator._journal import RequestRecord, WriteRecord
+from bulkkm.simulator._journal import RequestRecord, VerifyRecord, WriteRecord
 from bulkkm.simulator._model import SimCluster
 from bulkkm.simulator._server import ClusterServer
 from bulkkm.simulator._spec import Faults, FleetSpec
@@ -70,9 +72,15 @@ class SimulatedFleet:
             if len(layout) != self.spec.clusters or len({c.name for c in layout}) != len(layout):
                 raise ValueError("layout must name spec.clusters different clusters")
             self._clusters = tuple(build_cluster(self.spec, i, c) for i, c in enumerate(layout))
+        unknown = unknown_places(self.spec, self._clusters)
+        if unknown:
+            raise ValueError(
+                f"unreachable_servers names no cluster or node of the fleet: {unknown}"
+            )
         self._by_name = {c.name: c for c in self._clusters}
         self._servers: dict[str, ClusterServer] = {}
         self._writes: list[WriteRecord] = []
+        self._checks: list[VerifyRecord] = []
         self._requests: list[RequestRecord] = []
         self._dir: Path | None = None
         self._closing: asyncio.Event | None = None
@@ -110,6 +118,7 @@ class SimulatedFleet:
                     tls=tls,
                     closing=self._closing,
                     writes=self._writes,
+                    checks=self._checks,
                     requests=self._requests,
                     job_mode=self.spec.job_mode,
                     job_delay=self.spec.job_delay,
@@ -215,6 +224,24 @@ class SimulatedFleet:
     def write_log(self) -> list[WriteRecord]:
         """Every key-server write the fleet processed, in order."""
         return self._writes
+
+    @property
+    def verify_log(self) -> list[VerifyRecord]:
+        """Every connectivity read, keys read and finished restore, in order."""
+        return self._checks
+
+    def journal(
+        self, *, key_manager_uuid: str | None = None
+    ) -> tuple[WriteRecord | VerifyRecord, ...]:
+        """Writes and verification records merged in time order (of one key manager, or all)."""
+        writes: Iterable[WriteRecord | VerifyRecord] = self._writes
+        checks: Iterable[WriteRecord | VerifyRecord] = self._checks
+        merged = heapq.merge(writes, checks, key=lambda record: record.at)
+        return tuple(
+            record
+            for record in merged
+            if key_manager_uuid is None or record.key_manager_uuid == key_manager_uuid
+        )
 
     @property
     def request_log(self) -> list[RequestRecord]:

@@ -2,6 +2,7 @@
 
 Each cluster has its own ``random.Random`` seeded from (seed, index), so a cluster's state
 does not depend on how many clusters the fleet has, nor on anything drawn at run time.
+Nodes and keys come from streams of their own, so adding them changed nothing else.
 Names come from the spec (``sim-0000``, ``svm000``) or from a ``Layout`` (an inventory's
 clusters and SVMs). ``seeded_trouble`` says which targets of an inventory the generated
 state blocks, and why, from the state itself.
@@ -19,10 +20,25 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from bulkkm.inventory import Cluster, DesiredServer, SelectorKind
-from bulkkm.simulator._model import Mode, Scope, SimCluster, SimKeyManager, SimSvm
-from bulkkm.simulator._spec import FleetSpec, cluster_name
+from bulkkm.simulator._model import (
+    Mode,
+    Scope,
+    SimCluster,
+    SimKey,
+    SimKeyManager,
+    SimNode,
+    SimSvm,
+)
+from bulkkm.simulator._spec import FleetSpec, cluster_name, parse_unreachable
 
-__all__ = ["Layout", "Trouble", "build_cluster", "layout_of", "seeded_trouble"]
+__all__ = [
+    "Layout",
+    "Trouble",
+    "build_cluster",
+    "layout_of",
+    "seeded_trouble",
+    "unknown_places",
+]
 
 # Mixed ONTAP versions, biased toward recent releases as a real fleet is.
 _VERSIONS: Final = ("9.6.0", "9.7.0", "9.8.1", "9.9.1", "9.10.1", "9.11.1", "9.12.1", "9.13.1",
@@ -36,6 +52,7 @@ _SERVER_WEIGHTS: Final = (2, 4, 3, 2, 1)
 _MAX_PRIMARIES: Final = 4
 _SECONDARIES_SINCE: Final = 8  # ONTAP 9.8
 _PER_GLOB: Final = 2  # SVMs created to match each glob of an inventory
+_KEYS: Final = (1, 3)  # keys an external key manager with servers holds, at least and at most
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +96,61 @@ def _key_manager(
     return SimKeyManager(uuid=_uuid(rng), scope=scope, svm=svm, mode=mode, servers=servers)
 
 
+def _key_id(rng: random.Random) -> str:
+    """An 80-hex-digit key id shaped like ONTAP's."""
+    return f"{0:016x}0200000000000100{rng.getrandbits(128):032x}{0:016x}"
+
+
+def _keys(rng: random.Random, km: SimKeyManager, owner: str, unreplicated: tuple[str, ...]) -> None:
+    """Seed the keys of an external key manager, stored on each of its servers."""
+    if km.mode is not Mode.EXTERNAL or not km.servers:
+        return
+    key_type = "nse_ak" if km.scope is Scope.CLUSTER else "vek"
+    count = rng.randint(*_KEYS)
+    km.keys = [
+        SimKey(
+            key_id=_key_id(rng),
+            key_type=key_type,
+            key_tag=f"{owner}-key{n}",
+            holders=set(km.servers),
+        )
+        for n in range(1, count + 1)
+    ]
+    for server in unreplicated:
+        if server in km.servers:
+            km.keys.append(
+                SimKey(
+                    key_id=_key_id(rng),
+                    key_type=key_type,
+                    key_tag=f"{owner}-only-{server}",
+                    holders={server},
+                    replicated=False,
+                )
+            )
+
+
+def _nodes(spec: FleetSpec, index: int, name: str) -> list[SimNode]:
+    """The cluster's nodes, and the key servers each cannot reach."""
+    rng = random.Random(f"bulkkm-simulator:{spec.seed}:{index}:nodes")
+    nodes = [SimNode(name=f"{name}-{n:02d}", uuid=_uuid(rng)) for n in range(1, spec.nodes + 1)]
+    for entry in spec.unreachable_servers:
+        server, where = parse_unreachable(entry)
+        for node in nodes:
+            if where is None or where in (name, node.name):
+                node.unreachable.add(server)
+    return nodes
+
+
+def unknown_places(spec: FleetSpec, clusters: Sequence[SimCluster]) -> list[str]:
+    """The ``unreachable_servers`` entries whose cluster or node is not in ``clusters``."""
+    places = {c.name for c in clusters} | {n.name for c in clusters for n in c.nodes}
+    return [
+        entry
+        for entry in spec.unreachable_servers
+        if (where := parse_unreachable(entry)[1]) is not None and where not in places
+    ]
+
+
 def build_cluster(spec: FleetSpec, index: int, layout: Layout | None = None) -> SimCluster:
     """The ``index``-th cluster of the fleet, as it is before anything talks to it."""
     rng = random.Random(f"bulkkm-simulator:{spec.seed}:{index}")
@@ -106,8 +178,12 @@ def build_cluster(spec: FleetSpec, index: int, layout: Layout | None = None) -> 
             continue
         km = _key_manager(rng, spec, scope=Scope.SVM, svm=svm, mode=km_mode, v98=v98)
         key_managers[km.uuid] = km
+    name = layout.name if layout else cluster_name(index)
+    key_rng = random.Random(f"bulkkm-simulator:{spec.seed}:{index}:keys")
+    for km in key_managers.values():
+        _keys(key_rng, km, km.svm.name if km.svm else name, spec.unreplicated_servers)
     return SimCluster(
-        name=layout.name if layout else cluster_name(index),
+        name=name,
         uuid=cluster_uuid,
         version=version,
         username=(layout.username if layout else None) or spec.username,
@@ -116,6 +192,8 @@ def build_cluster(spec: FleetSpec, index: int, layout: Layout | None = None) -> 
         key_managers=key_managers,
         # Overrides are keyed by position (sim-0000 is the first cluster), whatever its name.
         faults=spec.faults_for(cluster_name(index)),
+        nodes=_nodes(spec, index, name),
+        new_server_copies=spec.new_server_copies,
     )
 
 

@@ -1,4 +1,4 @@
-"""The live state of one simulated cluster: SVMs, key managers, key servers and flags.
+"""The live state of one simulated cluster: nodes, SVMs, key managers, key servers, keys, flags.
 
 Unlike bulkkm's values these classes are mutable on purpose: they are the cluster's
 configuration, changed by the REST handlers and by tests (a server added out of band, a
@@ -12,7 +12,17 @@ from enum import StrEnum
 
 from bulkkm.simulator._spec import Faults
 
-__all__ = ["Mode", "Scope", "SimCluster", "SimKeyManager", "SimSvm"]
+__all__ = [
+    "Mode",
+    "NodeState",
+    "Scope",
+    "SimCluster",
+    "SimKey",
+    "SimKeyManager",
+    "SimNode",
+    "SimSvm",
+    "server_state",
+]
 
 
 class Scope(StrEnum):
@@ -27,6 +37,45 @@ class Mode(StrEnum):
 
     EXTERNAL = "external"
     ONBOARD = "onboard"
+
+
+class NodeState(StrEnum):
+    """Whether a node reaches a key server (ONTAP's ``key_server_state``)."""
+
+    AVAILABLE = "available"
+    NOT_RESPONDING = "not_responding"
+    UNKNOWN = "unknown"
+
+
+@dataclasses.dataclass(slots=True, kw_only=True, eq=False)
+class SimNode:
+    """A node of the cluster; ``unreachable`` names the key servers (host:port) it cannot reach."""
+
+    name: str
+    uuid: str
+    unreachable: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass(slots=True, kw_only=True, eq=False)
+class SimKey:
+    """One key in use: the key servers holding a copy, and the nodes where it is not restored.
+
+    ``holders`` may name servers no longer configured (their copy stays on the KMS);
+    ONTAP counts only the configured ones. ``replicated``: a server added later is given a
+    copy (when the cluster's ``new_server_copies``); an unreplicated key lives only where it is.
+    """
+
+    key_id: str
+    key_type: str
+    key_tag: str
+    holders: set[str]
+    replicated: bool = True
+    unrestored: set[str] = dataclasses.field(default_factory=set)
+    """Node uuids where ``restored`` is false."""
+
+    def held_by(self, km: SimKeyManager) -> list[str]:
+        """The configured servers of ``km`` holding this key, in configuration order."""
+        return [server for server in km.servers if server in self.holders]
 
 
 @dataclasses.dataclass(slots=True, kw_only=True, eq=False)
@@ -48,6 +97,13 @@ class SimKeyManager:
     servers: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     client_certificate_missing: bool = False
     """When set, adding servers fails with 65536821 (the client certificate is not installed)."""
+    keys: list[SimKey] = dataclasses.field(default_factory=list)
+    available_at: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    """Servers added with a connect delay: node uuid -> ``time.monotonic()`` it connects at."""
+
+    def sole_holder_of(self, server: str) -> list[SimKey]:
+        """The keys no configured server but ``server`` holds (ONTAP refuses its removal)."""
+        return [key for key in self.keys if key.held_by(self) == [server]]
 
     def state(self) -> dict[str, object]:
         """This key manager as JSON-able data."""
@@ -61,7 +117,26 @@ class SimKeyManager:
                 for server, secondaries in self.servers.items()
             ],
             "client_certificate_missing": self.client_certificate_missing,
+            "keys": [
+                {
+                    "key_id": key.key_id,
+                    "holders": sorted(key.holders),
+                    "replicated": key.replicated,
+                    "unrestored": sorted(key.unrestored),
+                }
+                for key in self.keys
+            ],
         }
+
+
+def server_state(km: SimKeyManager, server: str, node: SimNode, now: float) -> NodeState:
+    """How ``node`` sees a configured ``server`` of ``km`` at ``now`` (``time.monotonic()``)."""
+    if server in node.unreachable:
+        return NodeState.NOT_RESPONDING
+    connects = km.available_at.get(server, {}).get(node.uuid)
+    if connects is not None and now < connects:
+        return NodeState.UNKNOWN
+    return NodeState.AVAILABLE
 
 
 @dataclasses.dataclass(slots=True, kw_only=True, eq=False)
@@ -72,6 +147,9 @@ class SimCluster:
     ``multitenant_unsupported`` (65536822), ``kmip_errors`` (a primary server name ->
     the KMIP error code adding it fails with, e.g. ``"66060338"``), and on a key manager
     ``client_certificate_missing`` (65536821). Change ``password`` to get 401s.
+    Migrations: ``nodes[i].unreachable`` (key servers a node cannot reach), a key
+    manager's ``keys`` and their ``holders``, ``new_server_copies`` (a server added gets
+    copies of the replicated keys).
     """
 
     name: str
@@ -86,6 +164,8 @@ class SimCluster:
     metrocluster: bool = False
     multitenant_unsupported: bool = False
     kmip_errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    nodes: list[SimNode] = dataclasses.field(default_factory=list)
+    new_server_copies: bool = True
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
@@ -96,6 +176,13 @@ class SimCluster:
     def at_least(self, major: int, minor: int = 0) -> bool:
         """Whether this cluster runs ONTAP 9.``major``.``minor`` or later."""
         return self.version_tuple >= (9, major, minor)
+
+    def node(self, node_uuid: str) -> SimNode:
+        """The node with this uuid; KeyError if there is none."""
+        for node in self.nodes:
+            if node.uuid == node_uuid:
+                return node
+        raise KeyError(node_uuid)
 
     def svm(self, name: str) -> SimSvm:
         """The data SVM called ``name``; KeyError if there is none."""
@@ -122,9 +209,14 @@ class SimCluster:
             "version": self.version,
             "username": self.username,
             "svms": [{"name": svm.name, "uuid": svm.uuid} for svm in self.svms],
+            "nodes": [
+                {"name": node.name, "uuid": node.uuid, "unreachable": sorted(node.unreachable)}
+                for node in self.nodes
+            ],
             "key_managers": [km.state() for km in self.key_managers.values()],
             "metrocluster": self.metrocluster,
             "multitenant_unsupported": self.multitenant_unsupported,
             "kmip_errors": dict(self.kmip_errors),
+            "new_server_copies": self.new_server_copies,
             "faults": dataclasses.asdict(self.faults),
         }

@@ -6,22 +6,35 @@ import dataclasses
 import urllib.parse
 from typing import Final
 
-from bulkkm.simulator._model import Mode, SimCluster, SimKeyManager, SimSvm
+from bulkkm.simulator._model import (
+    Mode,
+    NodeState,
+    SimCluster,
+    SimKey,
+    SimKeyManager,
+    SimNode,
+    SimSvm,
+    server_state,
+)
 from bulkkm.simulator._query import JsonObj, Schema
 
 __all__ = [
     "CLUSTER",
     "JOB",
+    "KEY_ID",
     "KEY_MANAGER",
     "KEY_SERVER",
     "SVM",
     "SimJob",
     "cluster_record",
+    "connectivity",
     "job_record",
+    "key_id_record",
     "key_manager_href",
     "key_manager_record",
     "key_server_href",
     "key_server_records",
+    "key_server_schema",
     "svm_record",
 ]
 
@@ -43,11 +56,30 @@ KEY_MANAGER: Final = Schema.of(
     keys=("uuid",),
     expensive=("status",),
 )  # fmt: skip
+_KEY_SERVER_FIELDS: Final = ("server", "secondary_key_servers", "timeout", "username")
+_NODE_STATE_FIELDS: Final = ("node.name", "node.uuid", "state")
 KEY_SERVER: Final = Schema.of(
-    ("server", "secondary_key_servers", "timeout", "username",
-     "connectivity.cluster_availability", "connectivity.node_states"),
+    (*_KEY_SERVER_FIELDS, "connectivity.cluster_availability",
+     *(f"connectivity.node_states.{name}" for name in _NODE_STATE_FIELDS)),
     keys=("server",),
     expensive=("connectivity",),
+)  # fmt: skip
+"""Key servers on ONTAP 9.13 and later: ``connectivity.node_states`` for every node."""
+KEY_SERVER_97: Final = Schema.of(
+    (*_KEY_SERVER_FIELDS, "connectivity.cluster_availability",
+     *(f"connectivity.records.{name}" for name in _NODE_STATE_FIELDS)),
+    keys=("server",),
+    expensive=("connectivity",),
+)  # fmt: skip
+"""Key servers on ONTAP 9.7 to 9.12: ``connectivity.records`` for the nodes not available."""
+KEY_SERVER_96: Final = Schema.of(_KEY_SERVER_FIELDS, keys=("server",))
+"""Key servers on ONTAP 9.6: no connectivity."""
+KEY_ID: Final = Schema.of(
+    ("key_id", "key_server", "key_type", "key_tag", "key_store", "key_store_type",
+     "key_manager", "key_user", "restored", "encryption_algorithm", "policy", "crn", "scope",
+     "node.name", "node.uuid", "security_key_manager.uuid", "svm.name", "svm.uuid"),
+    keys=("key_id",),
+    defaults=("key_server", "key_type"),
 )  # fmt: skip
 JOB: Final = Schema.of(
     ("uuid", "description", "state", "message", "code", "error.code", "error.message",
@@ -134,16 +166,77 @@ def key_manager_record(cluster: SimCluster, km: SimKeyManager) -> JsonObj:
     return record
 
 
-def key_server_records(cluster: SimCluster, km: SimKeyManager) -> list[JsonObj]:
-    """The records of ``GET .../key-servers`` (secondaries as an array)."""
+def key_server_schema(cluster: SimCluster) -> Schema:
+    """The key-server fields this cluster's ONTAP knows (``connectivity`` changed shape in 9.13)."""
+    if cluster.at_least(13):
+        return KEY_SERVER
+    if cluster.at_least(7):
+        return KEY_SERVER_97
+    return KEY_SERVER_96
+
+
+def _node(node: SimNode) -> JsonObj:
+    """A node reference."""
+    return {"name": node.name, "uuid": node.uuid}
+
+
+def connectivity(cluster: SimCluster, km: SimKeyManager, server: str, now: float) -> JsonObj:
+    """A key server's expensive ``connectivity``, in the shape of the cluster's version.
+
+    9.13 and later: ``cluster_availability`` and ``node_states`` for every node; 9.7 to
+    9.12: ``cluster_availability`` and ``records`` for the nodes that are not available
+    (as ../shared/ONTAP.md reads the 9.7 reference; NetApp's 2020 client names the field
+    ``records`` too).
+    """
+    states = [(node, server_state(km, server, node, now)) for node in cluster.nodes]
+    available = all(state is NodeState.AVAILABLE for _, state in states)
+    if cluster.at_least(13):
+        node_states = [{"node": _node(node), "state": str(state)} for node, state in states]
+        return {"cluster_availability": available, "node_states": node_states}
+    down = [
+        {"node": _node(node), "state": str(state)}
+        for node, state in states
+        if state is not NodeState.AVAILABLE
+    ]
+    return {"cluster_availability": available, "records": down}
+
+
+def key_server_records(cluster: SimCluster, km: SimKeyManager, now: float) -> list[JsonObj]:
+    """The records of ``GET .../key-servers`` (secondaries as an array), connectivity from 9.7."""
     records: list[JsonObj] = []
     for server, secondaries in km.servers.items():
         record: JsonObj = {"server": server}
         if secondaries and cluster.at_least(8):
             record["secondary_key_servers"] = list(secondaries)
+        if cluster.at_least(7):
+            record["connectivity"] = connectivity(cluster, km, server, now)
         record["_links"] = _links(key_server_href(km, server))
         records.append(record)
     return records
+
+
+def key_id_record(cluster: SimCluster, km: SimKeyManager, node: SimNode, key: SimKey) -> JsonObj:
+    """One record of ``GET .../keys/{node.uuid}/key-ids``: a key as that node has it."""
+    held = key.held_by(km) or sorted(key.holders)
+    server = held[0] if held else ""
+    owner = km.svm.name if km.svm is not None else cluster.name
+    record: JsonObj = {
+        "key_id": key.key_id,
+        "key_server": server,
+        "key_manager": server,
+        "key_type": key.key_type,
+        "key_tag": key.key_tag,
+        "key_store": "external",
+        "key_store_type": "kmip",
+        "key_user": owner,
+        "restored": node.uuid not in key.unrestored,
+        "encryption_algorithm": "XTS-AES-256",
+        "node": _node(node),
+        "security_key_manager": {"uuid": km.uuid},
+        "svm": {"name": owner} if km.svm is None else {"name": km.svm.name, "uuid": km.svm.uuid},
+        "_links": _links(f"{key_manager_href(km)}/keys/{node.uuid}/key-ids/{key.key_id}"),
+    }
+    return record
 
 
 def job_record(job: SimJob) -> JsonObj:

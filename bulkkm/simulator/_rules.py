@@ -1,13 +1,16 @@
 """ONTAP's rules for key-server writes: what a request body may say and when a change is refused.
 
-Parsing (``parse_post``, ``parse_patch``) checks the shape of a request and answers at once;
-``check_add`` checks the cluster's state and runs when the change is applied (at once, or
-when the job finishes in job mode). Both raise ``SimError``; nothing here does I/O.
+Parsing (``parse_post``, ``parse_patch``, ``parse_restore``, ``parse_force``) checks the
+shape of a request and answers at once; ``check_add`` checks the cluster's state and runs
+when the change is applied (at once, or when the job finishes in job mode);
+``check_remove`` is the safety net of a DELETE (65536700). All raise ``SimError``; nothing
+here does I/O.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Final
 
 import orjson
@@ -17,13 +20,24 @@ from bulkkm.simulator import _errors as codes
 from bulkkm.simulator._errors import SimError
 from bulkkm.simulator._model import Mode, Scope, SimCluster, SimKeyManager
 
-__all__ = ["NewServer", "check_add", "parse_patch", "parse_post"]
+__all__ = [
+    "NewServer",
+    "Restore",
+    "check_add",
+    "check_remove",
+    "parse_force",
+    "parse_patch",
+    "parse_post",
+    "parse_restore",
+]
 
 _MAX_PRIMARIES: Final = 4
 _MAX_SECONDARIES: Final = 3
 _POST_KEYS: Final = frozenset({"server", "secondary_key_servers", "password", "records"})
 _RECORD_KEYS: Final = frozenset({"server", "secondary_key_servers", "password"})
 _PATCH_KEYS: Final = frozenset({"secondary_key_servers", "password"})
+_RESTORE_KEYS: Final = frozenset({"key_server", "key_id", "key_tag", "node"})
+_FORCE_SINCE: Final = 11  # ONTAP 9.11 added ``force`` to key-server DELETE
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +46,16 @@ class NewServer:
 
     server: str
     secondary_key_servers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Restore:
+    """What a restore asks: the primary to restore from, and optionally which keys and node."""
+
+    key_server: str
+    key_id: str | None = None
+    key_tag: str | None = None
+    node_uuid: str | None = None
 
 
 def _unexpected(name: str) -> SimError:
@@ -160,3 +184,68 @@ def check_add(cluster: SimCluster, km: SimKeyManager, servers: tuple[NewServer, 
         code = cluster.kmip_errors.get(name)
         if code is not None:
             raise SimError(code, target="server")
+
+
+def check_remove(km: SimKeyManager, server: str) -> None:
+    """Refuse removing the only configured holder of keys in use (65536700), as ONTAP does."""
+    if km.sole_holder_of(server):
+        raise SimError(codes.KEYS_IN_USE, target="server")
+
+
+def parse_force(cluster: SimCluster, query: Mapping[str, str]) -> bool:
+    """The ``force`` flag of a key-server DELETE (9.11 and later; default false)."""
+    raw = query.get("force")
+    if raw is None:
+        return False
+    if not cluster.at_least(_FORCE_SINCE):
+        raise _unexpected("force")
+    if raw.lower() not in ("true", "false"):
+        raise SimError(codes.INVALID_VALUE, f'Invalid value for "force": {raw!r}.', target="force")
+    return raw.lower() == "true"
+
+
+def _text_field(document: dict[str, object], name: str) -> str | None:
+    """An optional string field of a request body."""
+    value = document.get(name)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise SimError(codes.INVALID_VALUE, f"Field {name} must be a string.", target=name)
+    return value
+
+
+def _restore_node(cluster: SimCluster, value: object) -> str | None:
+    """The uuid of the node a restore names (by ``uuid`` or ``name``), if it names one."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and (value.get("uuid") or value.get("name")):
+        for node in cluster.nodes:
+            if value.get("uuid") in (None, node.uuid) and value.get("name") in (None, node.name):
+                return node.uuid
+    raise SimError(codes.INVALID_VALUE, "Field node names no node of the cluster.", target="node")
+
+
+def parse_restore(cluster: SimCluster, km: SimKeyManager, body: bytes) -> Restore:
+    """A restore request: ``key_server`` (a configured primary), optional key and node."""
+    document = _object(body)
+    for name in document:
+        if name not in _RESTORE_KEYS:
+            raise _unexpected(name)
+    if km.mode is not Mode.EXTERNAL:
+        raise SimError(codes.NOT_EXTERNAL)
+    raw = _text_field(document, "key_server")
+    if raw is None:
+        raise SimError(
+            codes.MISSING_FIELD, 'Missing value for field "key_server".', target="key_server"
+        )
+    try:
+        server = normalize_server(raw)
+    except ValueError:
+        server = raw
+    if server not in km.servers:
+        # Inference: ONTAP restores only from a configured primary; the code is DELETE's.
+        raise SimError(codes.NOT_CONFIGURED, status=400, target="key_server")
+    return Restore(
+        key_server=server,
+        key_id=_text_field(document, "key_id"),
+        key_tag=_text_field(document, "key_tag"),
+        node_uuid=_restore_node(cluster, document.get("node")),
+    )

@@ -26,7 +26,7 @@ from bulkkm.servers import join_host_port
 from bulkkm.simulator import _errors as codes
 from bulkkm.simulator._api import ClusterApi, route
 from bulkkm.simulator._errors import TRANSIENT_CODES, error_body
-from bulkkm.simulator._journal import RequestRecord, WriteRecord
+from bulkkm.simulator._journal import RequestRecord, VerifyRecord, WriteRecord
 from bulkkm.simulator._model import SimCluster
 from bulkkm.simulator._spec import ANSWER_FAULTS, Faults
 
@@ -45,6 +45,9 @@ _FAULT_KINDS = (
     "ambiguous",
     "job_error500",
     *ANSWER_FAULTS,
+    "quorum",
+    "locked",
+    "connect",
 )
 
 
@@ -115,6 +118,7 @@ class ClusterServer:
         tls: ssl.SSLContext,
         closing: asyncio.Event,
         writes: list[WriteRecord],
+        checks: list[VerifyRecord],
         requests: list[RequestRecord],
         job_mode: bool,
         job_delay: float,
@@ -122,7 +126,12 @@ class ClusterServer:
         """Prepare the endpoint; ``start`` binds it."""
         self.cluster = cluster
         self.api = ClusterApi(
-            cluster, hooks=self, writes=writes, job_mode=job_mode, job_delay=job_delay
+            cluster,
+            hooks=self,
+            writes=writes,
+            checks=checks,
+            job_mode=job_mode,
+            job_delay=job_delay,
         )
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.in_flight = 0
@@ -230,6 +239,25 @@ class ClusterServer:
             if self._draw(name, getattr(faults, name)):
                 return name
         return None
+
+    def quorum(self) -> bool:
+        """Draw whether a key-server DELETE finds a node out of quorum."""
+        return self._draw("quorum", self.cluster.faults.quorum_rate)
+
+    def locked(self) -> bool:
+        """Draw whether a key-server DELETE finds its SVM locked (``transient_rate``)."""
+        return self._draw("locked", self.cluster.faults.transient_rate)
+
+    def applied_error(self) -> bool:
+        """Draw whether a DELETE just applied is answered 500 (``applied_error500_rate``)."""
+        return self._draw("applied_error500_rate", self.cluster.faults.applied_error500_rate)
+
+    def connect_delay(self) -> float:
+        """Draw how long one node takes to reach a server just added: 50-100% of the delay."""
+        delay = self.cluster.faults.connect_delay
+        if delay <= 0:
+            return 0.0
+        return delay * (0.5 + 0.5 * self._rngs["connect"].random())
 
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` after ``delay`` unless the fleet closes first."""

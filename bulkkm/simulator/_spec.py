@@ -7,7 +7,11 @@ import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["ANSWER_FAULTS", "Faults", "FleetSpec", "cluster_name"]
+from bulkkm.servers import normalize_server
+
+__all__ = ["ANSWER_FAULTS", "Faults", "FleetSpec", "cluster_name", "parse_unreachable"]
+
+_MAX_NODES = 24  # ONTAP's largest NAS cluster
 
 ANSWER_FAULTS = (
     "applied_error500_rate",
@@ -49,6 +53,14 @@ class Faults:
     ``applied_error500_rate`` are answered 500 without a known code, ``garbled_201_rate``
     201 with a body that is not JSON, ``empty_204_rate`` 204 with no body and
     ``jobless_202_rate`` 202 without a job link. Each is applied: only a read-back tells.
+
+    Key-server DELETEs: ``quorum_rate`` are refused with 65536600 (a node out of quorum;
+    ``force=true`` skips it, as on ONTAP) and ``transient_rate`` with 2621573 (SVM locked),
+    before anything is applied; ``ambiguous_rate`` are applied then dropped unanswered and
+    ``applied_error500_rate`` applied then answered 500; latency, resets, hangs and 500s as
+    for any request. ``connect_delay``: a server just added answers ``unknown`` on each node
+    for a seeded 50-100% of this many seconds before it is ``available`` (so a verification
+    must poll).
     """
 
     latency: float = 0.0
@@ -67,11 +79,15 @@ class Faults:
     throttle_retry_after: int = 1
     dead: bool = False
     max_in_flight: int | None = None
+    quorum_rate: float = 0.0
+    connect_delay: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse values that no cluster could have."""
         _check_seconds("latency", self.latency)
         _check_seconds("jitter", self.jitter)
+        _check_seconds("connect_delay", self.connect_delay)
+        _check_rate("quorum_rate", self.quorum_rate)
         for name in (
             "transient_rate",
             "error500_rate",
@@ -105,6 +121,16 @@ class FleetSpec:
     key managers already at 4 primaries, onboard key managers, ONTAP before 9.8. A number
     asks for a clean fleet where that many new primaries fit on every key manager: every
     key manager external, ONTAP 9.8 or later, at most ``4 - headroom`` primaries at start.
+
+    Migration knobs: every cluster has ``nodes`` nodes (``sim-0000-01`` ...). Each external
+    key manager holds a few seeded keys, stored on each of its initial servers.
+    ``unreachable_servers``: ``NAME`` (no node reaches it), ``NAME@CLUSTER`` (no node of that
+    cluster) or ``NAME@NODE`` (that node only). ``unreplicated_servers``: a key manager that
+    starts with one of these servers holds one more key, stored on that server only (so
+    ONTAP refuses to delete it, 65536700, until a restore copies it elsewhere).
+    ``new_server_copies``: a server added later is given copies of the key manager's keys,
+    as when the new KMS was loaded from the old one (False: it starts empty and only a
+    restore from it fills it).
     """
 
     clusters: int = 3
@@ -122,9 +148,21 @@ class FleetSpec:
     username: str = "admin"
     password: str = dataclasses.field(default="simulated-Passw0rd", repr=False)
     headroom: int | None = None
+    nodes: int = 2
+    unreachable_servers: tuple[str, ...] = ()
+    unreplicated_servers: tuple[str, ...] = ()
+    new_server_copies: bool = True
 
     def __post_init__(self) -> None:
         """Refuse impossible fleets; freeze the per-cluster fault overrides."""
+        if not isinstance(self.nodes, int) or not 1 <= self.nodes <= _MAX_NODES:
+            raise ValueError(f"nodes must be an integer from 1 to {_MAX_NODES}, not {self.nodes!r}")
+        unreachable = tuple(
+            _join(*parse_unreachable(entry)) for entry in tuple(self.unreachable_servers)
+        )
+        object.__setattr__(self, "unreachable_servers", unreachable)
+        unreplicated = tuple(_server_name(entry) for entry in tuple(self.unreplicated_servers))
+        object.__setattr__(self, "unreplicated_servers", unreplicated)
         for name in ("clusters", "svms"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -149,6 +187,29 @@ class FleetSpec:
     def faults_for(self, name: str) -> Faults:
         """The faults a cluster starts with: its override, else the fleet default."""
         return self.cluster_faults.get(name, self.faults)
+
+
+def _server_name(text: object) -> str:
+    """A key-server name, normalised; ValueError if it is none."""
+    if not isinstance(text, str):
+        raise ValueError(f"a key server must be a string, not {text!r}")
+    try:
+        return normalize_server(text)
+    except ValueError as exc:
+        raise ValueError(f"not a key server: {exc}") from None
+
+
+def parse_unreachable(entry: str) -> tuple[str, str | None]:
+    """``NAME[@WHERE]`` as (normalised server, cluster or node name, or None for everywhere)."""
+    server, at, where = entry.rpartition("@") if "@" in entry else (entry, "", "")
+    if at and not where.strip():
+        raise ValueError(f"{entry!r}: expected NAME@CLUSTER or NAME@NODE after '@'")
+    return _server_name(server), where.strip() or None
+
+
+def _join(server: str, where: str | None) -> str:
+    """The canonical ``NAME[@WHERE]`` spelling."""
+    return server if where is None else f"{server}@{where}"
 
 
 def cluster_name(index: int) -> str:

@@ -60,6 +60,7 @@ class Client:
 
     def __init__(self, session: aiohttp.ClientSession, fleet: SimulatedFleet, name: str) -> None:
         """Talk to cluster ``name`` of ``fleet`` through ``session``."""
+        self.fleet = fleet
         self.cluster = fleet.cluster(name)
         self.ssl = ssl.create_default_context(cafile=str(fleet.ca_file))
         self._session = session

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import yaml
 
-from bulkkm.simulator import main
+from bulkkm.simulator import _cli, main
 from tests.cli import running
 
 
@@ -41,6 +41,15 @@ from tests.cli import running
         ["--inventory-in", "no-such.yaml", "--inventory-out", "/nonexistent/x.yaml"],
         ["--inventory-in", "x.yaml", "--inventory-out", "y.yaml", "--clusters", "2"],
         ["--inventory-in", "x.yaml", "--inventory-out", "y.yaml", "--key-server", "k.example"],
+        ["--nodes", "0"],
+        ["--nodes", "25"],
+        ["--quorum-rate", "2"],
+        ["--connect-delay", "-5"],
+        ["--unreachable-server", "kms bad"],
+        ["--unreachable-server", "kms.example.com@"],
+        ["--unreachable-server", "kms.example.com@sim-0009"],
+        ["--clusters", "2", "--unreachable-server", "kms.example.com@sim-0001-03"],
+        ["--unreplicated-server", "kms bad"],
     ],
 )
 def test_bad_option_is_one_line_on_stderr_and_exit_2(
@@ -63,8 +72,31 @@ def test_help_exits_0_and_gives_every_option_a_meaning(capsys: pytest.CaptureFix
         assert option in text
     for option in ("--latency MS", "--jitter MS", "--job-delay MS"):
         assert re.search(re.escape(option) + r" milliseconds", text), option
-    for option in ("transient", "error500", "reset", "ambiguous", "hang"):
+    for option in ("transient", "error500", "reset", "ambiguous", "hang", "quorum"):
         assert re.search(rf"--{option}-rate F fraction 0-1", text), option
+    assert "--connect-delay MS milliseconds" in text
+    for option in ("--nodes", "--unreachable-server", "--unreplicated-server"):
+        assert option in text
+
+
+def test_migration_options_reach_the_fleet_spec() -> None:
+    """Nodes, reachability, unreplicated servers, empty new servers and DELETE faults."""
+    argv = [
+        "--clusters", "2", "--nodes", "3", "--quorum-rate", "0.25", "--connect-delay", "200",
+        "--unreachable-server", "KMS-New.example.com", "--unreachable-server", "10.0.0.9@sim-0001",
+        "--unreachable-server", "kms-b.example.com:6000@sim-0000-03",
+        "--unreplicated-server", "kms-old-1.example.com", "--new-servers-empty",
+    ]  # fmt: skip
+    spec = _cli._setup(_cli._parser().parse_args(argv)).spec
+    assert spec.nodes == 3
+    assert (spec.faults.quorum_rate, spec.faults.connect_delay) == (0.25, 0.2)
+    assert spec.unreachable_servers == (
+        "kms-new.example.com:5696",
+        "10.0.0.9:5696@sim-0001",
+        "kms-b.example.com:6000@sim-0000-03",
+    )
+    assert spec.unreplicated_servers == ("kms-old-1.example.com:5696",)
+    assert spec.new_server_copies is False
 
 
 def test_invalid_inventory_in_names_the_file_and_key_and_exits_2(

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from netapp_ontap.error import NetAppRestError
 from netapp_ontap.host_connection import HostConnection
+from netapp_ontap.resources.key_manager_keys import KeyManagerKeys
 from netapp_ontap.resources.key_server import KeyServer
 from netapp_ontap.resources.security_key_manager import SecurityKeyManager
 
@@ -192,3 +193,165 @@ async def test_refusals_reach_the_client_as_netapp_rest_error(
     assert error.status_code == 400
     assert error.response_body is not None
     assert error.response_body["error"]["code"] == code
+
+
+# Migrations: removing servers, their connectivity, the keys per node, restore.
+
+OLD_1 = "kms-old-1.example.com:5696"
+OLD_2 = "kms-old-2.example.com:5696"
+NEW = "kms-new.example.com:5696"
+MIGRATION = dataclasses.replace(SPEC, initial_servers=2, job_delay=0.0)
+
+
+@pytest.mark.parametrize(
+    ("unreplicated", "server", "status", "code"),
+    [
+        ((OLD_2,), OLD_2, 400, "65536700"),
+        ((), NEW, 404, "65536843"),
+    ],
+    ids=["only-holder-of-keys", "not-configured"],
+)
+async def test_key_server_delete_refusals_reach_the_client(
+    start_fleet: StartFleet,
+    unreplicated: tuple[str, ...],
+    server: str,
+    status: int,
+    code: str,
+) -> None:
+    """``KeyServer.delete()`` raises with ONTAP's status and code; nothing is removed."""
+    fleet = await start_fleet(dataclasses.replace(MIGRATION, unreplicated_servers=unreplicated))
+    km = key_manager(fleet.cluster("sim-0000"))
+
+    def scenario() -> NetAppRestError:
+        """Delete and return the client's error."""
+        with pytest.raises(NetAppRestError) as caught:
+            KeyServer(km.uuid, server=server).delete()
+        return caught.value
+
+    error = await _in_thread(fleet, "sim-0000", scenario)
+    assert error.status_code == status
+    assert error.response_body is not None
+    assert error.response_body["error"]["code"] == code
+    assert list(km.servers) == [OLD_1, OLD_2]
+
+
+@pytest.mark.parametrize("version", ["9.13.1", "9.16.1"])
+async def test_key_server_get_connectivity_gives_node_states_from_9_13(
+    start_fleet: StartFleet, version: str
+) -> None:
+    """``get(fields="connectivity")`` fills ``connectivity.node_states`` for every node."""
+    spec = dataclasses.replace(MIGRATION, unreachable_servers=(f"{OLD_1}@sim-0000-02",))
+    fleet = await start_fleet(spec)
+    cluster = fleet.cluster("sim-0000")
+    cluster.version = version
+    km = key_manager(cluster)
+
+    def scenario() -> tuple[bool, list[tuple[str, str, str]], bool]:
+        """Read the server with its connectivity, then without."""
+        server = KeyServer(km.uuid, server=OLD_1)
+        server.get(fields="connectivity")
+        connectivity = server.connectivity
+        states = [(s.node.name, s.node.uuid, s.state) for s in connectivity.node_states]
+        plain = KeyServer(km.uuid, server=OLD_1)
+        plain.get()
+        return connectivity.cluster_availability, states, "connectivity" in plain.to_dict()
+
+    available, states, plain_has_it = await _in_thread(fleet, "sim-0000", scenario)
+    first, second = cluster.nodes
+    assert available is False
+    assert states == [
+        (first.name, first.uuid, "available"),
+        (second.name, second.uuid, "not_responding"),
+    ]
+    assert plain_has_it is False
+
+
+async def test_key_server_get_connectivity_gives_cluster_availability_before_9_13(
+    start_fleet: StartFleet,
+) -> None:
+    """9.7-9.12: the client gets ``cluster_availability``; today's client has no ``records``."""
+    spec = dataclasses.replace(MIGRATION, unreachable_servers=(f"{OLD_2}@sim-0000-01",))
+    fleet = await start_fleet(spec)
+    cluster = fleet.cluster("sim-0000")
+    cluster.version = "9.10.1"
+    km = key_manager(cluster)
+
+    def scenario() -> list[dict[str, Any]]:
+        """Each server's connectivity, as the client holds it."""
+        found = []
+        for name in (OLD_1, OLD_2):
+            server = KeyServer(km.uuid, server=name)
+            server.get(fields="connectivity")
+            found.append(server.to_dict()["connectivity"])
+        return found
+
+    assert await _in_thread(fleet, "sim-0000", scenario) == [
+        {"cluster_availability": True},
+        {"cluster_availability": False},
+    ]
+
+
+async def test_key_manager_keys_collection_and_instance_per_node(start_fleet: StartFleet) -> None:
+    """``KeyManagerKeys`` lists a node's keys with ``restored`` and reads one by key_id."""
+    fleet = await start_fleet(MIGRATION)
+    cluster = fleet.cluster("sim-0000")
+    cluster.version = "9.11.1"
+    km = key_manager(cluster)
+    node = cluster.nodes[1]
+    km.keys[0].unrestored.add(node.uuid)
+
+    def scenario() -> tuple[list[tuple[str, str, bool]], str]:
+        """The node's keys, then the first one alone."""
+        found = KeyManagerKeys.get_collection(
+            km.uuid, node.uuid, fields="key_server,key_type,restored"
+        )
+        listed = [(str(k.key_id), str(k.key_server), bool(k.restored)) for k in found]
+        one = KeyManagerKeys(km.uuid, node.uuid, key_id=km.keys[0].key_id)
+        one.get()
+        return listed, str(one.key_type)
+
+    listed, key_type = await _in_thread(fleet, "sim-0000", scenario)
+    assert listed == [(key.key_id, OLD_1, key is not km.keys[0]) for key in km.keys]
+    assert key_type == "vek"
+
+
+async def test_restore_polls_its_job_and_lets_the_old_server_go(start_fleet: StartFleet) -> None:
+    """``SecurityKeyManager.restore`` waits for the job; then the old server can be deleted."""
+    spec = dataclasses.replace(MIGRATION, new_server_copies=False)
+    fleet = await start_fleet(spec)
+    cluster = fleet.cluster("sim-0000")
+    cluster.version = "9.14.1"
+    km = key_manager(cluster)
+
+    def scenario() -> tuple[str, str]:
+        """Add the new server, retire one old one, restore from the new one, retire the last."""
+        KeyServer(km.uuid, server=NEW).post()
+        KeyServer(km.uuid, server=OLD_1).delete()
+        with pytest.raises(NetAppRestError) as refused:
+            KeyServer(km.uuid, server=OLD_2).delete()
+        assert refused.value.response_body is not None
+        code = str(refused.value.response_body["error"]["code"])
+        response = SecurityKeyManager(uuid=km.uuid).restore(body={"key_server": NEW})
+        KeyServer(km.uuid, server=OLD_2).delete()
+        return code, str(response.http_response.json()["state"])
+
+    assert await _in_thread(fleet, "sim-0000", scenario) == ("65536700", "success")
+    assert list(km.servers) == [NEW]
+    assert fleet.requests("sim-0000")["GET", "/api/cluster/jobs/{uuid}"] >= 1
+
+
+async def test_a_failed_restore_job_raises_in_the_client(start_fleet: StartFleet) -> None:
+    """A restore from a server a node cannot reach ends in a failed job: NetAppRestError."""
+    spec = dataclasses.replace(MIGRATION, unreachable_servers=(f"{OLD_1}@sim-0000-01",))
+    fleet = await start_fleet(spec)
+    cluster = fleet.cluster("sim-0000")
+    cluster.version = "9.13.1"
+    km = key_manager(cluster)
+
+    def scenario() -> str:
+        """Restore and return the client's error."""
+        with pytest.raises(NetAppRestError) as caught:
+            SecurityKeyManager(uuid=km.uuid).restore(body={"key_server": OLD_1})
+        return str(caught.value)
+
+    assert "sim-0000-01" in await _in_thread(fleet, "sim-0000", scenario)
