@@ -11,7 +11,7 @@ from bulkkm import engine
 from bulkkm.events import ClusterDiscovered, Event, Outcome, Retrying
 from bulkkm.report import load_resume
 from bulkkm.simulator import Faults, SimulatedFleet
-from tests.engine.conftest import NEW_SERVERS, fleet_spec, inventory_for, run_rollout
+from tests.engine.conftest import fleet_spec, inventory_for, run_rollout
 from tests.invariants import key_managers, outcomes, servers_of
 
 NORMALIZED = ("kms-new.example.com:5696", "kms-dr.example.com:5697")
@@ -217,12 +217,21 @@ async def test_max_failures_stops_starting_new_work(tmp_path: Path) -> None:
 
 
 async def test_job_mode_posts_are_polled_to_completion(tmp_path: Path) -> None:
-    """When ONTAP answers 202 with a job, the target is added once the job succeeds."""
+    """A 202 with a job: the job is polled, and the target is added once the job succeeds."""
     async with SimulatedFleet(
         fleet_spec(clusters=2, svms=2, seed=6, job_mode=True, initial_servers=0)
     ) as fleet:
         result = await run_rollout(fleet, inventory_for(fleet, tmp_path), tmp_path)
+        posts = [w for w in fleet.write_log if w.method == "POST"]
+        for cluster in fleet.clusters:
+            jobs = fleet.jobs(cluster.name)
+            assert jobs, cluster.name
+            assert {job["state"] for job in jobs.values()} == {"success"}, jobs
+            polls = fleet.requests(cluster.name)["GET", "/api/cluster/jobs/{uuid}"]
+            assert polls >= len(jobs), (cluster.name, polls, len(jobs))
     assert set(outcomes(result.lines)) == {"added"}
+    assert posts
+    assert {w.status for w in posts} == {202}  # every write went through a job
 
 
 async def test_resume_skips_what_the_old_report_finished(tmp_path: Path) -> None:
@@ -243,7 +252,7 @@ async def test_resume_skips_what_the_old_report_finished(tmp_path: Path) -> None
     assert outcomes(second.lines) == outcomes(first.lines)
     assert all(t.get("carried_over") for t in second.targets())
     assert second.lines[0]["resumed_from"] == resume.run_id
-    assert NEW_SERVERS
+    assert second.after == first.after  # the fleet as the first run left it
 
 
 def test_outcome_values_match_the_contract() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -71,20 +72,31 @@ async def test_outputs_that_cannot_be_written_are_refused_before_any_request(
 
 async def test_two_runs_cannot_write_one_report(tmp_path: Path) -> None:
     """While one run writes a report, a second run on it is refused and the first goes on."""
-    spec = fleet_spec(clusters=3, svms=8, initial_servers=0, faults=Faults(latency=0.4))
-    async with SimulatedFleet(spec) as fleet:
-        inventory = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+    async with SimulatedFleet(fleet_spec(clusters=3, svms=8, initial_servers=0)) as fleet:
+        # Requests time out after 1 s and are retried: the first run outlives the hang.
+        inventory = fleet.write_inventory(
+            tmp_path / "fleet.yaml", concurrency=1, extra_defaults={"limits": {"timeout": 1}}
+        )
+        for cluster in fleet.clusters:  # the first run holds the report until we heal
+            fleet.set_faults(cluster.name, Faults(hang_rate=1.0))
         report = tmp_path / "r.jsonl"
         first = await start("apply", str(inventory), "--report", str(report), "-q")
         await wait_for_lines(report, 1, deadline=30)
-        second = await bulkkm("apply", str(inventory), "--report", str(report), "--overwrite")
+        second = await bulkkm(
+            "apply", str(inventory), "--report", str(report), "--overwrite", deadline=30
+        )
+        assert first.returncode is None  # the first was still writing when it was refused
+        for cluster in fleet.clusters:
+            fleet.set_faults(cluster.name, Faults())
         assert second.code == 2
         assert "another bulkkm run" in one_line_error(second.err)
-        assert await first.wait() == 0
+        async with asyncio.timeout(60):
+            assert await first.wait() == 0
     lines = read_report(report)
     assert lines[0]["type"] == "run"
     assert lines[-1]["type"] == "summary"
     assert len({line["run_id"] for line in lines}) == 1
+    assert set(outcomes(lines)) == {"added"}
 
 
 async def test_a_report_that_fills_the_disk_stops_new_work(tmp_path: Path) -> None:

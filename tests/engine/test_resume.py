@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -62,19 +63,27 @@ async def test_resume_against_a_fleet_that_lost_its_servers_adds_them_again(
 
 async def test_resume_from_a_killed_resume_keeps_the_chain(tmp_path: Path) -> None:
     """A resumed run killed before its carried lines: the next resume still knows who added what."""
-    slow = spec(clusters=4, faults=Faults(latency=0.3))
-    async with SimulatedFleet(slow) as fleet:
+    async with SimulatedFleet(spec(clusters=4)) as fleet:
         inventory = fleet.write_inventory(tmp_path / "fleet.yaml")
         first = tmp_path / "first.jsonl"
         assert (await bulkkm("apply", str(inventory), "--report", str(first), "-q")).code == 0
+        # Discovery hangs, so the kill lands during it whatever the machine's speed.
+        for cluster in fleet.clusters:
+            fleet.set_faults(cluster.name, Faults(hang_rate=1.0))
+        seen = len(fleet.request_log)
         second = tmp_path / "second.jsonl"
         process = await start(
             "apply", str(inventory), "--report", str(second), "--resume", str(first), "-q"
         )
         await wait_for_lines(second, 1, deadline=30)
+        async with asyncio.timeout(30):
+            while len(fleet.request_log) == seen:  # noqa: ASYNC110 -- another process sends
+                await asyncio.sleep(0.005)
         process.send_signal(signal.SIGKILL)
         await process.wait()
-        assert not targets(read_report(second))  # killed during discovery
+        assert [line["type"] for line in read_report(second)] == ["run"]  # killed in discovery
+        for cluster in fleet.clusters:
+            fleet.set_faults(cluster.name, Faults())
         writes = len(fleet.write_log)
         third = tmp_path / "third.jsonl"
         result = await bulkkm(
@@ -82,7 +91,9 @@ async def test_resume_from_a_killed_resume_keeps_the_chain(tmp_path: Path) -> No
         )
         assert result.code == 0, result.err
         assert len(fleet.write_log) == writes
+    assert read_report(third)[0]["resumed_from"] == read_report(second)[0]["run_id"]
     lines = targets(read_report(third))
+    assert lines
     assert {t["outcome"] for t in lines} == {"added"}
     assert all(t.get("carried_over") for t in lines)
 

@@ -85,19 +85,30 @@ async def test_terminal_logs_above_the_bar_folds_warnings_and_asks_on_its_own_li
 
 
 async def test_second_ctrl_c_exits_at_once_with_the_cursor_shown(tmp_path: Path) -> None:
-    """Ctrl-C twice while the bar is drawn: exit 130 at once, and the cursor is visible again."""
+    """Ctrl-C twice while a request hangs: exit 130 without waiting out the grace (no summary
+    line written), and the cursor is visible again."""
     spec = fleet_spec(clusters=4, svms=4, seed=5, initial_servers=0, faults=Faults(latency=0.3))
     async with SimulatedFleet(spec) as fleet:
         path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
-        async with terminal("apply", str(path), "--report", str(tmp_path / "r.jsonl")) as term:
+        report = tmp_path / "r.jsonl"
+        async with terminal("apply", str(path), "--report", str(report)) as term:
             async with asyncio.timeout(60):
                 await term.until(lambda lines: any(BAR in line for line in lines))
-            term.signal(signal.SIGINT)
-            await asyncio.sleep(0.3)
-            term.signal(signal.SIGINT)
-            async with asyncio.timeout(3):  # well inside the 5 s grace: the second one exits
+                # From now on every request hangs: in-flight work outlasts any grace period.
+                seen = len(fleet.request_log)
+                for cluster in fleet.clusters:
+                    fleet.set_faults(cluster.name, Faults(hang_rate=1.0))
+                while len(fleet.request_log) == seen:  # noqa: ASYNC110 -- another process sends
+                    await asyncio.sleep(0.01)
+                term.signal(signal.SIGINT)
+                await term.until(lambda lines: any("Ctrl-C again" in line for line in lines))
+                term.signal(signal.SIGINT)
                 code = await term.wait()
     assert code == 130
+    lines = read_report(report)
+    assert lines[0]["type"] == "run"
+    # A run that waited out the grace would have cancelled the hung work and summed it up.
+    assert not [line for line in lines if line["type"] == "summary"]
     assert term.raw.rfind(HIDE) >= 0
     assert term.raw.rfind(SHOW) > term.raw.rfind(HIDE), "the cursor is left hidden"
 

@@ -215,16 +215,19 @@ async def test_discovery_retry_never_overlaps_an_abandoned_request(
 ) -> None:
     """A failed discovery call never leaves its sibling running beside the retry."""
     calls = [0]
+    sibling_in_flight = asyncio.Event()
 
     async def flaky_version(_request: web.BaseRequest) -> web.StreamResponse:
         calls[0] += 1
         if calls[0] == 1:
-            await asyncio.sleep(0.05)  # the other call is in flight by now
+            async with asyncio.timeout(10):
+                await sibling_in_flight.wait()  # fail only once the other call has arrived
             return json_answer(500, {"error": {"message": "busy", "code": "13"}})
         await asyncio.sleep(0.1)
         return json_answer(200, {"version": {"generation": 9, "major": 14, "minor": 1}})
 
     async def slow_key_managers(_request: web.BaseRequest) -> web.StreamResponse:
+        sibling_in_flight.set()
         await asyncio.sleep(0.3)  # ONTAP goes on with a GET whose client has left
         return json_answer(200, {"records": server.key_managers})
 
@@ -232,4 +235,5 @@ async def test_discovery_retry_never_overlaps_an_abandoned_request(
     server.on("GET", KM_PATH, slow_key_managers)
     lines, _ = await run_mixed(fleet, server, pki, tmp_path, concurrency=2)
     assert set(outcomes(hostile_lines(lines))) == {"added"}
+    assert calls[0] >= 2  # the failed discovery was retried
     assert server.peak <= 2, f"{server.peak} requests in flight with concurrency 2"
