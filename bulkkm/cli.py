@@ -262,7 +262,49 @@ def _parser() -> _Parser:
         help="where to write the report (default reports/demo-TIME.jsonl)",
     )
     demo.add_argument("--overwrite", action="store_true", help="replace an existing --report")
+    _service_commands(sub, common)
     return parser
+
+
+def _service_commands(sub: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    """``serve`` and ``token``: the HTTP service and its API tokens."""
+    serve = sub.add_parser("serve", parents=[common], help="serve the HTTP API (runs, approvals)")
+    serve.add_argument(
+        "--data", type=Path, required=True, help="the database, reports and plans live here"
+    )
+    serve.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080"
+    )
+    serve.add_argument(
+        "--inventories",
+        type=Path,
+        metavar="DIR",
+        help="inventories runs may name (DATA/inventories)",
+    )
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS (with --tls-key)")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE")
+    serve.add_argument(
+        "--plan-ttl",
+        default="24h",
+        metavar="DURATION",
+        help="how long a plan may wait for approval: 3600, 30m, 24h, 7d (default 24h)",
+    )
+    token = sub.add_parser("token", help="API tokens of the service")
+    token_sub = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    create = token_sub.add_parser("create", parents=[common], help="create a token; printed once")
+    create.add_argument("--data", type=Path, required=True)
+    create.add_argument("--name", required=True, help="who or what uses it (shown in the history)")
+    create.add_argument(
+        "--scope",
+        required=True,
+        choices=("read", "operate", "approve", "admin"),
+        help="read; operate (read, start, cancel, retry); approve (read, approve); admin (all)",
+    )
+    listing = token_sub.add_parser("list", parents=[common], help="names, scopes, dates")
+    listing.add_argument("--data", type=Path, required=True)
+    revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
+    revoke.add_argument("--data", type=Path, required=True)
+    revoke.add_argument("--name", required=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,9 +349,59 @@ def _simulator_installed() -> bool:
     return False
 
 
+def _service_installed() -> bool:
+    """Whether the service's extra is installed; if not, say how to get it."""
+    if importlib.util.find_spec("aiosqlite") is not None:
+        return True
+    print(
+        "bulkkm: error: the service needs its extra: pip install 'bulkkm[service]'",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _service(args: argparse.Namespace) -> int:
+    """``serve`` and ``token``."""
+    if not _service_installed():
+        return EXIT_USAGE
+    from bulkkm import service  # noqa: PLC0415 -- only these commands need the extra
+
+    if args.command == "serve":
+        host, port = service.parse_listen(args.listen)
+        config = service.ServiceConfig(
+            data=args.data,
+            host=host,
+            port=port,
+            inventories=args.inventories,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            plan_ttl=service.parse_duration(args.plan_ttl),
+        )
+        return service.serve(config)
+    match args.token_command:
+        case "create":
+            token = service.create_token(args.data, args.name, service.Scope(args.scope))
+            print(token, flush=True)
+            print(
+                f"bulkkm: token {args.name!r} ({args.scope}) created; it is shown only this once",
+                file=sys.stderr,
+            )
+        case "list":
+            for row in service.list_tokens(args.data):
+                revoked = f"  revoked {row.revoked_at}" if row.revoked_at else ""
+                print(printable(f"{row.name}  {row.scope}  created {row.created_at}{revoked}"))
+        case _:
+            if not service.revoke_token(args.data, args.name):
+                raise UsageError(f"no live token named {args.name!r}")
+            print(f"bulkkm: token {args.name!r} revoked", file=sys.stderr)
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     """The command's body."""
     match args.command:
+        case "serve" | "token":
+            return _service(args)
         case "validate":
             inventory = load(args.inventory)
             for line in describe(inventory):

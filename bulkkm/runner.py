@@ -1,7 +1,8 @@
 """Running the engine for a person: signals, the report, the log, the progress view, the summary.
 
-The CLI, the demo and (later) the service run a fleet through here; nothing here parses
-arguments or talks to a cluster.
+The CLI, the demo and the service run a fleet through here; nothing here parses arguments
+or talks to a cluster. ``run_headless`` is the service's: the report and the caller's
+subscribers, no console, no signal handlers.
 
 The closing summary is read back from the report, so that it is exactly what
 ``bulkkm report summarize`` says of the same run; a run without ``--report`` writes one to
@@ -38,7 +39,7 @@ from bulkkm.logs import Output, log_setup, printable
 from bulkkm.report import ReportWriter, read_lines
 from bulkkm.summary import Aggregator
 
-__all__ = ["EXIT_INTERRUPTED", "run_with_console"]
+__all__ = ["EXIT_INTERRUPTED", "run_headless", "run_with_console"]
 
 EXIT_INTERRUPTED = 130
 LIVE_REFRESH = 1.0
@@ -95,6 +96,26 @@ async def run_with_console(
         if writer is not None and (show_targets or not quiet):
             _closing(writer.path, report, retries, show_targets=show_targets, quiet=quiet)
     return summary
+
+
+async def run_headless(
+    inventory: Inventory,
+    options: engine.Options,
+    *,
+    report: ReportWriter | None,
+    extra: Sequence[Subscriber] = (),
+    control: engine.RunControl | None = None,
+) -> RunFinished:
+    """Run the engine with the report and ``extra`` subscribers; the report is closed after.
+
+    No console, no summary, no signal handlers: ``control`` stops the run from outside.
+    """
+    subscribers: list[Subscriber] = [*extra] if report is None else [report, *extra]
+    try:
+        return await engine.run(inventory, options, subscribers, control=control)
+    finally:
+        if report is not None:
+            report.close()
 
 
 @contextlib.asynccontextmanager
