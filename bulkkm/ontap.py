@@ -16,6 +16,12 @@ servers back settles it. A job whose poll fails transiently is polled again firs
 
 A 429 or 503 that says ``Retry-After`` carries the wait (``OntapError.retry_after``) for the
 retry policy to honour.
+
+For migrations: a key-server DELETE follows the same rule as a POST (a lost answer is
+``sent``, settled by ``has_key_server``); ONTAP's "not configured" answer is a result
+(``Removal.ABSENT``), not an error; ``force=true`` is never sent. ``key_server_states`` reads
+the servers' ``connectivity`` in whichever shape the release has (``Connectivity``), and
+``restore_keys`` / ``keys_restored`` serve ``--verify-keys`` (ONTAP 9.13+).
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from enum import StrEnum
 from importlib.metadata import version as _package_version
 from typing import Final
 from urllib.parse import quote
@@ -45,6 +53,7 @@ from bulkkm.errors import (
 )
 from bulkkm.inventory import Cluster, DesiredServer, Tls
 from bulkkm.retry import (
+    NOT_CONFIGURED,
     TOO_MANY_REQUESTS,
     classify,
     is_retryable,
@@ -55,7 +64,19 @@ from bulkkm.secret import redact, remember
 from bulkkm.servers import normalize_server
 from bulkkm.state import LiveKeyManager, OntapVersion
 
-__all__ = ["USER_AGENT", "Gate", "OntapClient", "TlsContexts", "ssl_context"]
+__all__ = [
+    "CLUSTER_NODE",
+    "CONNECTIVITY_SINCE",
+    "NODE_STATES_SINCE",
+    "RESTORE_SINCE",
+    "USER_AGENT",
+    "Connectivity",
+    "Gate",
+    "OntapClient",
+    "Removal",
+    "TlsContexts",
+    "ssl_context",
+]
 
 USER_AGENT: Final = f"bulkkm-{_package_version('bulkkm')}"
 MAX_BODY: Final = 16 * 1024 * 1024
@@ -71,6 +92,18 @@ JOB_POLL_MAX: Final = 2.0
 MAX_UUID: Final = 128
 RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 """The answers whose ``Retry-After`` says when to try again."""
+CONNECTIVITY_SINCE: Final = OntapVersion(9, 7)
+"""Key servers show ``connectivity.cluster_availability`` (and the nodes not available)."""
+NODE_STATES_SINCE: Final = OntapVersion(9, 13)
+"""Key servers show ``connectivity.node_states``: every node's state, by name and uuid."""
+RESTORE_SINCE: Final = OntapVersion(9, 13)
+"""``POST .../restore`` (and the keys per node, from 9.11, with ``restored``)."""
+CLUSTER_NODE: Final = "cluster"
+"""The node a state is given for when the release names none (9.7 to 9.12)."""
+AVAILABLE: Final = "available"
+NOT_RESPONDING: Final = "not_responding"
+ABSENT_STATE: Final = "absent"
+"""The state of a server asked about that the key manager does not list."""
 
 Gate = Callable[[], AbstractAsyncContextManager[None]]
 Json = dict[str, object]
@@ -85,6 +118,47 @@ def ssl_context(tls: Tls) -> ssl.SSLContext | bool:
         key = str(tls.client_key) if tls.client_key else None
         context.load_cert_chain(str(tls.client_cert), key)
     return context
+
+
+class Removal(StrEnum):
+    """How a key-server DELETE ended, when it did not fail."""
+
+    REMOVED = "removed"
+    """ONTAP removed it (200, or its job succeeded)."""
+    ABSENT = "absent"
+    """ONTAP says the server is not configured (65536843): nothing was removed."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Connectivity:
+    """How the nodes of a cluster reach some key servers of one key manager, as one read saw it.
+
+    ``servers``: server -> node name -> state (``available``, ``not_responding``,
+    ``unknown``; ``absent`` for a server the key manager does not list). ONTAP 9.13+ names
+    every node; 9.7 to 9.12 say only whether the whole cluster reaches the server: node
+    ``cluster``, or the nodes that do not. ``nodes``: (name, uuid) of every node a 9.13+
+    answer named, for reading the keys per node.
+    """
+
+    servers: dict[str, dict[str, str]]
+    nodes: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def reachable(self) -> bool:
+        """Whether every server is listed and available from every node."""
+        return all(
+            states and all(state == AVAILABLE for state in states.values())
+            for states in self.servers.values()
+        )
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether some node says it cannot reach a server (rather than not knowing yet)."""
+        return any(
+            state in (NOT_RESPONDING, ABSENT_STATE)
+            for states in self.servers.values()
+            for state in states.values()
+        )
 
 
 class TlsContexts:
@@ -126,6 +200,10 @@ class OntapClient:
         The session is the seam tests replace; the engine uses ``connect``, which owns one.
         """
         self._session = session
+        # aiohttp sends an "idempotent" request (GET, DELETE) again, once, when its connection
+        # drops; a key-server DELETE must not be: its lost answer is read back first, and a
+        # second DELETE would turn "removed" into "absent". aiohttp has no public switch.
+        session._retry_connection = False
         self._cluster = cluster
         self._gate = gate
         self._read_only = read_only
@@ -227,6 +305,115 @@ class OntapClient:
                 http_status=status,
                 sent=True,
             )
+
+    async def remove_key_server(self, key_manager_uuid: str, server: str) -> Removal:
+        """DELETE one primary server (never ``force=true``); ``ABSENT`` if ONTAP has it not.
+
+        Every failure is ``sent`` unless it proves a refusal, as a POST's: 65536700 (the
+        server alone holds keys in use), 65536600 (a node out of quorum) and 2621573 (the
+        SVM locked) are refusals; a lost answer, a 5xx without a known code or an odd
+        answer leave the removal's fate unknown (``has_key_server`` settles it).
+        """
+        path = _key_server_path(key_manager_uuid, server)
+        try:
+            try:
+                status, answer = await self._send("DELETE", path, target=server)
+            except OntapError as exc:
+                exc.sent = not refused(exc)
+                raise
+            if status == 202:
+                await self._wait_for_job(answer, server)
+            elif status != 200:
+                raise self._protocol(
+                    f"DELETE {_clean(path, 200)}: unexpected HTTP {status}",
+                    target=server,
+                    http_status=status,
+                    sent=True,
+                )
+        except ApiError as exc:
+            if exc.code == NOT_CONFIGURED:
+                return Removal.ABSENT
+            raise
+        return Removal.REMOVED
+
+    async def has_key_server(self, key_manager_uuid: str, server: str) -> bool:
+        """Whether a key manager has this primary now (the read-back after a lost DELETE)."""
+        path = _key_server_path(key_manager_uuid, server)
+        try:
+            await self._json("GET", path, params={"fields": "server"})
+        except ApiError as exc:
+            if exc.http_status == 404 or exc.code == NOT_CONFIGURED:
+                return False
+            raise
+        return True
+
+    async def key_server_states(
+        self, key_manager_uuid: str, servers: tuple[str, ...], version: OntapVersion
+    ) -> Connectivity:
+        """How each node reaches each of ``servers`` (``connectivity``, named to be returned).
+
+        9.13+: ``connectivity.node_states[]`` for every node; 9.7 to 9.12:
+        ``connectivity.cluster_availability``, with ``records[]`` naming the nodes that are
+        not available. A release before 9.7 shows no connectivity: ProtocolError.
+        """
+        path = f"/api/security/key-managers/{quote(key_manager_uuid, safe='')}/key-servers"
+        if version < CONNECTIVITY_SINCE:
+            raise self._protocol(f"ONTAP {version} shows no key-server connectivity")
+        records = await self._collection(path, {"fields": "server,connectivity"})
+        found: dict[str, dict[str, str]] = {}
+        nodes: dict[str, str] = {}
+        try:
+            for record in records:
+                name = _normalized(str(record["server"]))
+                connectivity = _part(record.get("connectivity"))
+                if version >= NODE_STATES_SINCE:
+                    found[name] = _node_states(connectivity, nodes)
+                else:
+                    found[name] = _cluster_availability(connectivity)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._protocol(f"GET {path}: malformed connectivity ({exc})") from exc
+        wanted = {s: found.get(s, {CLUSTER_NODE: ABSENT_STATE}) for s in servers}
+        return Connectivity(servers=wanted, nodes=tuple(sorted(nodes.items())))
+
+    async def restore_keys(self, key_manager_uuid: str, server: str) -> None:
+        """Restore the key manager's keys from one primary on every node (9.13+; a job).
+
+        Restoring changes no configuration and may be repeated: a failure is retried, not
+        read back (whether it worked is what ``keys_restored`` reads).
+        """
+        path = f"/api/security/key-managers/{quote(key_manager_uuid, safe='')}/restore"
+        try:
+            status, answer = await self._send(
+                "POST", path, body={"key_server": server}, target=server
+            )
+        except OntapError as exc:
+            exc.sent = not refused(exc)
+            raise
+        if status == 202:
+            await self._wait_for_job(answer, server)
+        elif status not in (200, 201):
+            raise self._protocol(
+                f"POST {path}: unexpected HTTP {status}",
+                target=server,
+                http_status=status,
+                sent=True,
+            )
+
+    async def keys_restored(
+        self, key_manager_uuid: str, node_uuid: str
+    ) -> tuple[tuple[str, bool], ...]:
+        """The keys of a key manager on one node: (key id, whether ``restored``)."""
+        path = (
+            f"/api/security/key-managers/{quote(key_manager_uuid, safe='')}"
+            f"/keys/{quote(node_uuid, safe='')}/key-ids"
+        )
+        records = await self._collection(path, {"fields": "key_id,restored"})
+        try:
+            return tuple(
+                (_clean(str(r["key_id"]), 200), r.get("restored") is True) for r in records
+            )
+        except (KeyError, TypeError) as exc:
+            raise self._protocol(f"GET {path}: malformed record") from exc
 
     async def _wait_for_job(self, answer: object, target: str) -> None:
         """Poll a 202's job until it succeeds; every failure is ``sent`` but a known refusal.
@@ -512,6 +699,50 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _key_server_path(key_manager_uuid: str, server: str) -> str:
+    """The path of one key server: the uuid and the server each one encoded path segment."""
+    return (
+        f"/api/security/key-managers/{quote(key_manager_uuid, safe='')}"
+        f"/key-servers/{quote(server, safe='')}"
+    )
+
+
+MAX_NODES: Final = 64
+"""More nodes than any cluster has (24): a longer list is a server talking."""
+
+
+def _node_states(connectivity: Json, nodes: dict[str, str]) -> dict[str, str]:
+    """9.13+: node name -> state for every node listed; (name, uuid) added to ``nodes``."""
+    raw = connectivity.get("node_states") or []
+    if not isinstance(raw, list):
+        raise TypeError("node_states is not a list")
+    states: dict[str, str] = {}
+    for entry in raw[:MAX_NODES]:
+        node = _mapping(_mapping(entry)["node"])
+        name = _clean(str(node.get("name") or node.get("uuid") or "?"), 100)
+        states[name] = _clean(str(_mapping(entry).get("state") or "unknown"), 40)
+        if isinstance(uuid := node.get("uuid"), str) and uuid:
+            nodes[name] = uuid[:MAX_UUID]
+    return states
+
+
+def _cluster_availability(connectivity: Json) -> dict[str, str]:
+    """9.7 to 9.12: ``cluster`` available, or the nodes that are not (``cluster`` if none named)."""
+    if connectivity.get("cluster_availability") is True:
+        return {CLUSTER_NODE: AVAILABLE}
+    raw = connectivity.get("records") or []
+    if not isinstance(raw, list):
+        raise TypeError("records is not a list")
+    states: dict[str, str] = {}
+    for entry in raw[:MAX_NODES]:
+        node = _part(_mapping(entry).get("node"))
+        name = _clean(str(node.get("name") or node.get("uuid") or CLUSTER_NODE), 100)
+        state = _clean(str(_mapping(entry).get("state") or NOT_RESPONDING), 40)
+        # The cluster says not available: a node listed as available does not make it so.
+        states[name] = NOT_RESPONDING if state == AVAILABLE else state
+    return states or {CLUSTER_NODE: NOT_RESPONDING}
 
 
 def _record(server: DesiredServer) -> Json:

@@ -29,6 +29,7 @@ __all__ = [
     "Verify",
     "approved_only",
     "batches",
+    "keep_retired",
     "key_manager_plans",
     "plan_cluster",
 ]
@@ -178,8 +179,12 @@ def plan_cluster(
     ) -> None:
         retired = retired if retire else ()
         if km is not None and km.uuid in planned:
-            every = (*desired, *(DesiredServer(server=r) for r in retired))
-            decisions.extend(_listed_twice(cluster, svm, km, planned[km.uuid], every))
+            first = planned[km.uuid]
+            decisions.extend(_listed_twice(cluster, svm, km, first, desired))
+            gone = tuple(DesiredServer(server=r) for r in retired)
+            decisions.extend(
+                _listed_twice(cluster, svm, km, first, gone, operation=Operation.REMOVE)
+            )
             return
         if km is not None:
             planned[km.uuid] = svm
@@ -199,12 +204,35 @@ def plan_cluster(
     return tuple(decisions)
 
 
+def keep_retired(
+    cluster: Cluster, state: ClusterState, reason: str, detail: str
+) -> tuple[Decision, ...]:
+    """``migrate`` where nothing may be removed: the additions as ``apply`` plans them (no
+    retirement makes room), every retired server still there ``blocked`` with ``reason``."""
+    additions = {d.target: d for d in plan_cluster(cluster, state)}
+    out: list[Decision] = []
+    for d in plan_cluster(cluster, state, retire=True):
+        if d.operation is Operation.ADD:
+            out.append(additions.get(d.target, d))
+        elif d.action is Action.REMOVE:
+            out.append(
+                dataclasses.replace(
+                    d, action=Action.BLOCKED, reason=reason, detail=f"kept: {detail}"
+                )
+            )
+        else:
+            out.append(d)
+    return tuple(out)
+
+
 def _listed_twice(
     cluster: Cluster,
     svm: str | None,
     km: LiveKeyManager,
     first: str | None,
     desired: tuple[DesiredServer, ...],
+    *,
+    operation: Operation = Operation.ADD,
 ) -> list[Decision]:
     """The targets of a key manager already planned under another SVM: blocked, nothing sent.
 
@@ -226,6 +254,7 @@ def _listed_twice(
             action=Action.BLOCKED,
             reason="duplicate_key_manager",
             detail=detail,
+            operation=operation,
         )
         for d in desired
     ]
@@ -380,7 +409,9 @@ def _migration_steps(
     """Present servers that stay: with the additions, what a verification checks."""
     steps: list[Step] = []
     count = len(present)
-    verified = True
+    # Servers that stay were verified by no one in this run (a resumed run, or servers added
+    # before it): they are verified before the first removal, as additions are.
+    verified = not kept
 
     def verify() -> None:
         nonlocal verified

@@ -27,9 +27,11 @@ from bulkkm.errors import (
 __all__ = [
     "ALREADY_CONFIGURED",
     "CODES",
+    "KEYS_IN_USE",
     "KMIP_CRYPTSOFT",
     "KMIP_CRYPTSOFT_ATTEMPTS",
     "MAX_RETRY_AFTER",
+    "NOT_CONFIGURED",
     "TOO_MANY_REQUESTS",
     "RetryOn",
     "RetryPolicy",
@@ -40,6 +42,10 @@ __all__ = [
 ]
 
 ALREADY_CONFIGURED: Final = "65536870"
+KEYS_IN_USE: Final = "65536700"
+"""DELETE refused: the server is the only one holding keys in use (never worked around)."""
+NOT_CONFIGURED: Final = "65536843"
+"""DELETE of a server the key manager does not have: it is already gone."""
 KMIP_CRYPTSOFT: Final = "66060340"
 """A KMIP TLS error that is transient at most once or twice, then permanent."""
 KMIP_CRYPTSOFT_ATTEMPTS: Final = 2
@@ -62,8 +68,10 @@ CODES: Final[dict[str, ErrorCategory]] = {
     "66060338": ErrorCategory.TLS,  # KMIP server TLS: wrong server CA certificates
     "66060339": ErrorCategory.TLS,  # KMIP server TLS: wrong client certificates
     KMIP_CRYPTSOFT: ErrorCategory.TRANSIENT,  # KMIP server TLS: Cryptsoft error (see above)
-    "65536600": ErrorCategory.TRANSIENT,  # node out of quorum
-    "2621573": ErrorCategory.TRANSIENT,  # Vserver temporarily locked
+    "65536600": ErrorCategory.TRANSIENT,  # node out of quorum (DELETE too; never force=true)
+    "2621573": ErrorCategory.TRANSIENT,  # Vserver temporarily locked (POST and DELETE)
+    KEYS_IN_USE: ErrorCategory.PERMANENT,  # DELETE: the only holder of keys in use
+    NOT_CONFIGURED: ErrorCategory.PERMANENT,  # DELETE: not configured (the client says absent)
 }
 
 RETRYABLE: Final = frozenset(

@@ -12,16 +12,23 @@ equal the lines.
 outcome with its error or reason, the exit code the contract's table gives), and
 ``check_no_blind_repost`` that a server, once applied, was never POSTed again: an ambiguous
 write is read back before anything is re-sent.
+
+For migrations, ``check_invariants`` also asserts that ``removed`` and ``absent`` servers
+are gone after the run, that every DELETE was of a removal target and none applied twice;
+``check_migration`` replays the run's writes over the state before it: no DELETE on a key
+manager before every new server it had then passed a connectivity read in that run, and
+never 0 or more than 4 primaries on a key manager.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bulkkm.inventory import Inventory, SelectorKind
-from bulkkm.simulator import WriteRecord
+from bulkkm.simulator import VerifyKind, VerifyRecord, WriteRecord
 
 Line = dict[str, Any]
 """A parsed report line or state record (JSON)."""
@@ -102,13 +109,30 @@ def check_invariants(
     )
     doubled = [k for k, n in applied.items() if n > 1]
     assert not doubled, f"servers applied twice: {doubled[:5]}"
-    allowed = {(str(t["cluster"]), t["key_manager_uuid"], str(t["server"])) for t in targets}
+    removed = Counter(
+        (w.cluster, w.key_manager_uuid, w.server)
+        for w in writes
+        if w.applied and w.method == "DELETE"
+    )
+    doubled = [k for k, n in removed.items() if n > 1]
+    assert not doubled, f"servers removed twice: {doubled[:5]}"
+    adds = {
+        (str(t["cluster"]), t["key_manager_uuid"], str(t["server"]))
+        for t in targets
+        if t.get("action") != "remove"
+    }
+    removals = {
+        (str(t["cluster"]), t["key_manager_uuid"], str(t["server"]))
+        for t in targets
+        if t.get("action") == "remove"
+    }
     stray = [
         w
         for w in writes
-        if w.method != "GET" and (w.cluster, w.key_manager_uuid, w.server) not in allowed
+        if (w.cluster, w.key_manager_uuid, w.server)
+        not in (removals if w.method == "DELETE" else adds)
     ]
-    assert not stray, f"writes outside the inventory's targets: {stray[:5]}"
+    assert not stray, f"writes outside the run's targets: {stray[:5]}"
 
     for t in targets:
         key = (str(t["cluster"]), t["svm"])
@@ -122,8 +146,14 @@ def check_invariants(
             )
         elif outcome == "present":
             assert t["server"] in servers_of(kms_after.get(key)), f"present but absent: {where}"
-        elif outcome in ("blocked", "skipped", "would_add"):
+        elif outcome in ("removed", "absent"):
+            assert t["server"] not in servers_of(kms_after.get(key)), (
+                f"{outcome} but there: {where}"
+            )
+        if outcome in ("blocked", "skipped", "would_add", "would_remove", "absent"):
+            deleted = removed[(str(t["cluster"]), t["key_manager_uuid"], str(t["server"]))]
             assert written == 0, f"{outcome} but written: {where}"
+            assert deleted == 0 or t.get("carried_over"), f"{outcome} but removed: {where}"
 
     summaries = [line for line in report if line["type"] == "summary"]
     if summaries:
@@ -136,7 +166,20 @@ def check_invariants(
         )
 
 
-OUTCOMES = frozenset({"added", "present", "would_add", "blocked", "failed", "skipped", "cancelled"})
+OUTCOMES = frozenset(
+    {
+        "added",
+        "present",
+        "would_add",
+        "blocked",
+        "failed",
+        "skipped",
+        "cancelled",
+        "removed",
+        "absent",
+        "would_remove",
+    }
+)
 CATEGORIES = frozenset(
     {"transient", "permanent", "precondition", "auth", "tls", "transport", "timeout"}
 )
@@ -156,7 +199,7 @@ def contract_exit_code(report: Sequence[Mapping[str, Any]]) -> int:
     ]
     if failed_clusters or any(counts[o] for o in ("failed", "blocked", "skipped", "cancelled")):
         return 1
-    if run["command"] == "check" and counts["would_add"]:
+    if run["command"] == "check" and (counts["would_add"] or counts["would_remove"]):
         return 4
     return 0
 
@@ -180,7 +223,7 @@ def check_report(report: Sequence[Mapping[str, Any]], *, finished: bool = True) 
         if error is not None:
             assert error["category"] in CATEGORIES, f"unknown category: {where} {error}"
             assert isinstance(error["message"], str), f"error without message: {where}"
-        if outcome in ("added", "present", "would_add"):
+        if outcome in ("added", "present", "would_add", "removed", "absent", "would_remove"):
             assert error is None, f"{outcome} with an error: {where}"
         elif outcome == "failed":
             assert error is not None, f"failed without an error: {where}"
@@ -220,3 +263,58 @@ def check_no_blind_repost(writes: Sequence[WriteRecord]) -> None:
 def outcomes(report: Iterable[Mapping[str, Any]]) -> Counter[str]:
     """Target lines counted by outcome."""
     return Counter(str(line["outcome"]) for line in report if line["type"] == "target")
+
+
+def check_migration(
+    *,
+    before: Mapping[str, Any],
+    writes: Sequence[WriteRecord],
+    checks: Sequence[VerifyRecord],
+    report: Sequence[Mapping[str, Any]],
+) -> None:
+    """Assert a migration run's order from the simulator's own records, replayed in time.
+
+    ``writes`` and ``checks``: what the fleet logged during this run only. Before each
+    DELETE sent to a key manager, every server it then had that the run was to add (a new
+    server, added by this run or an earlier one) had a connectivity read in this run that
+    found it available on every node, after its own POST. After each write, the key
+    manager has 1 to 4 primaries.
+    """
+    desired: dict[str, set[str]] = {}
+    for t in report:
+        if t["type"] == "target" and t.get("action") == "add" and t["key_manager_uuid"]:
+            desired.setdefault(str(t["key_manager_uuid"]), set()).add(str(t["server"]))
+    config: dict[str, set[str]] = {
+        km["uuid"]: servers_of(km) for km in key_managers(before).values()
+    }
+    verified: set[tuple[str, str]] = set()
+    """(key manager, server) read available on every node since its POST, in this run."""
+    journal: Iterable[WriteRecord | VerifyRecord] = heapq.merge(
+        writes, checks, key=lambda record: record.at
+    )
+    for record in journal:
+        km = record.key_manager_uuid
+        if isinstance(record, VerifyRecord):
+            if record.kind is VerifyKind.CONNECTIVITY and record.passed:
+                verified.add((km, record.server))
+            continue
+        servers = config.setdefault(km, set())
+        if record.method == "DELETE":
+            unverified = sorted(
+                s for s in servers & desired.get(km, set()) if (km, s) not in verified
+            )
+            assert not unverified, (
+                f"DELETE {record.server} on {record.cluster}/{km} before {unverified} "
+                "passed a verification in this run"
+            )
+        if not record.applied:
+            continue
+        if record.method == "POST":
+            servers.add(record.server)
+            verified.discard((km, record.server))
+        elif record.method == "DELETE":
+            servers.discard(record.server)
+        assert 1 <= len(servers) <= 4, (
+            f"{record.cluster}/{km} had {len(servers)} primaries after {record.method} "
+            f"{record.server}"
+        )

@@ -380,3 +380,17 @@ def test_no_removal_where_the_replacement_cannot_be_added() -> None:
         ("blocked", "ontap_too_old"),
         ("blocked", "ontap_too_old"),
     ]
+
+
+def test_servers_already_there_are_verified_before_the_first_removal() -> None:
+    """A resumed migration (the new servers added by the run before): verify, then remove."""
+    plan = migration(("o1", "o2", "n1", "n2"), add=(), retire=("o1", "o2"))
+    assert kinds(plan) == ["verify n1,n2", "remove o1", "remove o2"]
+
+
+def test_a_half_done_interleaving_verifies_what_it_kept_before_removing() -> None:
+    """4 primaries, one new server added by a killed run: it is verified before o2 goes."""
+    present = ("o2", "o3", "o4", "n1")
+    plan = migration(present, add=("n2",), retire=("o2", "o3", "o4"))
+    assert kinds(plan)[:2] == ["verify n1", "remove o2"]
+    assert all(1 <= n <= 4 for n in primaries_along(plan, present))

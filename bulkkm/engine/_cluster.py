@@ -1,6 +1,7 @@
-"""One cluster in a run: discover, plan, run its batches; every target reported once.
+"""One cluster in a run: discover, plan, run its batches or steps; every target reported once.
 
-Within a cluster, up to ``concurrency`` batch workers send the batches (``_batch``); every
+Within a cluster, up to ``concurrency`` workers send the batches (``_batch``), or, for
+``migrate``, run each key manager's steps in order (``_steps``: add, verify, remove); every
 request passes the cluster's gate (``_gate``), held for that request only; every unit of
 work is retried through ``_retrying`` under the run's policy. Every target ends with
 exactly one ``TargetResult``: a ``ClusterRun`` keeps the targets it has not reported yet
@@ -31,8 +32,9 @@ from typing import Protocol, TypeVar
 from bulkkm.engine._batch import BatchSend
 from bulkkm.engine._breaker import Breaker, Stopped
 from bulkkm.engine._gate import Gate
-from bulkkm.engine._options import Options
+from bulkkm.engine._options import Command, Options
 from bulkkm.engine._retrying import Predicate, Reporter, retrying
+from bulkkm.engine._steps import KeyManagerSteps, removal_blocker
 from bulkkm.errors import ErrorCategory, OntapError
 from bulkkm.events import (
     ClusterDiscovered,
@@ -45,7 +47,18 @@ from bulkkm.events import (
 )
 from bulkkm.inventory import Cluster, SelectorKind
 from bulkkm.ontap import OntapClient, TlsContexts
-from bulkkm.plan import Action, Batch, Decision, TargetId, approved_only, batches, plan_cluster
+from bulkkm.plan import (
+    Action,
+    Batch,
+    Decision,
+    Operation,
+    TargetId,
+    approved_only,
+    batches,
+    keep_retired,
+    key_manager_plans,
+    plan_cluster,
+)
 from bulkkm.retry import RetryOn
 from bulkkm.state import ClusterState
 
@@ -102,10 +115,27 @@ class ClusterRun:
         self.wave = run.wave
         self.policy = run.options.retry
         self.unreported: dict[TargetId, Decision] = {}
+        self.outcomes: dict[TargetId, Outcome] = {}
+        """How each target reported so far ended (a migration's steps go on from them)."""
+        self.actions = run.options.command.retires
+        """Whether target lines say their action (a run that plans removals)."""
         self.breaker = Breaker(run.options.breaker_threshold)
         window = cluster.window if run.options.windows else None
         self.closes = window.closes_at(run.options.clock()) if window else None
         """When the cluster's maintenance window closes: no request starts after it."""
+
+    @property
+    def options(self) -> Options:
+        """The run's options."""
+        return self.parent.options
+
+    def emit(self, event: Event) -> None:
+        """Hand an event to the run's subscribers."""
+        self.parent.emit(event)
+
+    def outcome(self, target: TargetId) -> Outcome | None:
+        """How a target ended, once reported."""
+        return self.outcomes.get(target)
 
     async def run(self) -> None:
         """The whole life of the cluster in this run, over connections of its own."""
@@ -124,7 +154,7 @@ class ClusterRun:
             state = await retrying(
                 self._discover,
                 policy=self.policy,
-                on=self._on(retries),
+                on=self.on(retries),
                 report=self._reporter(None, None),
             )
         except Stopped as halted:  # stopped between discovery attempts
@@ -145,7 +175,7 @@ class ClusterRun:
         if (first := self.parent.claim_cluster(state.uuid, self.cluster.name)) is not None:
             self._refuse_duplicate(first, state)
             return
-        decisions = plan_cluster(self.cluster, state)
+        decisions = self._plan(state)
         drifted: tuple[Decision, ...] = ()
         if (approved := self.parent.options.approved) is not None:
             decisions, drifted = approved_only(self.cluster.name, decisions, state, approved)
@@ -162,26 +192,61 @@ class ClusterRun:
         )
         now = datetime.now(UTC)
         for d in drifted:
-            self._report(d, Outcome.SKIPPED, reason="drifted", started=now)
+            self.report(d, Outcome.SKIPPED, reason="drifted", started=now)
         try:
             todo = self._settle_without_writes(decisions)
-            pending = list(batches(todo, state.version))
+            pending = self._work(todo, decisions, state)
             pending.reverse()  # pop() from the end keeps the plan's order
             workers = min(self.cluster.limits.concurrency, len(pending))
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
-                    group.create_task(self._batch_worker(pending))
+                    group.create_task(self._worker(pending))
         except asyncio.CancelledError:
             self._report_rest(Outcome.CANCELLED, "interrupted", None)
             raise
         finally:
             if self.unreported:  # a stop left batches unstarted
-                stop = self._halt() or self._run_stop()
+                stop = self.halt() or self._run_stop()
                 self._report_rest(stop.outcome, stop.reason, stop.error)
+
+    def _plan(self, state: ClusterState) -> tuple[Decision, ...]:
+        """Every target's decision; retired servers too where the command retires them.
+
+        ``migrate`` and ``plan`` keep every retired server where its removal could not be
+        verified first (ONTAP too old for the verification asked for).
+        """
+        command = self.parent.options.command
+        if not command.retires:
+            return plan_cluster(self.cluster, state)
+        if command in (Command.MIGRATE, Command.PLAN):
+            verify_keys = self.parent.options.verify_keys
+            if blocker := removal_blocker(state.version, verify_keys=verify_keys):
+                return keep_retired(self.cluster, state, *blocker)
+        return plan_cluster(self.cluster, state, retire=True)
+
+    def _work(
+        self, todo: list[Decision], decisions: tuple[Decision, ...], state: ClusterState
+    ) -> list[Batch | KeyManagerSteps]:
+        """The units the workers take: batches (``apply``) or key managers' steps (``migrate``)."""
+        if self.parent.options.command is not Command.MIGRATE:
+            return list(batches(todo, state.version))
+        desired: dict[str | None, set[str]] = {}
+        for d in decisions:
+            if d.operation is Operation.ADD:
+                desired.setdefault(d.key_manager_uuid, set()).add(d.server)
+        return [
+            KeyManagerSteps(
+                self,
+                plan,
+                state.version,
+                frozenset(desired.get(plan.key_manager_uuid, ())),
+            )
+            for plan in key_manager_plans(todo, state, migrate=True)
+        ]
 
     async def _discover(self, _attempt: int) -> ClusterState:
         """The cluster's version and key managers (and SVM names when an explicit one is absent)."""
-        if (halt := self._halt()) is not None:
+        if (halt := self.halt()) is not None:
             raise halt
         (version, uuid), key_managers = await _together(
             self.client.identity(), self.client.key_managers()
@@ -216,26 +281,33 @@ class ClusterRun:
         todo: list[Decision] = []
         for d in decisions:
             if resume is not None and (done := resume.carried(d)) is not None:
-                self._report(d, done.outcome, carried=done)
+                self.report(d, done.outcome, carried=done)
             elif d.action is Action.PRESENT:
-                self._report(d, Outcome.PRESENT, started=now)
+                self.report(d, Outcome.PRESENT, started=now)
+            elif d.action is Action.ABSENT:
+                self.report(d, Outcome.ABSENT, started=now)
             elif d.action is Action.BLOCKED:
                 error = ErrorInfo(category=ErrorCategory.PRECONDITION, message=d.detail or "")
-                self._report(d, Outcome.BLOCKED, error=error, reason=d.reason, started=now)
+                self.report(d, Outcome.BLOCKED, error=error, reason=d.reason, started=now)
             elif self.parent.options.read_only:
-                self._report(d, Outcome.WOULD_ADD, started=now)
+                would = Outcome.WOULD_REMOVE if d.action is Action.REMOVE else Outcome.WOULD_ADD
+                self.report(d, would, started=now)
             else:
                 todo.append(d)
         return todo
 
-    async def _batch_worker(self, pending: list[Batch]) -> None:
-        """Send batches until none is left, the cluster must halt or the run stops."""
-        while pending and self._halt() is None:
-            await self._apply(pending.pop())
+    async def _worker(self, pending: list[Batch | KeyManagerSteps]) -> None:
+        """Take units until none is left, the cluster must halt or the run stops."""
+        while pending and self.halt() is None:
+            unit = pending.pop()
+            if isinstance(unit, Batch):
+                await self.apply(unit)
+            else:
+                await unit.run()
 
-    async def _apply(self, batch: Batch) -> None:
+    async def apply(self, batch: Batch) -> None:
         """One batch with retries; it ends with every target reported."""
-        send = BatchSend(batch, self.client, self._report)
+        send = BatchSend(batch, self.client, self.report)
         retries = RetryOn()
         error: ErrorInfo | None
         try:
@@ -243,7 +315,7 @@ class ClusterRun:
                 await retrying(
                     lambda _: self._attempt(send),
                     policy=self.policy,
-                    on=self._on(retries),
+                    on=self.on(retries),
                     report=self._reporter(batch.svm, send),
                 )
             except OntapError as exc:
@@ -265,7 +337,7 @@ class ClusterRun:
 
     async def _attempt(self, send: BatchSend) -> None:
         """One attempt of a batch, unless no request may start now."""
-        if (halt := self._halt()) is not None:
+        if (halt := self.halt()) is not None:
             raise halt
         await send.attempt()
 
@@ -278,18 +350,18 @@ class ClusterRun:
 
         async def read_back(attempt: int) -> None:
             """One read-back; a retry only while requests may start."""
-            if attempt > 1 and (halt := self._halt()) is not None:
+            if attempt > 1 and (halt := self.halt()) is not None:
                 raise halt
             await send.read_back()
 
         try:
-            if self._halt() is not None:
+            if self.halt() is not None:
                 await send.read_back()
             else:
                 await retrying(
                     read_back,
                     policy=self.policy,
-                    on=self._on(RetryOn()),
+                    on=self.on(RetryOn()),
                     report=self._reporter(send.batch.svm, send),
                 )
         except OntapError as exc:
@@ -298,7 +370,7 @@ class ClusterRun:
             return f"stopped before reading back: {stop.reason}"
         return None
 
-    def _halt(self) -> Stopped | None:
+    def halt(self) -> Stopped | None:
         """Why no new request may start on this cluster now, if one may not."""
         if (broken := self.breaker.broken) is not None:
             return broken
@@ -309,7 +381,7 @@ class ClusterRun:
             return Stopped(Outcome.SKIPPED, "outside_window", None)
         return None
 
-    def _on(self, retries: RetryOn) -> Predicate:
+    def on(self, retries: RetryOn) -> Predicate:
         """stamina's ``on=`` for one unit: the retry policy's verdict, unless the cluster broke."""
 
         def on(exc: Exception) -> bool | float:
@@ -320,8 +392,12 @@ class ClusterRun:
 
         return on
 
-    def _reporter(self, svm: str | None, send: BatchSend | None) -> Reporter:
-        """Each retry of a unit as a ``Retrying`` event."""
+    def reporter(self, svm: str | None, servers: tuple[str, ...]) -> Reporter:
+        """Each retry of a unit about ``servers`` as a ``Retrying`` event."""
+        return self._reporter(svm, servers)
+
+    def _reporter(self, svm: str | None, send: BatchSend | tuple[str, ...] | None) -> Reporter:
+        """Each retry of a unit as a ``Retrying`` event (a batch's servers as they are then)."""
 
         def report(attempt: int, wait: float, exc: OntapError) -> None:
             """Emit one retry."""
@@ -329,7 +405,7 @@ class ClusterRun:
                 Retrying(
                     cluster=self.cluster.name,
                     svm=svm,
-                    servers=send.servers if send is not None else (),
+                    servers=send.servers if isinstance(send, BatchSend) else send or (),
                     attempt=attempt,
                     wait=wait,
                     error=ErrorInfo.from_exception(exc),
@@ -348,9 +424,9 @@ class ClusterRun:
         """Report every target not yet reported."""
         now = datetime.now(UTC)
         for d in list(self.unreported.values()):
-            self._report(d, outcome, error=error, reason=reason, started=now)
+            self.report(d, outcome, error=error, reason=reason, started=now)
 
-    def _report(
+    def report(
         self,
         d: Decision,
         outcome: Outcome,
@@ -364,6 +440,7 @@ class ClusterRun:
         """Emit a target's one result, unless it already has one."""
         if self.unreported.pop(d.target, None) is None:
             return
+        self.outcomes[d.target] = outcome
         if carried is not None:
             self.parent.emit(dataclasses.replace(carried, carried_over=True, wave=self.wave))
             return
@@ -381,6 +458,7 @@ class ClusterRun:
                 started_at=started or now,
                 finished_at=now,
                 wave=self.wave,
+                action=d.operation if self.actions else None,
             )
         )
 

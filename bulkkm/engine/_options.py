@@ -33,8 +33,9 @@ class Command(StrEnum):
 
     @property
     def retires(self) -> bool:
-        """Whether retired servers are targets (``migrate`` removes them, ``check`` audits)."""
-        return self in (Command.MIGRATE, Command.CHECK)
+        """Whether retired servers are targets (``migrate`` removes them, ``check`` audits
+        them, ``plan`` shows what ``migrate`` would do)."""
+        return self in (Command.MIGRATE, Command.CHECK, Command.PLAN)
 
 
 def _utcnow() -> datetime:
