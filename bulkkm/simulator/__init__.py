@@ -16,14 +16,16 @@ from bulkkm.simulator._model import (
     SimNode,
     SimSvm,
 )
-from bulkkm.simulator._spec import Faults, FleetSpec
+from bulkkm.simulator._spec import ROUTE_KINDS, Faults, FleetSpec, RouteLatency, write_latency
 
 __all__ = [
+    "ROUTE_KINDS",
     "Faults",
     "FleetSpec",
     "Mode",
     "NodeState",
     "RequestRecord",
+    "RouteLatency",
     "Scope",
     "SimCluster",
     "SimKey",
@@ -35,4 +37,5 @@ __all__ = [
     "VerifyRecord",
     "WriteRecord",
     "main",
+    "write_latency",
 ]

@@ -34,7 +34,15 @@ from bulkkm.logs import configure_logging, printable
 from bulkkm.servers import normalize_server
 from bulkkm.simulator._fleet import SimulatedFleet, point_at, write_secrets
 from bulkkm.simulator._generate import Layout, Trouble, layout_of, seeded_trouble
-from bulkkm.simulator._spec import Faults, FleetSpec, cluster_name, parse_unreachable
+from bulkkm.simulator._spec import (
+    ROUTE_KINDS,
+    Faults,
+    FleetSpec,
+    RouteLatency,
+    cluster_name,
+    parse_unreachable,
+    write_latency,
+)
 
 __all__ = ["main"]
 
@@ -94,6 +102,19 @@ def _milliseconds(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a number of milliseconds >= 0")
     return value / 1000.0
+
+
+def _route_latency(text: str) -> RouteLatency:
+    """An argparse type: ``METHOD:ROUTE=MS`` (``*`` for any method or route)."""
+    where, equals, ms = text.partition("=")
+    method, colon, kind = where.partition(":")
+    if not (equals and colon):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected METHOD:ROUTE=MS, e.g. GET:svms=300")
+    seconds = _milliseconds(ms)
+    try:
+        return RouteLatency(method=method.strip().upper(), route=kind.strip(), seconds=seconds)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _rate(text: str) -> float:
@@ -219,6 +240,33 @@ def _parser() -> _Parser:
         default=0.0,
         metavar="MS",
         help="milliseconds added to every answer (default 0; 200 makes a Ctrl-C easy to time)",
+    )
+    faults.add_argument(
+        "--post-latency",
+        type=_milliseconds,
+        default=None,
+        metavar="MS",
+        help="milliseconds added to the answer of every POST instead of --latency "
+        "(default: --latency)",
+    )
+    faults.add_argument(
+        "--write-latency",
+        type=_milliseconds,
+        default=None,
+        metavar="MS",
+        help="milliseconds added to the answer of every key-server write (POST to "
+        "key-servers, PATCH and DELETE of a key server) instead of --latency or "
+        "--post-latency: a real ONTAP answers these in seconds (default: as the others)",
+    )
+    faults.add_argument(
+        "--route-latency",
+        type=_route_latency,
+        action="append",
+        default=[],
+        metavar="METHOD:ROUTE=MS",
+        help="milliseconds for one method on one kind of resource, before the options above "
+        "(repeatable, the first that matches wins; METHOD or ROUTE may be *; ROUTE is one of "
+        f"{', '.join(ROUTE_KINDS)}), e.g. GET:key_managers=300",
     )
     faults.add_argument(
         "--jitter",
@@ -398,6 +446,7 @@ def _spec(args: argparse.Namespace, *, clusters: int, most_desired: int) -> Flee
         )
     faults = Faults(
         latency=args.latency,
+        route_latency=_route_latencies(args),
         jitter=args.jitter,
         transient_rate=args.transient_rate,
         error500_rate=args.error500_rate,
@@ -425,6 +474,16 @@ def _spec(args: argparse.Namespace, *, clusters: int, most_desired: int) -> Flee
         unreplicated_servers=tuple(args.unreplicated_server),
         new_server_copies=not args.new_servers_empty,
     )
+
+
+def _route_latencies(args: argparse.Namespace) -> tuple[RouteLatency, ...]:
+    """``--route-latency`` entries, then ``--write-latency``, then ``--post-latency``."""
+    entries = list(args.route_latency)
+    if args.write_latency is not None:
+        entries += write_latency(args.write_latency)
+    if args.post_latency is not None:
+        entries.append(RouteLatency(method="POST", route="*", seconds=args.post_latency))
+    return tuple(entries)
 
 
 def _read_document(path: Path) -> dict[str, object]:

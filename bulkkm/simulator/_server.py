@@ -324,7 +324,7 @@ class ClusterServer:
         self._requests.append(
             RequestRecord(self.cluster.name, method, where.template, time.monotonic())
         )
-        delay = faults.latency
+        delay = faults.latency_of(method, where.kind)
         if faults.jitter:
             delay += self._rngs["jitter"].uniform(0.0, faults.jitter)
         if (delay and not await self._pause(delay)) or self.cluster.faults.dead:

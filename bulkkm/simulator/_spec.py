@@ -6,10 +6,21 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Final
 
 from bulkkm.servers import normalize_server
 
-__all__ = ["ANSWER_FAULTS", "Faults", "FleetSpec", "cluster_name", "parse_unreachable"]
+__all__ = [
+    "ANSWER_FAULTS",
+    "KEY_SERVER_WRITES",
+    "ROUTE_KINDS",
+    "Faults",
+    "FleetSpec",
+    "RouteLatency",
+    "cluster_name",
+    "parse_unreachable",
+    "write_latency",
+]
 
 _MAX_NODES = 24  # ONTAP's largest NAS cluster
 
@@ -20,6 +31,22 @@ ANSWER_FAULTS = (
     "jobless_202_rate",
 )
 """The faults that answer an applied key-server POST wrongly, in the order they are drawn."""
+
+ROUTE_KINDS: Final = (
+    "cluster",
+    "job",
+    "svms",
+    "svm",
+    "key_managers",
+    "key_manager",
+    "key_servers",
+    "key_server",
+    "key_ids",
+    "key_id",
+    "restore",
+)
+"""The resources a ``RouteLatency`` can name (``_api.route``'s kinds)."""
+_METHODS: Final = frozenset({"GET", "POST", "PATCH", "DELETE"})
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -35,10 +62,54 @@ def _check_seconds(name: str, value: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RouteLatency:
+    """The latency of the answers to one method on one kind of resource.
+
+    ``method`` is GET, POST, PATCH, DELETE or ``*`` (any); ``route`` a kind of
+    ``ROUTE_KINDS`` (``key_servers``: a key manager's key-server collection, where a POST
+    adds) or ``*`` (any path). A real ONTAP answers a key-server POST in seconds (it reaches
+    the KMIP server from every node first) and a GET in milliseconds.
+    """
+
+    method: str
+    route: str
+    seconds: float
+
+    def __post_init__(self) -> None:
+        """Refuse a method or resource the simulator never answers, or a bad duration."""
+        if self.method != "*" and self.method not in _METHODS:
+            raise ValueError(
+                f"method must be one of {sorted(_METHODS)} or '*', not {self.method!r}"
+            )
+        if self.route != "*" and self.route not in ROUTE_KINDS:
+            raise ValueError(f"route must be one of {list(ROUTE_KINDS)} or '*', not {self.route!r}")
+        _check_seconds("seconds", self.seconds)
+
+    def matches(self, method: str, kind: str) -> bool:
+        """Whether a request of ``method`` on a resource of ``kind`` takes this latency."""
+        return self.method in ("*", method) and self.route in ("*", kind)
+
+
+KEY_SERVER_WRITES: Final = (
+    ("POST", "key_servers"),
+    ("PATCH", "key_server"),
+    ("DELETE", "key_server"),
+)
+"""What ``write_latency`` slows: adding, modifying and removing a key server."""
+
+
+def write_latency(seconds: float) -> tuple[RouteLatency, ...]:
+    """Route latencies that make every key-server write take ``seconds``."""
+    return tuple(RouteLatency(method=m, route=r, seconds=seconds) for m, r in KEY_SERVER_WRITES)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Faults:
     """How one simulated cluster misbehaves; every draw comes from the cluster's seeded RNG.
 
-    ``latency`` + uniform ``jitter`` delay every answer (a slow cluster is a big latency).
+    ``latency`` + uniform ``jitter`` delay every answer (a slow cluster is a big latency);
+    ``route_latency`` replaces ``latency`` for the requests it names (the first entry that
+    matches the method and resource wins), e.g. key-server POSTs of seconds (``write_latency``).
     The rates are fractions of requests: ``transient_rate`` of key-server POSTs that would
     succeed fail with a transient KMIP code instead; ``error500_rate`` of any request get a
     500; ``reset_rate`` of requests are dropped unanswered before anything is applied;
@@ -64,6 +135,7 @@ class Faults:
     """
 
     latency: float = 0.0
+    route_latency: tuple[RouteLatency, ...] = ()
     jitter: float = 0.0
     transient_rate: float = 0.0
     error500_rate: float = 0.0
@@ -82,9 +154,19 @@ class Faults:
     quorum_rate: float = 0.0
     connect_delay: float = 0.0
 
+    def latency_of(self, method: str, kind: str) -> float:
+        """Seconds before answering ``method`` on a resource of ``kind`` (before jitter)."""
+        for entry in self.route_latency:
+            if entry.matches(method, kind):
+                return entry.seconds
+        return self.latency
+
     def __post_init__(self) -> None:
         """Refuse values that no cluster could have."""
         _check_seconds("latency", self.latency)
+        object.__setattr__(self, "route_latency", tuple(self.route_latency))
+        if not all(isinstance(r, RouteLatency) for r in self.route_latency):
+            raise ValueError("route_latency must hold RouteLatency entries")
         _check_seconds("jitter", self.jitter)
         _check_seconds("connect_delay", self.connect_delay)
         _check_rate("quorum_rate", self.quorum_rate)
