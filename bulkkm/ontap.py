@@ -200,10 +200,10 @@ class OntapClient:
         The session is the seam tests replace; the engine uses ``connect``, which owns one.
         """
         self._session = session
-        # aiohttp sends an "idempotent" request (GET, DELETE) again, once, when its connection
-        # drops; a key-server DELETE must not be: its lost answer is read back first, and a
-        # second DELETE would turn "removed" into "absent". aiohttp has no public switch.
-        session._retry_connection = False
+        # aiohttp silently sends an "idempotent" request (DELETE among them) a second time
+        # when a kept-alive connection drops; a DELETE that was applied would then go out
+        # twice. Every failure is ours to settle (read back, retry), so none is resent.
+        session._retry_connection = False  # no public switch (aiohttp 3.14)
         self._cluster = cluster
         self._gate = gate
         self._read_only = read_only

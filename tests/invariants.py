@@ -271,6 +271,7 @@ def check_migration(
     writes: Sequence[WriteRecord],
     checks: Sequence[VerifyRecord],
     report: Sequence[Mapping[str, Any]],
+    new_servers: Iterable[str] = (),
 ) -> None:
     """Assert a migration run's order from the simulator's own records, replayed in time.
 
@@ -278,9 +279,11 @@ def check_migration(
     DELETE sent to a key manager, every server it then had that the run was to add (a new
     server, added by this run or an earlier one) had a connectivity read in this run that
     found it available on every node, after its own POST. After each write, the key
-    manager has 1 to 4 primaries.
+    manager has 1 to 4 primaries. ``new_servers``: servers new on every key manager (for a
+    run killed before its report named them all).
     """
-    desired: dict[str, set[str]] = {}
+    new = set(new_servers)
+    desired: dict[str, set[str]] = {km["uuid"]: set(new) for km in key_managers(before).values()}
     for t in report:
         if t["type"] == "target" and t.get("action") == "add" and t["key_manager_uuid"]:
             desired.setdefault(str(t["key_manager_uuid"]), set()).add(str(t["server"]))

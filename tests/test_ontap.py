@@ -24,7 +24,7 @@ from bulkkm.errors import (
     WriteRefused,
 )
 from bulkkm.inventory import Cluster, DesiredServer, Limits, Tls
-from bulkkm.ontap import USER_AGENT, OntapClient, TlsContexts
+from bulkkm.ontap import USER_AGENT, OntapClient, Removal, TlsContexts
 from bulkkm.secret import Secret
 from bulkkm.state import OntapVersion
 from tests.mock_http import OntapMock, reply
@@ -467,3 +467,206 @@ async def test_throttling_answers_carry_their_retry_after(
     assert caught.value.category is ErrorCategory.TRANSIENT
     assert caught.value.retry_after == retry_after
     assert caught.value.sent  # no ONTAP code proves a refusal: read back before resending
+
+
+# -- migrations: DELETE, connectivity, restore, keys ---------------------------------------
+
+SERVER = "[fd20::1]:5696"
+ONE_SERVER = f"{KS}/%5Bfd20%3A%3A1%5D%3A5696"
+"""The key server's own path: the server is one percent-encoded segment."""
+RECENT = OntapVersion(9, 14)
+OLDER = OntapVersion(9, 10)
+
+
+async def test_delete_sends_the_server_as_one_segment_and_never_force(
+    session: aiohttp.ClientSession,
+) -> None:
+    """DELETE of one server: its name encoded as one path segment, no query; 200 is removed."""
+    with OntapMock() as mock:
+        mock.delete(ONE_SERVER, payload={})
+        assert await client(session).remove_key_server("km1", SERVER) is Removal.REMOVED
+        ((method, url),) = mock.requests
+    assert method == "DELETE"
+    assert url.parts[-2:] == ("key-servers", SERVER)  # the server is one segment
+    assert not url.query
+
+
+async def test_delete_of_a_server_not_configured_is_absent(
+    session: aiohttp.ClientSession,
+) -> None:
+    """65536843 is a result (already gone), not an error; so is its job's failure with it."""
+    job = {"job": {"uuid": "j1", "_links": {"self": {"href": "/api/cluster/jobs/j1"}}}}
+    with OntapMock() as mock:
+        mock.delete(ONE_SERVER, status=404, payload=error_body("65536843"))
+        assert await client(session).remove_key_server("km1", SERVER) is Removal.ABSENT
+        mock.delete(ONE_SERVER, status=202, payload=job)
+        mock.get(
+            re.compile(r".*/api/cluster/jobs/j1.*"),
+            payload={"state": "failure", "error": {"code": "65536843", "message": "gone"}},
+        )
+        assert await client(session).remove_key_server("km1", SERVER) is Removal.ABSENT
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "category", "sent"),
+    [
+        (400, "65536700", ErrorCategory.PERMANENT, False),  # the only holder of keys in use
+        (400, "65536600", ErrorCategory.TRANSIENT, False),  # a node out of quorum
+        (409, "2621573", ErrorCategory.TRANSIENT, False),  # the SVM locked
+        (500, None, ErrorCategory.TRANSIENT, True),  # a 5xx without a known code: unknown
+        (500, "13", ErrorCategory.TRANSIENT, True),
+    ],
+)
+async def test_delete_errors_are_classified_and_sent_unless_refused(
+    session: aiohttp.ClientSession,
+    status: int,
+    code: str | None,
+    category: ErrorCategory,
+    sent: bool,
+) -> None:
+    """65536700 permanent, 65536600/2621573 transient refusals; anything else may have applied."""
+    with OntapMock() as mock:
+        mock.delete(ONE_SERVER, status=status, payload=error_body(code) if code else {})
+        with pytest.raises(ApiError) as caught:
+            await client(session).remove_key_server("km1", SERVER)
+    assert caught.value.category is category
+    assert caught.value.sent is sent
+    assert caught.value.code == code
+
+
+async def test_delete_whose_answer_is_lost_is_sent(session: aiohttp.ClientSession) -> None:
+    """A dropped DELETE is `sent`: the engine reads the server back before anything else.
+
+    (That aiohttp itself does not send it again is shown end to end, over real sockets, by
+    tests/engine/test_migrate.py: a resent DELETE would make a removed server `absent`.)
+    """
+    with OntapMock() as mock:
+        mock.delete(ONE_SERVER, exception=aiohttp.ServerDisconnectedError())
+        with pytest.raises(TransportError) as caught:
+            await client(session).remove_key_server("km1", SERVER)
+    assert caught.value.sent
+
+
+async def test_read_only_client_refuses_a_delete_and_a_restore(
+    session: aiohttp.ClientSession,
+) -> None:
+    """plan, check and --dry-run cannot DELETE or restore: refused before the network."""
+    with OntapMock() as mock:
+        with pytest.raises(WriteRefused):
+            await client(session, read_only=True).remove_key_server("km1", SERVER)
+        with pytest.raises(WriteRefused):
+            await client(session, read_only=True).restore_keys("km1", SERVER)
+        assert not mock.requests
+
+
+async def test_reading_one_server_back_says_whether_it_is_there(
+    session: aiohttp.ClientSession,
+) -> None:
+    """GET of the key server: 200 is there, 404 is gone; another error is raised."""
+    with OntapMock() as mock:
+        mock.get(re.compile(r".*/key-servers/%5Bfd20.*"), payload={"server": SERVER})
+        assert await client(session).has_key_server("km1", SERVER) is True
+        mock.get(re.compile(r".*/key-servers/%5Bfd20.*"), status=404, payload=error_body("4"))
+        assert await client(session).has_key_server("km1", SERVER) is False
+        mock.get(re.compile(r".*/key-servers/%5Bfd20.*"), status=500, payload=error_body("13"))
+        with pytest.raises(ApiError):
+            await client(session).has_key_server("km1", SERVER)
+
+
+def node(name: str, state: str) -> dict[str, object]:
+    """One entry of ``node_states`` (or of 9.7's ``records``)."""
+    return {"node": {"name": name, "uuid": f"uuid-{name}"}, "state": state}
+
+
+async def test_connectivity_names_every_node_from_9_13(session: aiohttp.ClientSession) -> None:
+    """9.13+: node -> state for every node, the nodes' uuids kept; absent servers say so."""
+    records = [
+        {
+            "server": "A:5696",
+            "connectivity": {"node_states": [node("n1", "available"), node("n2", "unknown")]},
+        },
+        {"server": "b:5696", "connectivity": {"node_states": [node("n1", "available")]}},
+    ]
+    with OntapMock() as mock:
+        mock.get(re.compile(r".*/key-servers\?fields=server.connectivity$"), payload={
+            "records": records
+        })  # fmt: skip
+        seen = await client(session).key_server_states(
+            "km1", ("a:5696", "b:5696", "c:5696"), RECENT
+        )
+    assert seen.servers == {
+        "a:5696": {"n1": "available", "n2": "unknown"},
+        "b:5696": {"n1": "available"},
+        "c:5696": {"cluster": "absent"},
+    }
+    assert seen.nodes == (("n1", "uuid-n1"), ("n2", "uuid-n2"))
+    assert not seen.reachable
+    assert seen.unreachable  # c is not there at all
+
+
+@pytest.mark.parametrize(
+    ("connectivity", "states", "reachable"),
+    [
+        ({"cluster_availability": True}, {"cluster": "available"}, True),
+        (
+            {"cluster_availability": False, "records": [node("n2", "not_responding")]},
+            {"n2": "not_responding"},
+            False,
+        ),
+        ({"cluster_availability": False}, {"cluster": "not_responding"}, False),
+        ({}, {"cluster": "not_responding"}, False),
+    ],
+    ids=["available", "one-node-down", "no-node-named", "no-connectivity"],
+)
+async def test_connectivity_before_9_13_is_the_cluster_s_availability(
+    session: aiohttp.ClientSession,
+    connectivity: dict[str, object],
+    states: dict[str, str],
+    reachable: bool,
+) -> None:
+    """9.7 to 9.12: ``cluster_availability``, with the nodes that are not available named."""
+    with OntapMock() as mock:
+        mock.get(
+            re.compile(r".*/key-servers\?fields=.*"),
+            payload={"records": [{"server": "a:5696", "connectivity": connectivity}]},
+        )
+        seen = await client(session).key_server_states("km1", ("a:5696",), OLDER)
+    assert seen.servers == {"a:5696": states}
+    assert seen.reachable is reachable
+
+
+async def test_restore_posts_the_server_and_waits_for_its_job(
+    session: aiohttp.ClientSession,
+) -> None:
+    """POST .../restore with ``key_server``: 202, the job polled until it succeeds."""
+    job = {"job": {"uuid": "j9", "_links": {"self": {"href": "/api/cluster/jobs/j9"}}}}
+    seen: dict[str, Any] = {}
+
+    def capture(url: object, **kwargs: Any) -> CallbackResult:
+        seen.update(orjson.loads(kwargs["data"]))
+        return reply(202, job)
+
+    with OntapMock() as mock:
+        mock.post(f"{BASE}/api/security/key-managers/km1/restore", callback=capture)
+        mock.get(re.compile(r".*/api/cluster/jobs/j9.*"), payload={"state": "running"})
+        mock.get(re.compile(r".*/api/cluster/jobs/j9.*"), payload={"state": "success"})
+        await client(session).restore_keys("km1", SERVER)
+    assert seen == {"key_server": SERVER}
+
+
+async def test_keys_per_node_say_whether_each_is_restored(
+    session: aiohttp.ClientSession,
+) -> None:
+    """The keys of one node: (key id, restored); a key without ``restored`` is not restored."""
+    records = [
+        {"key_id": "k1", "restored": True},
+        {"key_id": "k2", "restored": False},
+        {"key_id": "k3"},
+    ]
+    with OntapMock() as mock:
+        mock.get(
+            re.compile(r".*/key-managers/km1/keys/node%201/key-ids\?fields=key_id.restored$"),
+            payload={"records": records},
+        )
+        keys = await client(session).keys_restored("km1", "node 1")
+    assert keys == (("k1", True), ("k2", False), ("k3", False))
