@@ -38,6 +38,9 @@ PREFIX: Final = "/api/v1"
 MAX_LIST: Final = 1000
 log = structlog.get_logger("bulkkm.service")
 
+PRINCIPAL: Final = web.RequestKey("principal", str)
+"""The name of the token a request came with, for the access log."""
+
 Handler = Callable[[web.Request, Principal | None], Awaitable[web.StreamResponse]]
 
 
@@ -130,7 +133,7 @@ class Api:
             principal = None
             if route.scopes:
                 principal = await self._principal(request)
-                request["principal"] = principal.name
+                request[PRINCIPAL] = principal.name
                 if not any(principal.scope.allows(s) for s in route.scopes):
                     needed = " or ".join(s.value for s in route.scopes)
                     raise Forbidden(
@@ -334,7 +337,7 @@ async def _middleware(
             method=request.method,
             path=request.path,
             status=status,
-            by=request.get("principal"),
+            by=request.get(PRINCIPAL),
             duration_ms=round((time.monotonic() - started) * 1000),
         )
 

@@ -59,11 +59,11 @@ class Service:
             await self._manager.start()
             app = web.Application()
             Api(self._manager, self._db).install(app)
-            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await self._runner.setup()
-            site = web.TCPSite(
-                self._runner, config.host, config.port, ssl_context=tls, shutdown_timeout=5.0
+            self._runner = web.AppRunner(
+                app, access_log=None, handle_signals=False, shutdown_timeout=5.0
             )
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, config.host, config.port, ssl_context=tls)
             await site.start()
         except BaseException:
             await self._close()
