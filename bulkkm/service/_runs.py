@@ -294,6 +294,8 @@ class RunManager:
                 raise Conflict("plan_hash is not this run's plan: read the run again, review")
             changed = set(saved.changed_clusters)
             locks = {address for name, address in record.clusters if name in changed}
+            if not locks:  # a plan that names no change still holds what it may contact
+                locks = set(record.locks)
             await self._save(
                 dataclasses.replace(
                     record,
