@@ -479,7 +479,13 @@ class RunManager:
         except BulkkmError as exc:
             await self._end(record, RunState.FAILED, error=printable(str(exc)))
             return
-        journal = Journal.open(files.events, lambda: self._wake(record.id))
+        try:
+            journal = Journal.open(files.events, lambda: self._wake(record.id))
+        except OSError as exc:
+            if prepared.report is not None:
+                prepared.report.close()
+            await self._end(record, RunState.FAILED, error=f"the events file: {exc.strerror}")
+            return
         writer = prepared.plan_writer
         extra: list[Subscriber] = [journal, active.live]
         if writer is not None:
