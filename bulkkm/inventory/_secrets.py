@@ -70,28 +70,36 @@ def parse_secret(
 class SecretResolver:
     """Resolves references, each variable looked up and each file read once per load."""
 
-    __slots__ = ("_base_dir", "_cache", "_environ", "_failures")
+    __slots__ = ("_base_dir", "_cache", "_environ", "_failures", "_written")
 
     def __init__(self, environ: Mapping[str, str], base_dir: Path) -> None:
         """Resolve against ``environ``, and ``file:`` paths relative to ``base_dir``."""
         self._environ = environ
         self._base_dir = base_dir
         self._cache: dict[str, Secret | str] = {}
+        self._written: dict[tuple[str, str], Secret | str] = {}
         self._failures: dict[KeyPath, tuple[str, list[str]]] = {}
 
     def resolve(self, ref: SecretRef, path: KeyPath, cluster: str) -> Secret | None:
         """The secret ``ref`` (written at ``path``) names for ``cluster``; None if it fails."""
         if ref.literal is not None:
             return ref.literal
-        if ref.kind == "env":
-            key = f"env:{ref.target}"
-        else:
-            file = self._base_dir / os.path.expanduser(ref.target)
-            key = f"file:{file}"
-        result = self._cache.get(key)
+        # Keyed as written first: at 10,000 clusters sharing one reference, building its
+        # path once per cluster cost more than the rest of resolving the secret.
+        result = self._written.get((ref.kind, ref.target))
         if result is None:
-            result = self._env(ref.target) if ref.kind == "env" else self._file(ref.target, file)
-            self._cache[key] = result
+            if ref.kind == "env":
+                key = f"env:{ref.target}"
+            else:
+                file = self._base_dir / os.path.expanduser(ref.target)
+                key = f"file:{file}"
+            result = self._cache.get(key)
+            if result is None:
+                result = (
+                    self._env(ref.target) if ref.kind == "env" else self._file(ref.target, file)
+                )
+                self._cache[key] = result
+            self._written[ref.kind, ref.target] = result
         if isinstance(result, Secret):
             return result
         self._failures.setdefault(path, (result, []))[1].append(cluster)
