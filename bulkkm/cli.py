@@ -28,6 +28,7 @@ from bulkkm.logs import configure_logging, printable, reader_gone
 from bulkkm.planfile import read_plan
 from bulkkm.request import RunRequest, load, prepare
 from bulkkm.runner import run_with_console
+from bulkkm.steps_view import StepsView
 from bulkkm.summary import summarize, summary_json, summary_lines
 
 __all__ = ["main"]
@@ -192,6 +193,11 @@ def _parser() -> _Parser:
     plan.add_argument("--show", type=Path, metavar="PLAN", help="print a saved plan and exit")
     plan.add_argument(
         "--show-targets", action="store_true", help="print one line per target (stdout)"
+    )
+    plan.add_argument(
+        "--show-steps",
+        action="store_true",
+        help="print each key manager's ordered steps: additions, the verification, removals",
     )
     fleet_command(
         "check",
@@ -446,6 +452,9 @@ def _fleet(args: argparse.Namespace) -> int:
         confirm = _confirm_wave
     run = prepare(request, confirm_wave=confirm)
     extra: list[Subscriber] = [run.plan_writer] if run.plan_writer is not None else []
+    steps = StepsView() if getattr(args, "show_steps", False) else None
+    if steps is not None:
+        extra.append(steps)
     summary = asyncio.run(
         run_with_console(
             run.clusters,
@@ -462,6 +471,9 @@ def _fleet(args: argparse.Namespace) -> int:
             f"({printable(summary.stop_detail)}); no new work was started after it",
             file=sys.stderr,
         )
+    if steps is not None:
+        for line in steps.lines():
+            print(printable(line))
     if args.command == "plan" and not args.quiet:
         for line in window_lines(run.clusters, run.options.clock()):
             print(printable(line))

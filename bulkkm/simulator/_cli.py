@@ -391,6 +391,16 @@ def _parser() -> _Parser:
         "kms-new.example.com; not with --inventory-in, whose key servers are kept)",
     )
     files.add_argument(
+        "--retire-server",
+        type=_server,
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a server the written inventory retires (retire_servers, for `bulkkm migrate`; "
+        "repeatable, at most 4; the fleet's existing servers are kms-old-N.example.com, "
+        "N from 1, see --initial-servers)",
+    )
+    files.add_argument(
         "--ready-file",
         type=Path,
         default=None,
@@ -535,6 +545,8 @@ class _Setup:
     source: Path | None = None
     desired: tuple[DesiredServer, ...] = ()
     """The key servers of the fleet's own inventory (``--key-server``)."""
+    retire: tuple[str, ...] = ()
+    """The servers it retires (``--retire-server``)."""
     notes: tuple[str, ...] = ()
 
 
@@ -545,8 +557,19 @@ def _setup(args: argparse.Namespace) -> _Setup:
         clusters = 3 if args.clusters is None else args.clusters
         _check_places(args, [cluster_name(i) for i in range(clusters)])
         spec = _spec(args, clusters=clusters, most_desired=len(desired))
-        return _Setup(spec=spec, layout=None, inventory=None, document=None, desired=desired)
-    for given, option in ((args.clusters, "--clusters"), (args.key_server, "--key-server")):
+        retire = tuple(args.retire_server or ())
+        if len(set(retire)) != len(retire) or len(retire) > 4:
+            raise _UsageError("--retire-server: at most 4 different servers")
+        if set(retire) & {d.server for d in desired}:
+            raise _UsageError("--retire-server: a server cannot be both asked for and retired")
+        return _Setup(
+            spec=spec, layout=None, inventory=None, document=None, desired=desired, retire=retire
+        )
+    for given, option in (
+        (args.clusters, "--clusters"),
+        (args.key_server, "--key-server"),
+        (args.retire_server, "--retire-server"),
+    ):
         if given is not None:
             raise _UsageError(f"{option} is not used with --inventory-in (the inventory says)")
     if args.inventory_out is None:
@@ -694,7 +717,10 @@ def _write_inventory(fleet: SimulatedFleet, setup: _Setup, out: Path) -> Path:
     """Write the fleet's inventory: the one given, pointed here, or the fleet's own."""
     if setup.document is not None:
         return fleet.write_adapted_inventory(setup.document, out, source=str(setup.source))
-    return fleet.write_inventory(out, key_servers=tuple(d.server for d in setup.desired))
+    retire = {"retire_servers": list(setup.retire)} if setup.retire else None
+    return fleet.write_inventory(
+        out, key_servers=tuple(d.server for d in setup.desired), extra_defaults=retire
+    )
 
 
 async def _serve(args: argparse.Namespace, setup: _Setup) -> int:

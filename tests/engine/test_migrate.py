@@ -14,7 +14,7 @@ from typing import Any
 from bulkkm import engine
 from bulkkm.inventory import Inventory, load_inventory
 from bulkkm.simulator import Faults, SimKey, SimulatedFleet, VerifyKind
-from tests.cli import bulkkm, read_report, start, wait_for_lines
+from tests.cli import bulkkm, read_report, running, start, wait_for_lines
 from tests.engine.conftest import Rollout, fleet_spec, inventory_for, run_rollout
 from tests.invariants import (
     check_invariants,
@@ -300,3 +300,34 @@ async def test_kill_9_then_resume_verifies_again_before_removing(tmp_path: Path)
     assert set(outcomes(lines)) <= {"added", "present", "removed", "absent"}
     assert any(line.get("carried_over") for line in lines)
     assert lines[0]["resumed_from"] == killed[0]["run_id"]
+
+
+async def test_a_user_sees_the_steps_then_migrates_a_simulated_fleet(tmp_path: Path) -> None:
+    """simulate --retire-server writes the inventory; plan --show-steps orders each key manager's
+    steps; migrate finishes it; the next plan shows no step."""
+    inventory = tmp_path / "f.yaml"
+    ready = tmp_path / "ready.json"
+    args = ["--clean", "--clusters", "2", "--svms", "1", "--initial-servers", "2", "-q"]
+    for server in NEW:
+        args += ["--key-server", server]
+    for server in OLD:
+        args += ["--retire-server", server]
+    async with running(
+        "simulate", *args, "--inventory-out", str(inventory), "--ready-file", str(ready)
+    ):
+        async with asyncio.timeout(30):
+            while not ready.exists():  # noqa: ASYNC110 -- the simulator writes it when serving
+                await asyncio.sleep(0.05)
+        plan = await bulkkm("plan", str(inventory), "--show-steps", "-q")
+        assert plan.code == 0, plan.err
+        block = plan.out.split("sim-0000 svm svm000")[1].splitlines()[1:5]
+        assert [line.split()[1] for line in block] == [
+            "would_add",
+            "verify",
+            "would_remove",
+            "would_remove",
+        ]
+        done = await bulkkm("migrate", str(inventory), "--report", str(tmp_path / "m.jsonl"), "-q")
+        assert done.code == 0, done.err
+        again = await bulkkm("plan", str(inventory), "--show-steps", "-q")
+        assert "would_" not in again.out
