@@ -1,6 +1,7 @@
 """The HTTP API under ``/api/v1``: routes, their scopes, JSON in and out, and the access log.
 
-Every route but ``/healthz`` and the OpenAPI document needs ``Authorization: Bearer TOKEN``:
+Every route but ``/healthz``, the OpenAPI document and the web page's static files needs
+``Authorization: Bearer TOKEN`` (``/metrics`` too: give the scraper a ``read`` token):
 401 without a valid one, 403 when its scope does not allow the route (``ROUTES`` says which
 scopes do). Errors are ``{"error": message}`` (and ``problems``: an inventory's lines as
 ``bulkkm validate`` prints them). The token is never logged: the access log names the
@@ -15,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from importlib.metadata import version as _version
+from pathlib import Path
 from typing import Final
 
 import orjson
@@ -26,9 +28,11 @@ from bulkkm.secret import remember
 from bulkkm.service._db import Database
 from bulkkm.service._errors import BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
 from bulkkm.service._inventories import list_inventories
-from bulkkm.service._model import RunRecord, RunState
+from bulkkm.service._metrics import CONTENT_TYPE, Metrics
+from bulkkm.service._model import RunRecord, RunState, ScheduleFire, ScheduleRecord
 from bulkkm.service._openapi import openapi_document
 from bulkkm.service._runs import RunManager
+from bulkkm.service._schedules import Scheduler
 from bulkkm.service._sse import stream_events
 from bulkkm.service._tokens import Principal, Scope, hash_token, same_hash
 
@@ -40,6 +44,17 @@ log = structlog.get_logger("bulkkm.service")
 
 PRINCIPAL: Final = web.RequestKey("principal", str)
 """The name of the token a request came with, for the access log."""
+METRICS: Final = web.AppKey("metrics", Metrics)
+STATIC: Final = Path(__file__).parent / "static"
+"""The web page: plain HTML, CSS and one JavaScript module, served as they are."""
+_PAGE_HEADERS: Final = {
+    # The page runs only its own script and talks only to this service.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 
 Handler = Callable[[web.Request, Principal | None], Awaitable[web.StreamResponse]]
 
@@ -73,13 +88,17 @@ def _error(status: int, message: str, problems: tuple[str, ...] = ()) -> web.Res
 class Api:
     """The routes of one service."""
 
-    def __init__(self, manager: RunManager, db: Database) -> None:
-        """Serve ``manager``'s runs; tokens from ``db``."""
+    def __init__(
+        self, manager: RunManager, db: Database, scheduler: Scheduler | None = None
+    ) -> None:
+        """Serve ``manager``'s runs and ``scheduler``'s schedules; tokens from ``db``."""
         self._manager = manager
         self._db = db
+        self._scheduler = scheduler
         read, operate, approve = (Scope.READ,), (Scope.OPERATE,), (Scope.APPROVE,)
         self.routes: tuple[Route, ...] = (
             Route(method="GET", path="/healthz", handler=self.healthz, scopes=()),
+            Route(method="GET", path="/metrics", handler=self.metrics, scopes=read),
             Route(method="GET", path=f"{PREFIX}/openapi.json", handler=self.openapi, scopes=()),
             Route(
                 method="GET", path=f"{PREFIX}/inventories", handler=self.inventories, scopes=read
@@ -118,13 +137,39 @@ class Api:
                 handler=self.retry,
                 scopes=operate,
             ),
+            Route(
+                method="GET", path=f"{PREFIX}/schedules", handler=self.list_schedules, scopes=read
+            ),
+            # An auto_approve schedule needs approve as well (checked in the handler).
+            Route(
+                method="POST",
+                path=f"{PREFIX}/schedules",
+                handler=self.create_schedule,
+                scopes=operate,
+            ),
+            Route(
+                method="GET",
+                path=f"{PREFIX}/schedules/{{id}}",
+                handler=self.get_schedule,
+                scopes=read,
+            ),
+            Route(
+                method="DELETE",
+                path=f"{PREFIX}/schedules/{{id}}",
+                handler=self.delete_schedule,
+                scopes=operate,
+            ),
+            Route(method="GET", path=f"{PREFIX}/compliance", handler=self.compliance, scopes=read),
         )
 
     def install(self, app: web.Application) -> None:
-        """Add every route (each behind its scope check) and the middleware to ``app``."""
+        """Add every route (each behind its scope check), the page and the middleware."""
+        app[METRICS] = self._manager.metrics
         app.middlewares.append(_middleware)
         for route in self.routes:
             app.router.add_route(route.method, route.path, self._guarded(route))
+        app.router.add_get("/", _page)
+        app.router.add_get("/static/{name}", _static)
 
     def _guarded(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The route's handler behind its token and scope check."""
@@ -258,7 +303,113 @@ class Api:
         record = await self._manager.retry(request.match_info["id"], by=who)
         return self._created(record)
 
+    async def metrics(self, _request: web.Request, _who: Principal | None) -> web.Response:
+        """``GET /metrics``: Prometheus's text format."""
+        body = self._manager.metrics.render(await self._db.run_counts())
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    async def list_schedules(self, _request: web.Request, _who: Principal | None) -> web.Response:
+        """``GET /schedules``: every schedule, with its next fire times."""
+        scheduler = self._schedules()
+        records = await scheduler.all()
+        return _json({"schedules": [self._schedule_json(r) for r in records]})
+
+    async def create_schedule(self, request: web.Request, who: Principal | None) -> web.Response:
+        """``POST /schedules {inventory, command, cron, tz, auto_approve}``: 201."""
+        assert who is not None
+        body = await _body(request, {"inventory", "command", "cron", "tz", "auto_approve"})
+        auto_approve = body.get("auto_approve", False)
+        if auto_approve is True and not who.scope.allows(Scope.APPROVE):
+            # A standing approval: whoever sets one must be allowed to approve as well.
+            raise Forbidden(
+                f"token {who.name!r} has scope {who.scope}; an auto_approve schedule approves "
+                "its own plans, so it needs operate and approve (admin)"
+            )
+        record = await self._schedules().create(
+            inventory=body.get("inventory"),
+            command=body.get("command"),
+            cron=body.get("cron"),
+            tz=body.get("tz", "UTC"),
+            auto_approve=auto_approve,
+            by=who,
+        )
+        response = _json(self._schedule_json(record), 201)
+        response.headers["Location"] = f"{PREFIX}/schedules/{record.id}"
+        return response
+
+    async def get_schedule(self, request: web.Request, _who: Principal | None) -> web.Response:
+        """``GET /schedules/{id}``: the schedule, its next 5 fire times, its latest fires."""
+        scheduler = self._schedules()
+        record = await scheduler.get(request.match_info["id"])
+        body = self._schedule_json(record)
+        body["fires"] = [_fire_json(f) for f in await scheduler.fires(record.id)]
+        return _json(body)
+
+    async def delete_schedule(self, request: web.Request, who: Principal | None) -> web.Response:
+        """``DELETE /schedules/{id}``: 204; it fires no more."""
+        assert who is not None
+        await self._schedules().delete(request.match_info["id"], by=who)
+        return web.Response(status=204)
+
+    async def compliance(self, request: web.Request, _who: Principal | None) -> web.Response:
+        """``GET /compliance[?state=drift]``: each key manager's state from the latest run."""
+        wanted = {name for v in request.query.getall("state", []) for name in v.split(",") if name}
+        known = {"compliant", "drift", "failed", "unknown"}
+        if wanted - known:
+            raise BadRequest(f"state: one of {', '.join(sorted(known))}")
+        rows = await self._db.compliance()
+        totals: dict[str, int] = dict.fromkeys(sorted(known), 0)
+        for row in rows:
+            totals[row.state.value] += 1
+        return _json(
+            {
+                "totals": totals,
+                "key_managers": [
+                    {
+                        "cluster": r.cluster,
+                        "svm": r.svm,
+                        "key_manager_uuid": r.key_manager_uuid,
+                        "state": r.state.value,
+                        "counts": dict(r.counts),
+                        "detail": r.detail,
+                        "run_id": r.run_id,
+                        "command": r.command,
+                        "seen_at": timestamp(r.seen_at),
+                    }
+                    for r in rows
+                    if not wanted or r.state.value in wanted
+                ],
+            }
+        )
+
     # --- shapes ----------------------------------------------------------------------
+
+    def _schedules(self) -> Scheduler:
+        """The scheduler (every service has one)."""
+        assert self._scheduler is not None
+        return self._scheduler
+
+    def _schedule_json(self, record: ScheduleRecord) -> dict[str, object]:
+        """A schedule as the API shows it."""
+        return {
+            "id": record.id,
+            "inventory": record.inventory,
+            "command": record.command,
+            "cron": record.cron,
+            "tz": record.tz,
+            "auto_approve": record.auto_approve,
+            "created_by": record.created_by,
+            "created_at": _time(record.created_at),
+            "next_fires": [timestamp(t) for t in self._schedules().upcoming(record)],
+            "last_fire_at": _time(record.last_fire_at),
+            "last_run_id": record.last_run_id,
+            "missed_fires": record.missed_fires,
+            "last_missed_at": _time(record.last_missed_at),
+            "last_error": record.last_error,
+            "links": {"self": f"{PREFIX}/schedules/{record.id}"},
+        }
 
     def _created(self, record: RunRecord) -> web.Response:
         """201 with the run and where it lives."""
@@ -290,6 +441,7 @@ class Api:
             "approval_comment": record.approval_comment,
             "ended_by": record.ended_by,
             "retry_of": record.retry_of,
+            "auto_approve": record.auto_approve,
             "created_at": _time(record.created_at),
             "queued_at": _time(record.queued_at),
             "started_at": _time(record.started_at),
@@ -313,7 +465,11 @@ class Api:
 async def _middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Errors as JSON; one access log line per request (the token's name, never the token)."""
+    """Errors as JSON; one access log line per request (the token's name, never the token).
+
+    The time each API request took goes to the latency histogram, by route pattern (so a
+    run's id never becomes a label); an event stream is timed until its headers are sent.
+    """
     started = time.monotonic()
     status = 500
     try:
@@ -332,14 +488,43 @@ async def _middleware(
         log.exception("http_internal_error", method=request.method, path=request.path)
         return _error(500, "internal error (see the service's log)")
     finally:
+        took = time.monotonic() - started
+        route = request.match_info.route.resource
+        if route is not None and route.canonical.startswith(PREFIX):
+            request.app[METRICS].api_seconds.labels(request.method, route.canonical).observe(took)
         log.info(
             "http_request",
             method=request.method,
             path=request.path,
             status=status,
             by=request.get(PRINCIPAL),
-            duration_ms=round((time.monotonic() - started) * 1000),
+            duration_ms=round(took * 1000),
         )
+
+
+async def _page(_request: web.Request) -> web.StreamResponse:
+    """``GET /``: the web page."""
+    return web.FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    """``GET /static/NAME``: one of the page's files (nothing below, nothing hidden)."""
+    name = request.match_info["name"]
+    path = STATIC / name
+    if Path(name).name != name or name.startswith(".") or not path.is_file():
+        raise NotFound(f"no file {name!r}")
+    return web.FileResponse(path, headers=_PAGE_HEADERS)
+
+
+def _fire_json(fire: ScheduleFire) -> dict[str, object]:
+    """One recorded fire."""
+    return {
+        "fire_at": timestamp(fire.fire_at),
+        "fired_at": timestamp(fire.fired_at),
+        "missed": fire.missed,
+        "run_id": fire.run_id,
+        "error": fire.error,
+    }
 
 
 async def _body(request: web.Request, known: set[str]) -> Mapping[str, object]:

@@ -1,9 +1,11 @@
 """The service put together: database, run manager, HTTP site; ``serve`` runs it until a signal.
 
 Start-up order: the database is opened and migrated, runs a killed service left ``planning``
-or ``running`` become ``interrupted``, queued runs start, then the site listens. Stopping
-(SIGINT or SIGTERM) reverses it: active runs are interrupted as Ctrl-C would (in-flight
-requests finish) and end ``interrupted``, event streams close, then the database.
+or ``running`` become ``interrupted``, queued runs start, schedules whose time passed while
+the service was down fire (once each, recorded as missed), then the site listens. Stopping
+(SIGINT or SIGTERM) reverses it: the scheduler stops, active runs are interrupted as Ctrl-C
+would (in-flight requests finish) and end ``interrupted``, event streams close, then the
+database.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from bulkkm.errors import UsageError
 from bulkkm.service._api import Api
 from bulkkm.service._config import ServiceConfig
 from bulkkm.service._db import Database, TokenRow
+from bulkkm.service._metrics import Metrics
 from bulkkm.service._runs import RunManager
+from bulkkm.service._schedules import Scheduler
 from bulkkm.service._tokens import Scope, check_name, hash_token, new_token
 
 __all__ = ["Service", "create_token", "list_tokens", "revoke_token", "serve"]
@@ -39,6 +43,7 @@ class Service:
         self.url = ""
         self._db: Database | None = None
         self._manager: RunManager | None = None
+        self._scheduler: Scheduler | None = None
         self._runner: web.AppRunner | None = None
 
     @property
@@ -46,6 +51,12 @@ class Service:
         """The run manager (once entered)."""
         assert self._manager is not None
         return self._manager
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler (once entered)."""
+        assert self._scheduler is not None
+        return self._scheduler
 
     async def __aenter__(self) -> Service:
         """Open the database, recover and start runs, listen."""
@@ -55,10 +66,13 @@ class Service:
         config.runs_dir.mkdir(exist_ok=True, mode=0o700)
         self._db = await Database.open(config.database)
         try:
-            self._manager = RunManager(self._db, config)
+            metrics = Metrics()
+            self._manager = RunManager(self._db, config, metrics)
             await self._manager.start()
+            self._scheduler = Scheduler(self._db, self._manager, metrics, config.clock)
+            await self._scheduler.start()
             app = web.Application()
-            Api(self._manager, self._db).install(app)
+            Api(self._manager, self._db, self._scheduler).install(app)
             self._runner = web.AppRunner(
                 app, access_log=None, handle_signals=False, shutdown_timeout=5.0
             )
@@ -85,6 +99,8 @@ class Service:
 
     async def _close(self) -> None:
         """Everything opened, closed in reverse order."""
+        if self._scheduler is not None:
+            await self._scheduler.close()
         if self._manager is not None:
             await self._manager.close()
         if self._runner is not None:

@@ -21,7 +21,8 @@ import orjson
 
 from bulkkm.codec import timestamp
 from bulkkm.errors import UsageError
-from bulkkm.service._model import Phase, RunRecord, RunState
+from bulkkm.service._compliance import ComplianceRow, ComplianceState, Observation
+from bulkkm.service._model import Phase, RunRecord, RunState, ScheduleFire, ScheduleRecord
 from bulkkm.service._tokens import Principal, Scope
 
 __all__ = ["SCHEMA_VERSION", "Database", "TokenRow"]
@@ -68,6 +69,51 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX runs_by_state ON runs (state, queued_at);
     CREATE INDEX runs_by_creation ON runs (created_at);
     """,
+    # 2: schedules, the record of their fires, and runs that approve their own plan
+    """
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        inventory TEXT NOT NULL,
+        command TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        tz TEXT NOT NULL,
+        auto_approve INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        next_fire_at TEXT NOT NULL,
+        last_fire_at TEXT,
+        last_run_id TEXT,
+        missed_fires INTEGER NOT NULL,
+        last_missed_at TEXT,
+        last_error TEXT
+    );
+    CREATE TABLE schedule_fires (
+        id INTEGER PRIMARY KEY,
+        schedule_id TEXT NOT NULL,
+        fire_at TEXT NOT NULL,
+        fired_at TEXT NOT NULL,
+        missed INTEGER NOT NULL,
+        run_id TEXT,
+        error TEXT
+    );
+    CREATE INDEX schedule_fires_by_schedule ON schedule_fires (schedule_id, id);
+    ALTER TABLE runs ADD COLUMN auto_approve INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 3: compliance, per cluster and key manager, from the latest run that saw it
+    """
+    CREATE TABLE compliance (
+        cluster TEXT NOT NULL,
+        svm TEXT NOT NULL,
+        key_manager_uuid TEXT,
+        state TEXT NOT NULL,
+        counts TEXT NOT NULL,
+        detail TEXT,
+        run_id TEXT NOT NULL,
+        command TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (cluster, svm)
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -82,6 +128,8 @@ _TIMES: Final = (
 )
 _JSON: Final = ("options", "clusters", "locks", "counts")
 _COLUMNS: Final = tuple(f.name for f in dataclasses.fields(RunRecord))
+_SCHEDULE_COLUMNS: Final = tuple(f.name for f in dataclasses.fields(ScheduleRecord))
+_SCHEDULE_TIMES: Final = ("created_at", "next_fire_at", "last_fire_at", "last_missed_at")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +255,11 @@ class Database:
         order = "queued_at, rowid" if oldest_first else "created_at DESC, rowid DESC"
         return await self._select(f"{clause} ORDER BY {order} LIMIT ?", (*args, limit))
 
+    async def run_counts(self) -> dict[str, int]:
+        """How many runs are in each state."""
+        async with self._reader.execute("SELECT state, COUNT(*) FROM runs GROUP BY state") as c:
+            return {str(row[0]): int(row[1]) for row in await c.fetchall()}
+
     async def _select(self, clause: str, args: Sequence[object]) -> list[RunRecord]:
         """Runs matching a WHERE/ORDER clause."""
         async with self._reader.execute(
@@ -215,6 +268,159 @@ class Database:
         ) as cursor:
             rows = await cursor.fetchall()
         return [_record(row) for row in rows]
+
+    # --- schedules -------------------------------------------------------------------
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        """Insert or replace a schedule's row."""
+        values = [
+            timestamp(v) if isinstance(v, datetime) else v
+            for v in (getattr(record, name) for name in _SCHEDULE_COLUMNS)
+        ]
+        marks = ", ".join("?" * len(_SCHEDULE_COLUMNS))
+        await self._writer.execute(
+            f"INSERT OR REPLACE INTO schedules ({', '.join(_SCHEDULE_COLUMNS)}) VALUES ({marks})",  # noqa: S608 -- our own column names
+            values,
+        )
+        await self._writer.commit()
+
+    async def schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
+        """Every schedule, oldest first (or the one with this id)."""
+        where, args = ("WHERE id = ?", (schedule_id,)) if schedule_id is not None else ("", ())
+        async with self._reader.execute(
+            f"SELECT {', '.join(_SCHEDULE_COLUMNS)} FROM schedules {where} ORDER BY created_at, id",  # noqa: S608 -- our own clause
+            args,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_schedule(row) for row in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule (its fires stay, for the record); False when there is none."""
+        cursor = await self._writer.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        await self._writer.commit()
+        return cursor.rowcount > 0
+
+    async def add_fire(self, fire: ScheduleFire) -> None:
+        """Record one fire of a schedule (on time or missed; the run it made, or why none)."""
+        await self._writer.execute(
+            "INSERT INTO schedule_fires (schedule_id, fire_at, fired_at, missed, run_id, error) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                fire.schedule_id,
+                timestamp(fire.fire_at),
+                timestamp(fire.fired_at),
+                int(fire.missed),
+                fire.run_id,
+                fire.error,
+            ),
+        )
+        await self._writer.commit()
+
+    async def fires(self, schedule_id: str, limit: int = 20) -> list[ScheduleFire]:
+        """A schedule's latest fires, newest first."""
+        async with self._reader.execute(
+            "SELECT schedule_id, fire_at, fired_at, missed, run_id, error FROM schedule_fires "
+            "WHERE schedule_id = ? ORDER BY id DESC LIMIT ?",
+            (schedule_id, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            ScheduleFire(
+                schedule_id=str(r[0]),
+                fire_at=datetime.fromisoformat(str(r[1])),
+                fired_at=datetime.fromisoformat(str(r[2])),
+                missed=bool(r[3]),
+                run_id=r[4],
+                error=r[5],
+            )
+            for r in rows
+        ]
+
+    # --- compliance ------------------------------------------------------------------
+
+    async def update_compliance(self, seen: Observation) -> None:
+        """Store what one run saw: its key managers' rows, and the clusters it could not reach.
+
+        Unsettled (unknown) rows are written only where no row exists. A cluster that could
+        not be discovered marks its key managers' rows with its state and detail (the run
+        tried, and could not say more); a cluster never seen before gets that row itself,
+        without an SVM.
+        """
+        columns = (
+            "INTO compliance (cluster, svm, key_manager_uuid, state, counts, detail, run_id, "
+            "command, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        insert = f"INSERT OR REPLACE {columns}"
+        await self._writer.executemany(insert, [_compliance_values(r) for r in seen.rows])
+        await self._writer.executemany(
+            f"INSERT OR IGNORE {columns}", [_compliance_values(r) for r in seen.unknown]
+        )
+        for row in seen.unreached:
+            if row.state is ComplianceState.UNKNOWN:  # not reached: what was known stays
+                await self._writer.execute(f"INSERT OR IGNORE {columns}", _compliance_values(row))
+                continue
+            cursor = await self._writer.execute(
+                "UPDATE compliance SET state = ?, detail = ?, run_id = ?, command = ?, "
+                "seen_at = ? WHERE cluster = ?",
+                (
+                    row.state.value,
+                    row.detail,
+                    row.run_id,
+                    row.command,
+                    timestamp(row.seen_at),
+                    row.cluster,
+                ),
+            )
+            if cursor.rowcount == 0:
+                await self._writer.execute(insert, _compliance_values(row))
+        await self._writer.commit()
+
+    async def compliance(self) -> list[ComplianceRow]:
+        """Every key manager's latest state, by cluster and SVM."""
+        async with self._reader.execute(
+            "SELECT cluster, svm, key_manager_uuid, state, counts, detail, run_id, command, "
+            "seen_at FROM compliance ORDER BY cluster, svm"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            ComplianceRow(
+                cluster=str(r[0]),
+                svm=str(r[1]) or None,
+                key_manager_uuid=r[2],
+                state=ComplianceState(str(r[3])),
+                counts=orjson.loads(str(r[4])),
+                detail=r[5],
+                run_id=str(r[6]),
+                command=str(r[7]),
+                seen_at=datetime.fromisoformat(str(r[8])),
+            )
+            for r in rows
+        ]
+
+
+def _compliance_values(row: ComplianceRow) -> tuple[object, ...]:
+    """A compliance row as its columns store it (the cluster's own key manager: SVM '')."""
+    return (
+        row.cluster,
+        row.svm or "",
+        row.key_manager_uuid,
+        row.state.value,
+        orjson.dumps(dict(row.counts)).decode(),
+        row.detail,
+        row.run_id,
+        row.command,
+        timestamp(row.seen_at),
+    )
+
+
+def _schedule(row: Sequence[object]) -> ScheduleRecord:
+    """A schedule's row read back."""
+    values: dict[str, object] = dict(zip(_SCHEDULE_COLUMNS, row, strict=True))
+    for name in _SCHEDULE_TIMES:
+        if values[name] is not None:
+            values[name] = datetime.fromisoformat(str(values[name]))
+    values["auto_approve"] = bool(values["auto_approve"])
+    return ScheduleRecord(**values)  # type: ignore[arg-type]
 
 
 def _create(path: Path) -> None:
@@ -255,6 +461,8 @@ def _column(name: str, value: object) -> object:
         return orjson.dumps(value).decode()
     if isinstance(value, RunState | Phase):
         return value.value
+    if isinstance(value, bool):
+        return int(value)
     return value
 
 
@@ -275,6 +483,7 @@ def _record(row: Mapping[str, object] | aiosqlite.Row) -> RunRecord:
             values[name] = orjson.loads(str(raw))
         else:
             values[name] = raw
+    values["auto_approve"] = bool(values["auto_approve"])
     values["state"] = RunState(str(values["state"]))
     values["phase"] = Phase(str(values["phase"]))
     return RunRecord(**values)  # type: ignore[arg-type]

@@ -22,7 +22,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["ACTIVE", "RETRYABLE", "TERMINAL", "Phase", "RunRecord", "RunState"]
+__all__ = [
+    "ACTIVE",
+    "RETRYABLE",
+    "TERMINAL",
+    "Phase",
+    "RunRecord",
+    "RunState",
+    "ScheduleFire",
+    "ScheduleRecord",
+]
 
 
 class RunState(StrEnum):
@@ -107,8 +116,52 @@ class RunRecord:
     clusters_failed: int = 0
     error: str | None = None
     """Why the run failed without a report to say it, or a note (``nothing to add``)."""
+    auto_approve: bool = False
+    """Approve the run's own plan once made (a schedule's ``auto_approve``)."""
 
     @property
     def needs_approval(self) -> bool:
         """Whether the run writes, so plans first and waits for an approval."""
         return self.command in ("apply", "migrate") and not self.options.get("dry_run", False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleRecord:
+    """A schedule: a command on an inventory at the times a cron expression names, in a zone."""
+
+    id: str
+    inventory: str
+    command: str
+    """``check``, ``apply`` or ``migrate``."""
+    cron: str
+    """Five fields: minute, hour, day of month, month, day of week."""
+    tz: str
+    """An IANA zone (``Europe/Paris``): fire times follow its clock, DST included."""
+    auto_approve: bool
+    """An apply or migrate executes its own plan without waiting for an approval."""
+    created_by: str
+    created_at: datetime
+    next_fire_at: datetime
+    """The next fire time not yet handled (UTC)."""
+    last_fire_at: datetime | None = None
+    last_run_id: str | None = None
+    missed_fires: int = 0
+    """Fire times that passed while the service was down (or too busy); each run once, late."""
+    last_missed_at: datetime | None = None
+    last_error: str | None = None
+    """Why the last fire made no run (its inventory gone or invalid, ...)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleFire:
+    """One fire of a schedule, as recorded."""
+
+    schedule_id: str
+    fire_at: datetime
+    """The fire time the cron expression named (the latest, when several were missed)."""
+    fired_at: datetime
+    """When the service handled it."""
+    missed: bool
+    """Handled late: the service was down (or busy) at ``fire_at``."""
+    run_id: str | None
+    error: str | None

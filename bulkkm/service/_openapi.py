@@ -25,6 +25,14 @@ _STATES: Final = [
 ]
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 _RUN: Final = {"$ref": "#/components/schemas/Run"}
+_SCHEDULE: Final = {"$ref": "#/components/schemas/Schedule"}
+_SCHEDULE_ID: Final = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The schedule's id.",
+}
 _ID: Final = {
     "name": "id",
     "in": "path",
@@ -130,6 +138,92 @@ def openapi_document(version: str) -> dict[str, object]:
                         "comment": {"type": "string", "maxLength": 2000},
                     },
                 },
+                "ScheduleCreate": {
+                    "type": "object",
+                    "required": ["inventory", "command", "cron"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "inventory": {"type": "string"},
+                        "command": {"enum": ["check", "apply", "migrate"]},
+                        "cron": {
+                            "type": "string",
+                            "description": "Five fields: minute hour day-of-month month "
+                            "day-of-week.",
+                            "examples": ["0 3 * * *"],
+                        },
+                        "tz": {"type": "string", "default": "UTC", "examples": ["Europe/Paris"]},
+                        "auto_approve": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "apply/migrate: the run approves its own plan. "
+                            "Needs a token that may operate and approve (admin).",
+                        },
+                    },
+                },
+                "Schedule": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "inventory": {"type": "string"},
+                        "command": {"enum": ["check", "apply", "migrate"]},
+                        "cron": {"type": "string"},
+                        "tz": {"type": "string"},
+                        "auto_approve": {"type": "boolean"},
+                        "created_by": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "next_fires": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "date-time"},
+                            "description": "The next 5 fire times, in UTC.",
+                        },
+                        "last_fire_at": {"type": ["string", "null"], "format": "date-time"},
+                        "last_run_id": {"type": ["string", "null"]},
+                        "missed_fires": {"type": "integer"},
+                        "last_missed_at": {"type": ["string", "null"], "format": "date-time"},
+                        "last_error": {"type": ["string", "null"]},
+                        "fires": {
+                            "type": "array",
+                            "description": "GET /schedules/{id} only: the latest 20 fires.",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "fire_at": {"type": "string", "format": "date-time"},
+                                    "fired_at": {"type": "string", "format": "date-time"},
+                                    "missed": {"type": "boolean"},
+                                    "run_id": {"type": ["string", "null"]},
+                                    "error": {"type": ["string", "null"]},
+                                },
+                            },
+                        },
+                    },
+                },
+                "Compliance": {
+                    "type": "object",
+                    "properties": {
+                        "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "key_managers": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "cluster": {"type": "string"},
+                                    "svm": {
+                                        "type": ["string", "null"],
+                                        "description": "null: the cluster's own key manager "
+                                        "(or the whole cluster, never discovered).",
+                                    },
+                                    "key_manager_uuid": {"type": ["string", "null"]},
+                                    "state": {"enum": ["compliant", "drift", "failed", "unknown"]},
+                                    "counts": {"type": "object"},
+                                    "detail": {"type": ["string", "null"]},
+                                    "run_id": {"type": "string"},
+                                    "command": {"type": "string"},
+                                    "seen_at": {"type": "string", "format": "date-time"},
+                                },
+                            },
+                        },
+                    },
+                },
                 "Run": {
                     "type": "object",
                     "properties": {
@@ -151,6 +245,7 @@ def openapi_document(version: str) -> dict[str, object]:
                         "approval_comment": {"type": ["string", "null"]},
                         "ended_by": {"type": ["string", "null"]},
                         "retry_of": {"type": ["string", "null"]},
+                        "auto_approve": {"type": "boolean"},
                         "created_at": {"type": "string", "format": "date-time"},
                         "queued_at": {"type": ["string", "null"], "format": "date-time"},
                         "started_at": {"type": ["string", "null"], "format": "date-time"},
@@ -302,6 +397,69 @@ def openapi_document(version: str) -> dict[str, object]:
                     ["operate", "admin"],
                     {"201": _answer("The new run.", _RUN)} | _errors(400, 404, 409),
                     **run_action,
+                )
+            },
+            "/api/v1/schedules": {
+                "get": _op(
+                    "Every schedule, with its next 5 fire times",
+                    ["read", "operate", "approve", "admin"],
+                    {"200": _answer("The schedules.", {"type": "object"})} | _errors(),
+                ),
+                "post": _op(
+                    "Create a schedule (auto_approve needs approve as well: admin)",
+                    ["operate", "admin"],
+                    {"201": _answer("The schedule.", _SCHEDULE)} | _errors(400),
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ScheduleCreate"}
+                            }
+                        },
+                    },
+                ),
+            },
+            "/api/v1/schedules/{id}": {
+                "get": _op(
+                    "A schedule, its next 5 fire times and its latest fires",
+                    ["read", "operate", "approve", "admin"],
+                    {"200": _answer("The schedule.", _SCHEDULE)} | _errors(404),
+                    parameters=[_SCHEDULE_ID],
+                ),
+                "delete": _op(
+                    "Delete a schedule (its runs and fire records stay)",
+                    ["operate", "admin"],
+                    {"204": _answer("Deleted.")} | _errors(404),
+                    parameters=[_SCHEDULE_ID],
+                ),
+            },
+            "/api/v1/compliance": {
+                "get": _op(
+                    "Each key manager's state from the latest run that saw it",
+                    ["read", "operate", "approve", "admin"],
+                    {
+                        "200": _answer(
+                            "Totals and rows.", {"$ref": "#/components/schemas/Compliance"}
+                        )
+                    }
+                    | _errors(400),
+                    parameters=[
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "compliant, drift, failed or unknown (comma list).",
+                        }
+                    ],
+                )
+            },
+            "/metrics": {
+                "get": _op(
+                    "Prometheus metrics: runs by state, targets by outcome, target durations "
+                    "per cluster group, retries by code, API latency",
+                    ["read", "operate", "approve", "admin"],
+                    {"200": _answer("The text format.", {"type": "string"}, "text/plain")}
+                    | _errors(),
                 )
             },
         },

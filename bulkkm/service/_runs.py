@@ -42,13 +42,15 @@ from bulkkm.planfile import read_plan
 from bulkkm.report import read_lines
 from bulkkm.request import COMMANDS, PreparedRun, RunRequest, prepare
 from bulkkm.runner import EXIT_INTERRUPTED, run_headless
+from bulkkm.service._compliance import observe_report
 from bulkkm.service._config import ServiceConfig
 from bulkkm.service._db import Database
 from bulkkm.service._errors import BadRequest, Conflict, NotFound
 from bulkkm.service._inventories import inventory_path
 from bulkkm.service._journal import Journal
+from bulkkm.service._metrics import Metrics
 from bulkkm.service._model import ACTIVE, RETRYABLE, TERMINAL, Phase, RunRecord, RunState
-from bulkkm.service._tokens import Principal, same_hash
+from bulkkm.service._tokens import Principal, Scope, same_hash
 
 __all__ = ["OPTIONS", "LiveCounts", "RunFiles", "RunManager"]
 
@@ -158,10 +160,11 @@ class _Changes:
 class RunManager:
     """Every run of one service."""
 
-    def __init__(self, db: Database, config: ServiceConfig) -> None:
+    def __init__(self, db: Database, config: ServiceConfig, metrics: Metrics | None = None) -> None:
         """Nothing runs until ``start``."""
         self._db = db
         self._config = config
+        self.metrics = metrics if metrics is not None else Metrics()
         self._lock = asyncio.Lock()
         self._active: dict[str, _Active] = {}
         self._changes: dict[str, _Changes] = {}
@@ -190,6 +193,9 @@ class RunManager:
             )
             log.warning("run_interrupted", run=record.id, was=record.state.value)
         await self._expire_due()
+        for record in await self._db.runs(states=(RunState.AWAITING_APPROVAL,), limit=_MANY):
+            if record.auto_approve:  # the service stopped between its plan and its approval
+                await self._approve_own_plan(record.id)
         await self._schedule()
         self._sweeper = asyncio.create_task(self._sweep())
 
@@ -223,8 +229,12 @@ class RunManager:
         by: Principal,
         retry_of: str | None = None,
         resume: str | None = None,
+        auto_approve: bool = False,
     ) -> RunRecord:
-        """A new run, checked as ``prepare`` checks a command line, then queued."""
+        """A new run, checked as ``prepare`` checks a command line, then queued.
+
+        ``auto_approve``: once planned, the run approves its own plan (a schedule's choice).
+        """
         if self.closing:
             raise Conflict("the service is stopping")
         if not isinstance(command, str) or command not in COMMANDS:
@@ -253,6 +263,7 @@ class RunManager:
             queued_at=now,
             retry_of=retry_of,
             resume=resume,
+            auto_approve=auto_approve,
         )
         if record.needs_approval:
             record = dataclasses.replace(record, phase=Phase.PLAN)
@@ -268,6 +279,11 @@ class RunManager:
         )
         await self._schedule()
         return await self.get(record.id)
+
+    async def check_inventory(self, inventory: object) -> None:
+        """BadRequest unless ``inventory`` names a valid inventory (as a run would check it)."""
+        path = inventory_path(self._config.inventories_dir, inventory)
+        await asyncio.to_thread(_check, _request({"command": "check", "inventory": str(path)}))
 
     async def approve(
         self, run_id: str, *, plan_hash: str, comment: str | None, by: Principal
@@ -375,6 +391,7 @@ class RunManager:
             by=by,
             retry_of=run_id,
             resume=resume,
+            auto_approve=record.auto_approve,
         )
 
     async def get(self, run_id: str) -> RunRecord:
@@ -487,7 +504,9 @@ class RunManager:
             await self._end(record, RunState.FAILED, error=f"the events file: {exc.strerror}")
             return
         writer = prepared.plan_writer
-        extra: list[Subscriber] = [journal, active.live]
+        groups = {c.name: c.groups[0] if c.groups else "none" for c in prepared.clusters.clusters}
+        counter = self.metrics.subscriber(record.command, groups)
+        extra: list[Subscriber] = [journal, active.live, counter]
         if writer is not None:
             extra.append(writer)
         try:
@@ -502,7 +521,24 @@ class RunManager:
             journal.close()
             if writer is not None and not writer.written:
                 writer.file.close()
+        await self._observe(record)
         await self._finished(record, active, prepared, summary)
+
+    async def _observe(self, record: RunRecord) -> None:
+        """Compliance from the report the engine run just closed (never fails the run)."""
+        files = self.files(record.id)
+        planning = record.phase is Phase.PLAN
+        try:
+            seen = await asyncio.to_thread(
+                observe_report,
+                files.plan_report if planning else files.report,
+                run_id=record.id,
+                command=f"{record.command} (plan)" if planning else record.command,
+                at=self._config.clock(),
+            )
+            await self._db.update_compliance(seen)
+        except Exception:
+            log.exception("compliance_update_failed", run=record.id)
 
     async def _finished(
         self, record: RunRecord, active: _Active, prepared: PreparedRun, summary: RunFinished
@@ -544,6 +580,21 @@ class RunManager:
             if written:
                 changes["plan_hash"] = hashlib.sha256(files.plan.read_bytes()).hexdigest()
         await self._end(record, state, **changes)
+        if state is RunState.AWAITING_APPROVAL and record.auto_approve:
+            await self._approve_own_plan(record.id)
+
+    async def _approve_own_plan(self, run_id: str) -> None:
+        """An ``auto_approve`` run approves the plan it made, by its hash, as its creator."""
+        record = await self.get(run_id)
+        if record.plan_hash is None:
+            return
+        by = Principal(name=record.created_by, scope=Scope.APPROVE)
+        try:
+            await self.approve(
+                run_id, plan_hash=record.plan_hash, comment="auto_approve (schedule)", by=by
+            )
+        except Conflict as exc:  # expired, or someone discarded it meanwhile
+            log.warning("auto_approve_refused", run=run_id, reason=str(exc))
 
     async def _end(self, record: RunRecord, state: RunState, **changes: object) -> None:
         """Leave planning/running for ``state`` (the record as the database has it now)."""
