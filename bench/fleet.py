@@ -37,6 +37,8 @@ class FleetShape:
     clusters: int
     svms: int
     latency_ms: float = 0.0
+    write_latency_ms: float | None = None
+    """Key-server writes (POST, DELETE) answer after this long instead (None: ``latency_ms``)."""
     transient_rate: float = 0.0
     ambiguous_rate: float = 0.0
     seed: int = 0
@@ -62,6 +64,8 @@ class FleetShape:
             "--key-server",
             DESIRED_SERVER,
         ]
+        if self.write_latency_ms is not None:
+            args += ["--write-latency", f"{self.write_latency_ms:g}"]
         if self.transient_rate:
             args += ["--transient-rate", f"{self.transient_rate:g}"]
         if self.ambiguous_rate:

@@ -32,6 +32,9 @@ class ApplyRun:
     exit_code: int
     peak_rss_mb: float
     seconds: float
+    """Wall time of the process, from its start to its exit."""
+    run_seconds: float
+    """The run's own duration (the report's summary: from the run's start to its end)."""
     cpu_seconds: float
     outcomes: dict[str, int]
     clusters_failed: int
@@ -52,14 +55,14 @@ class ApplyRun:
         return bad + self.clusters_failed
 
 
-def apply_process(inventory: Path, report: Path) -> ApplyRun:
+def apply_process(inventory: Path, report: Path, *, env: dict[str, str] | None = None) -> ApplyRun:
     """Run ``bulkkm apply`` on the inventory and wait for it; read its report's summary."""
     command = [sys.executable, "-m", "bulkkm", "apply", str(inventory), "--report", str(report)]
     command += ["-q", "--log-format", "json"]
     log = report.with_suffix(".log")
     started = time.perf_counter()
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     watcher = _PeakWatcher(process.pid)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
@@ -67,10 +70,12 @@ def apply_process(inventory: Path, report: Path) -> ApplyRun:
     peak_kb = watcher.stop()
     summary = _summary(report)
     counts, failed = summary.get("counts"), summary.get("clusters_failed")
+    duration = summary.get("duration_ms")
     return ApplyRun(
         exit_code=process.returncode,
         peak_rss_mb=peak_kb / 1024,
         seconds=seconds,
+        run_seconds=duration / 1000 if isinstance(duration, int) else seconds,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         outcomes={str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {},
         clusters_failed=failed if isinstance(failed, int) else 0,

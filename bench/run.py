@@ -29,7 +29,16 @@ from bulkkm.logs import configure_logging
 __all__ = ["main"]
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
-SCENARIOS: Final = ("makespan", "throughput", "memory", "faults", "limiters")
+SCENARIOS: Final = (
+    "makespan",
+    "throughput",
+    "memory",
+    "faults",
+    "limiters",
+    "latency",
+    "startup",
+    "loops",
+)
 
 
 def _environment() -> dict[str, str]:
@@ -92,6 +101,16 @@ def _problems(results: Results) -> list[str]:
             for p in results.memory.points
             if p.not_done or p.exit_code != 0
         ]
+    problems += [
+        f"latency ({f.name}) {f.fleet}: {f.not_done} targets not added/present"
+        for f in results.latency
+        if f.not_done
+    ]
+    problems += [
+        f"loops ({f.loop}) {f.fleet}: {f.not_done} targets not added/present"
+        for f in results.loops
+        if f.not_done
+    ]
     if results.faults and results.faults.not_done:
         problems.append(f"faults: {results.faults.not_done} targets not added/present")
     return problems
@@ -158,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             memory=scenarios.memory(size, work, say) if "memory" in only else None,
             faults=scenarios.faults(size, work, say) if "faults" in only else None,
             limiters=tuple(scenarios.limiters(size, say)) if "limiters" in only else (),
+            latency=tuple(scenarios.latency(size, work, say)) if "latency" in only else (),
+            startup=scenarios.startup(size, work, say) if "startup" in only else None,
+            loops=tuple(scenarios.loops(size, work, say)) if "loops" in only else (),
         )
     environment["load_at_end"] = _load()
     problems = _problems(results)

@@ -13,31 +13,42 @@ import asyncio
 import dataclasses
 import itertools
 import math
+import os
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+import orjson
+import yaml
+
 from bench.bulk import BulkRun, bulkkm_rollout
+from bench.first_request import time_to_first_request
 from bench.fleet import Fleet, FleetShape, running_fleet
 from bench.limiters import LIMITERS, measure_limiter
-from bench.memory import apply_process
+from bench.memory import ApplyRun, apply_process
 from bench.netapp_script import ScriptRun, netapp_script_rollout
 from bench.raw import RawRun, raw_rollout
-from bench.sizes import FleetRuns, Size
+from bench.sizes import FleetRuns, LatencyRuns, Size
 from bulkkm import engine
 
 __all__ = [
     "FaultsFigure",
+    "LatencyFigure",
     "LimiterFigure",
+    "LoopFigure",
     "MakespanFigure",
     "MemoryFigure",
+    "StartupFigure",
     "ThroughputFigure",
     "faults",
+    "latency",
     "limiters",
+    "loops",
     "makespan",
     "memory",
+    "startup",
     "throughput",
 ]
 
@@ -416,3 +427,193 @@ def limiters(size: Size, progress: Progress) -> list[LimiterFigure]:
             )
         )
     return figures
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyFigure:
+    """``bulkkm apply`` (its own process) on a slow fleet: makespan, ideal, peak RSS."""
+
+    name: str
+    fleet: str
+    get_ms: float
+    write_ms: float
+    targets: int
+    runs: int
+    seconds: float
+    """From the process's start to its exit, as a user waits for it."""
+    run_seconds: float
+    """The run's own duration, from its report (start-up and inventory load apart)."""
+    ideal_seconds: float
+    ratio: float
+    bound: str
+    latency_bound: float
+    """The longest cluster's critical path: discovery, then its POSTs 4 at a time."""
+    cpu_bound: float
+    """The CPU seconds the process used (start-up included, as in ``seconds``): one event
+    loop cannot spend them in less."""
+    peak_rss_mb: float
+    not_done: int
+
+
+def latency(size: Size, directory: Path, progress: Progress) -> list[LatencyFigure]:
+    """bulkkm where ONTAP answers slowly (key-server writes in seconds): latency-bound runs."""
+    figures = []
+    for case in size.latency:
+        shape = FleetShape(
+            clusters=case.clusters,
+            svms=case.svms,
+            latency_ms=case.get_ms,
+            write_latency_ms=case.write_ms,
+        )
+        runs = []
+        for run in range(case.runs):
+            progress(
+                f"latency ({case.name}): {shape.label}, GET {case.get_ms:g} ms, "
+                f"POST {case.write_ms:g} ms, run {run + 1}/{case.runs}"
+            )
+            where = directory / "latency" / f"{case.clusters}x{case.svms}-{case.write_ms:g}-{run}"
+            with running_fleet(shape, where) as fleet:
+                applied = apply_process(fleet.inventory, where / "report.jsonl")
+            critical = _critical_path(case, _posts_per_cluster(where / "report.jsonl"))
+            runs.append((applied, critical))
+        ideals = [max(critical, applied.cpu_seconds) for applied, critical in runs]
+        bounds = Counter("latency" if c >= a.cpu_seconds else "cpu" for a, c in runs)
+        figures.append(
+            LatencyFigure(
+                name=case.name,
+                fleet=shape.label,
+                get_ms=case.get_ms,
+                write_ms=case.write_ms,
+                targets=runs[0][0].targets,
+                runs=len(runs),
+                seconds=_median([a.seconds for a, _ in runs]),
+                run_seconds=_median([a.run_seconds for a, _ in runs]),
+                ideal_seconds=_median(ideals),
+                ratio=_median([a.seconds / i for (a, _), i in zip(runs, ideals, strict=True)]),
+                bound=bounds.most_common(1)[0][0],
+                latency_bound=_median([c for _, c in runs]),
+                cpu_bound=_median([a.cpu_seconds for a, _ in runs]),
+                peak_rss_mb=_median([a.peak_rss_mb for a, _ in runs]),
+                not_done=max(a.not_done if a.complete else max(a.targets, 1) for a, _ in runs),
+            )
+        )
+    return figures
+
+
+def _posts_per_cluster(report: Path) -> dict[str, int]:
+    """The POSTs each cluster needed, from the report: one per key manager given a server.
+
+    From ONTAP 9.8 bulkkm sends a key manager's missing servers as one ``records[]`` POST
+    (one POST per server before); the benchmark's inventory asks for one server, so in every
+    version a key manager that gets its server took exactly one POST.
+    """
+    key_managers: dict[str, set[str]] = {}
+    with report.open("rb") as lines:
+        for raw in lines:
+            line = orjson.loads(raw)
+            if line.get("type") == "target" and line.get("outcome") == "added":
+                key_managers.setdefault(line["cluster"], set()).add(str(line["key_manager_uuid"]))
+    return {cluster: len(kms) for cluster, kms in key_managers.items()}
+
+
+def _critical_path(case: LatencyRuns, posts: dict[str, int]) -> float:
+    """The longest cluster's own path: discovery's one round trip, then its POSTs in rounds.
+
+    Its two discovery GETs go out together (one round trip); its POSTs go ``CONCURRENCY``
+    at a time, each taking the write latency. Every cluster could start at once: this is
+    what no scheduler can beat, whatever it does with the others.
+    """
+    slowest = max(posts.values(), default=0)
+    rounds = math.ceil(slowest / CONCURRENCY)
+    return (DISCOVERY_ROUND_TRIPS * case.get_ms + rounds * case.write_ms) / 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class StartupFigure:
+    """Seconds from ``bulkkm apply``'s process start to the first request a cluster sees."""
+
+    clusters: int
+    planned: int
+    runs: int
+    plain_seconds: float
+    plan_seconds: float
+    """With ``--plan``, a saved plan adding servers on ``planned`` clusters."""
+
+
+def startup(size: Size, directory: Path, progress: Progress) -> StartupFigure:
+    """Time to first request on a large inventory, plain and with a saved plan."""
+    case = size.startup
+    progress(f"start-up: {case.clusters:,} clusters, {case.planned:,} planned, {case.runs} runs")
+    plain, planned = time_to_first_request(
+        case.clusters, case.planned, case.runs, directory / "first-request"
+    )
+    return StartupFigure(
+        clusters=case.clusters,
+        planned=case.planned,
+        runs=case.runs,
+        plain_seconds=_median([r.seconds for r in plain]),
+        plan_seconds=_median([r.seconds for r in planned]),
+    )
+
+
+LOOP_LATENCY_MS: Final = 20.0
+LOOPS: Final = ("asyncio", "uvloop")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LoopFigure:
+    """``bulkkm apply`` (its own process) on one event loop, on one fleet."""
+
+    fleet: str
+    loop: str
+    targets: int
+    runs: int
+    seconds: float
+    """The run's duration (the report's)."""
+    peak_rss_mb: float
+    cpu_us_per_target: float
+    """The process's CPU, start-up included, per target."""
+    not_done: int
+
+
+def loops(size: Size, directory: Path, progress: Progress) -> list[LoopFigure]:
+    """asyncio's loop against uvloop (``BULKKM_LOOP``) on the same fleets, at 20 ms."""
+    figures = []
+    for fleet in size.loops:
+        shape = FleetShape(clusters=fleet.clusters, svms=fleet.svms, latency_ms=LOOP_LATENCY_MS)
+        runs: dict[str, list[ApplyRun]] = {name: [] for name in LOOPS}
+        for run in range(fleet.runs):
+            progress(f"loops: {shape.label} at {LOOP_LATENCY_MS:g} ms, run {run + 1}/{fleet.runs}")
+            where = directory / "loops" / f"{fleet.clusters}x{fleet.svms}-{run}"
+            with running_fleet(shape, where) as simulated:
+                asyncio.run(_raw(simulated, read_only=True))
+                order = LOOPS if run % 2 == 0 else LOOPS[::-1]
+                for name in order:
+                    # Each loop adds a server of its own, so each finds one add per key manager.
+                    inventory = _with_server(simulated.inventory, f"kms-{name}.example.com:5696")
+                    env = {**os.environ, "BULKKM_LOOP": name}
+                    report = where / f"report-{name}.jsonl"
+                    runs[name].append(apply_process(inventory, report, env=env))
+        figures += [
+            LoopFigure(
+                fleet=shape.label,
+                loop=name,
+                targets=done[0].targets,
+                runs=len(done),
+                seconds=_median([r.run_seconds for r in done]),
+                peak_rss_mb=_median([r.peak_rss_mb for r in done]),
+                cpu_us_per_target=_median([r.cpu_seconds / max(r.targets, 1) * 1e6 for r in done]),
+                not_done=max(r.not_done if r.complete else max(r.targets, 1) for r in done),
+            )
+            for name, done in runs.items()
+        ]
+    return figures
+
+
+def _with_server(inventory: Path, server: str) -> Path:
+    """A copy of the benchmark's inventory asking for ``server`` instead."""
+    data = yaml.safe_load(inventory.read_text())
+    data["defaults"]["key_servers"] = [server]
+    out = inventory.with_name(f"{inventory.stem}-{server.split('.', maxsplit=1)[0]}.yaml")
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["SIZES", "FleetRuns", "Size"]
+__all__ = ["SIZES", "FleetRuns", "LatencyRuns", "Size", "Startup"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +23,29 @@ class FleetRuns:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyRuns:
+    """A fleet whose answers are slow, as a real ONTAP's: the run is bound by latency."""
+
+    name: str
+    clusters: int
+    svms: int
+    get_ms: float
+    """Every answer but a key-server write."""
+    write_ms: float
+    """Key-server writes (a real ONTAP reaches the KMIP server from every node first)."""
+    runs: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Startup:
+    """Time to first request: a fleet of ``clusters``, a plan adding to ``planned`` of them."""
+
+    clusters: int
+    planned: int
+    runs: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Size:
     """Everything one benchmark size runs."""
 
@@ -35,7 +58,16 @@ class Size:
     limiter_waiters: int
     limiter_seconds: float
     limiter_runs: int
+    latency: tuple[LatencyRuns, ...]
+    startup: Startup
+    loops: tuple[FleetRuns, ...]
+    """Fleets on which ``bulkkm apply`` runs on asyncio's loop and on uvloop, 20 ms."""
 
+
+LATENCY_BOUND = "latency-bound"
+"""ONTAP's slow writes: GETs 100 ms, key-server POSTs 2 s (issue 14: 2,000 x 20)."""
+AS_TRIED = "as tried"
+"""What a user tried: ``bulkkm simulate --clusters 500 --svms 8 --latency 1000`` + apply."""
 
 SIZES: dict[str, Size] = {
     "smoke": Size(
@@ -48,6 +80,12 @@ SIZES: dict[str, Size] = {
         limiter_waiters=100,
         limiter_seconds=0.5,
         limiter_runs=1,
+        latency=(
+            LatencyRuns(name=LATENCY_BOUND, clusters=20, svms=4, get_ms=100, write_ms=500, runs=1),
+            LatencyRuns(name=AS_TRIED, clusters=20, svms=8, get_ms=200, write_ms=200, runs=1),
+        ),
+        startup=Startup(clusters=200, planned=100, runs=1),
+        loops=(FleetRuns(clusters=10, svms=4, runs=1),),
     ),
     "quick": Size(
         name="quick",
@@ -61,6 +99,18 @@ SIZES: dict[str, Size] = {
         limiter_waiters=1_000,
         limiter_seconds=2.0,
         limiter_runs=1,
+        latency=(
+            # 256 x 10: 4 rounds of the fixed pool of 64 today; ~8 key managers a cluster.
+            LatencyRuns(
+                name=LATENCY_BOUND, clusters=256, svms=10, get_ms=100, write_ms=2000, runs=1
+            ),
+            LatencyRuns(name=AS_TRIED, clusters=500, svms=8, get_ms=1000, write_ms=1000, runs=1),
+        ),
+        startup=Startup(clusters=10_000, planned=5_000, runs=3),
+        loops=(
+            FleetRuns(clusters=300, svms=10, runs=2),
+            FleetRuns(clusters=1_000, svms=20, runs=1),
+        ),
     ),
     "full": Size(
         name="full",
@@ -78,5 +128,16 @@ SIZES: dict[str, Size] = {
         limiter_waiters=1_000,
         limiter_seconds=4.0,
         limiter_runs=3,
+        latency=(
+            LatencyRuns(
+                name=LATENCY_BOUND, clusters=2_000, svms=20, get_ms=100, write_ms=2000, runs=1
+            ),
+            LatencyRuns(name=AS_TRIED, clusters=500, svms=8, get_ms=1000, write_ms=1000, runs=3),
+        ),
+        startup=Startup(clusters=10_000, planned=5_000, runs=5),
+        loops=(
+            FleetRuns(clusters=300, svms=10, runs=3),
+            FleetRuns(clusters=1_000, svms=20, runs=3),
+        ),
     ),
 }

@@ -8,11 +8,15 @@ from collections.abc import Sequence
 
 from bench.scenarios import (
     FaultsFigure,
+    LatencyFigure,
     LimiterFigure,
+    LoopFigure,
     MakespanFigure,
     MemoryFigure,
+    StartupFigure,
     ThroughputFigure,
 )
+from bench.sizes import AS_TRIED, LATENCY_BOUND
 
 __all__ = ["Goal", "Results", "goals", "render"]
 
@@ -31,6 +35,9 @@ class Results:
     memory: MemoryFigure | None = None
     faults: FaultsFigure | None = None
     limiters: tuple[LimiterFigure, ...] = ()
+    latency: tuple[LatencyFigure, ...] = ()
+    startup: StartupFigure | None = None
+    loops: tuple[LoopFigure, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +92,41 @@ def goals(results: Results) -> list[Goal]:
             goal="<= 40 MB",
             measured="not measured" if math.isnan(growth) else f"{growth:.0f} MB",
             met=None if math.isnan(growth) else growth <= 40,
+        )
+    )
+    by_case = {(f.name, f.fleet): f for f in results.latency}
+    for name, fleet, ratio, rss in (
+        (LATENCY_BOUND, "2000 x 20", 1.2, 500.0),
+        (AS_TRIED, "500 x 8", 1.5, None),
+    ):
+        f = by_case.get((name, fleet))
+        out.append(
+            Goal(
+                name=f"{name} {fleet}: makespan / ideal" + (", peak RSS" if rss else ""),
+                goal=f"<= {ratio:g}" + (f", <= {rss:.0f} MB" if rss else ""),
+                measured=(
+                    f"{f.ratio:.2f} ({f.bound} bound)"
+                    + (f", {f.peak_rss_mb:.0f} MB" if rss else "")
+                    if f
+                    else "not measured"
+                ),
+                met=None
+                if f is None
+                else f.ratio <= ratio and (rss is None or f.peak_rss_mb <= rss),
+            )
+        )
+    st = results.startup
+    big_fleet = st is not None and st.clusters >= 10_000
+    out.append(
+        Goal(
+            name="time to first request at 10,000 clusters, plain / --plan",
+            goal="<= 1 s",
+            measured=f"{st.plain_seconds:.2f} s / {st.plan_seconds:.2f} s"
+            if st and big_fleet
+            else "not measured",
+            met=None
+            if st is None or not big_fleet
+            else max(st.plain_seconds, st.plan_seconds) <= 1,
         )
     )
     m = by_fleet.get("1000 x 20")
@@ -220,6 +262,77 @@ def render(results: Results) -> str:
             f"ratio {fl.ratio:.2f}, retries {fl.retries}, targets not added/present: "
             f"{fl.not_done}",
         ]
+    if results.latency:
+        lines += [
+            "",
+            "Latency-bound: `bulkkm apply` (its own process) where ONTAP answers slowly, "
+            "concurrency 4, TLS on",
+        ]
+        lines += _table(
+            (
+                "case",
+                "fleet",
+                "GET/POST ms",
+                "targets",
+                "runs",
+                "bulkkm s",
+                "ideal s",
+                "bound",
+                "ratio",
+                "latency s",
+                "cpu s",
+                "run s",
+                "peak RSS MB",
+            ),
+            [
+                (
+                    f.name,
+                    f.fleet,
+                    f"{f.get_ms:g}/{f.write_ms:g}",
+                    f"{f.targets:,}",
+                    str(f.runs),
+                    f"{f.seconds:.2f}",
+                    f"{f.ideal_seconds:.2f}",
+                    f.bound,
+                    f"{f.ratio:.2f}",
+                    f"{f.latency_bound:.2f}",
+                    f"{f.cpu_bound:.2f}",
+                    f"{f.run_seconds:.2f}",
+                    f"{f.peak_rss_mb:.0f}",
+                )
+                for f in results.latency
+            ],
+        )
+        lines += [
+            "bulkkm s: process start to exit (run s: the report's run alone); ideal: the larger",
+            "of the longest cluster's critical path (1 discovery round trip + ceil(POSTs / 4) x",
+            "POST latency, a records[] POST per key manager) and the process's CPU seconds",
+        ]
+    if (st := results.startup) is not None:
+        lines += [
+            "",
+            f"Start-up: process start to the fleet's first request, {st.clusters:,} clusters "
+            f"(median of {st.runs})",
+            f"plain {st.plain_seconds:.2f} s; --plan adding to {st.planned:,} clusters "
+            f"{st.plan_seconds:.2f} s",
+        ]
+    if results.loops:
+        lines += ["", "Event loops: `bulkkm apply` (its own process) at 20 ms, BULKKM_LOOP"]
+        lines += _table(
+            ("fleet", "loop", "targets", "runs", "run s", "peak RSS MB", "CPU us/target"),
+            [
+                (
+                    f.fleet,
+                    f.loop,
+                    f"{f.targets:,}",
+                    str(f.runs),
+                    f"{f.seconds:.2f}",
+                    f"{f.peak_rss_mb:.0f}",
+                    f"{f.cpu_us_per_target:,.0f}",
+                )
+                for f in results.loops
+            ],
+        )
     if results.limiters:
         first = results.limiters[0]
         lines += [

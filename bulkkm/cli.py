@@ -7,7 +7,6 @@ before anything is sent.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
 import math
 import signal
@@ -20,6 +19,7 @@ from typing import NoReturn
 import orjson
 import structlog
 
+from bulkkm import loop
 from bulkkm.console import ask, window_lines
 from bulkkm.errors import BulkkmError, InventoryError, UsageError
 from bulkkm.events import Subscriber, WaveFinished
@@ -455,7 +455,7 @@ def _fleet(args: argparse.Namespace) -> int:
     steps = StepsView() if getattr(args, "show_steps", False) else None
     if steps is not None:
         extra.append(steps)
-    summary = asyncio.run(
+    summary = loop.run(
         run_with_console(
             run.clusters,
             run.options,
