@@ -53,5 +53,10 @@ bench-full: $(BENCH_STAMP)
 bench-smoke: $(BENCH_STAMP)
 	$(BIN)/python -m bench --size smoke
 
+# The web page's screenshots in docs/screenshots/ (the browser test, saving each screen).
+.PHONY: screenshots
+screenshots: $(STAMP)
+	BULKKM_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/service/test_page.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,11 +1,14 @@
-"""``bulkkm serve``: runs over an HTTP API, approvals bound to a plan's hash, live events.
+"""``bulkkm serve``: runs over an HTTP API, approvals bound to a plan's hash, live events,
+schedules, compliance, metrics and a web page.
 
 The modules, in the order a request meets them: ``_app`` (the service put together, and
-``serve``), ``_api`` (routes, scopes, JSON), ``_sse`` (event streams), ``_runs`` (the run
-manager: states, queueing, cluster locks, the engine per run, cancel, retry, recovery),
-``_journal`` (a run's events on disk), ``_db`` (SQLite: runs and token hashes), ``_model``
-(a run's states and record), ``_tokens`` (scopes and token hashing), ``_inventories``,
-``_config``, ``_openapi``, ``_errors``.
+``serve``), ``_api`` (routes, scopes, JSON, the page's files), ``_sse`` (event streams),
+``_runs`` (the run manager: states, queueing, cluster locks, the engine per run, cancel,
+retry, recovery), ``_schedules`` (cron schedules and the scheduler task), ``_compliance``
+(each key manager's state from run reports), ``_metrics`` (Prometheus), ``_journal`` (a
+run's events on disk), ``_db`` (SQLite: runs, token hashes, schedules, compliance),
+``_model`` (a run's states and record, a schedule's), ``_tokens`` (scopes and token
+hashing), ``_inventories``, ``_config``, ``_openapi``, ``_errors``; ``static/`` is the page.
 """
 
 from bulkkm.service._app import Service, create_token, list_tokens, revoke_token, serve
