@@ -55,8 +55,9 @@ __all__ = [
 LATENCY_MS: Final = 50.0
 CONCURRENCY: Final = 4
 """Per-cluster concurrency: the inventory's default, and the baseline's."""
-ACTIVE_CLUSTERS: Final = engine.Options().active_clusters
-"""Clusters bulkkm works on at once (its default); the baseline works on as many."""
+ACTIVE_CLUSTERS: Final = engine.default_max_connections() // CONCURRENCY
+"""Clusters bulkkm works on at once by default (its connection budget / concurrency); the
+baseline works on as many."""
 DISCOVERY_ROUND_TRIPS: Final = 1
 """bulkkm's two discovery GETs go out together; no SVM is named, so no third one."""
 TRANSIENT_RATE: Final = 0.05

@@ -100,7 +100,7 @@ SIZES: dict[str, Size] = {
         limiter_seconds=2.0,
         limiter_runs=1,
         latency=(
-            # 256 x 10: 4 rounds of the fixed pool of 64 today; ~8 key managers a cluster.
+            # 256 x 10: 4 rounds of the old fixed pool of 64 clusters; ~8 key managers a cluster.
             LatencyRuns(
                 name=LATENCY_BOUND, clusters=256, svms=10, get_ms=100, write_ms=2000, runs=1
             ),

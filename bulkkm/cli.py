@@ -184,6 +184,13 @@ def _parser() -> _Parser:
             metavar="GLOB",
             help="only clusters whose name matches (repeatable)",
         )
+        p.add_argument(
+            "--max-connections",
+            type=_count(1, 1_000_000),
+            metavar="N",
+            help="connections open at once, across clusters: a cluster holds its concurrency "
+            "of them while it works (default: sized for the machine, at most 2048)",
+        )
         return p
 
     plan = fleet_command(
@@ -317,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulate"]:
-        if not _simulator_installed():
+        if not _installed("trustme", "sim", "the simulated fleet"):
             return EXIT_USAGE
         from bulkkm.simulator import main as simulate  # noqa: PLC0415 -- only this command needs it
 
@@ -344,31 +351,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-def _simulator_installed() -> bool:
-    """Whether the simulated fleet's extra is installed; if not, say how to get it."""
-    if importlib.util.find_spec("trustme") is not None:
+def _installed(module: str, extra: str, what: str) -> bool:
+    """Whether an extra's ``module`` is importable; if not, say which extra to install."""
+    if importlib.util.find_spec(module) is not None:
         return True
-    print(
-        "bulkkm: error: the simulated fleet needs its extra: pip install 'bulkkm[sim]'",
-        file=sys.stderr,
-    )
-    return False
-
-
-def _service_installed() -> bool:
-    """Whether the service's extra is installed; if not, say how to get it."""
-    if importlib.util.find_spec("aiosqlite") is not None:
-        return True
-    print(
-        "bulkkm: error: the service needs its extra: pip install 'bulkkm[service]'",
-        file=sys.stderr,
-    )
+    print(f"bulkkm: error: {what} needs its extra: pip install 'bulkkm[{extra}]'", file=sys.stderr)
     return False
 
 
 def _service(args: argparse.Namespace) -> int:
     """``serve`` and ``token``."""
-    if not _service_installed():
+    if not _installed("aiosqlite", "service", "the service"):
         return EXIT_USAGE
     from bulkkm import service  # noqa: PLC0415 -- only these commands need the extra
 
@@ -421,7 +414,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "report":
             return _summarize(args.file, as_json=args.json, every=args.all)
         case "demo":
-            if not _simulator_installed():
+            if not _installed("trustme", "sim", "the simulated fleet"):
                 return EXIT_USAGE
             from bulkkm.demo import demo  # noqa: PLC0415 -- the simulator loads only for the demo
 
@@ -511,6 +504,7 @@ def _request(args: argparse.Namespace) -> RunRequest:
         ignore_windows=getattr(args, "ignore_windows", False),
         verify_timeout=getattr(args, "verify_timeout", None),
         verify_keys=getattr(args, "verify_keys", False),
+        max_connections=getattr(args, "max_connections", None),
     )
 
 

@@ -61,11 +61,15 @@ class RunRequest:
     verify_timeout: float | None = None
     """``migrate``: seconds the new servers have to become reachable (default 300)."""
     verify_keys: bool = False
+    max_connections: int | None = None
+    """Connections open at once across clusters (default: sized for the machine)."""
 
     def __post_init__(self) -> None:
-        """Refuse a command bulkkm does not know."""
+        """Refuse a command bulkkm does not know, and a budget of no connection."""
         if self.command not in COMMANDS:
             raise UsageError(f"unknown command {self.command!r} (one of {sorted(COMMANDS)})")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise UsageError("max_connections must be 1 or more")
 
     def to_json(self) -> dict[str, object]:
         """The request as a JSON object (only fields that differ from their default)."""
@@ -123,6 +127,7 @@ _TYPES: Final[dict[str, type]] = {
     "ignore_windows": bool,
     "verify_timeout": float,
     "verify_keys": bool,
+    "max_connections": int,
 }
 
 
@@ -275,6 +280,7 @@ def _options(
         ignore_windows=request.ignore_windows,
         verify_timeout=300.0 if request.verify_timeout is None else request.verify_timeout,
         verify_keys=request.verify_keys,
+        max_connections=request.max_connections,
         skipped_clusters=_left_out(inventory, clusters),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bulkkm.engine._admission import DEFAULT_MAX_CONNECTIONS, default_max_connections
 from bulkkm.engine._options import (
     ApprovedKeyManager,
     ApprovedPlan,
@@ -23,6 +24,7 @@ from bulkkm.inventory import Inventory
 from bulkkm.retry import RetryPolicy
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "ApprovedKeyManager",
     "ApprovedPlan",
     "Command",
@@ -30,6 +32,7 @@ __all__ = [
     "Resume",
     "RetryPolicy",
     "RunControl",
+    "default_max_connections",
     "exit_code",
     "run",
 ]

@@ -62,9 +62,13 @@ class Options:
     ignore_windows: bool = False
     clock: Callable[[], datetime] = _utcnow
     retry: RetryPolicy = RetryPolicy()
-    active_clusters: int = 64
-    """Clusters worked on at once; the rest wait their turn, in rollout order. With each
-    cluster's ``concurrency`` it caps the connections open at once (64 x 4 = 256)."""
+    max_connections: int | None = None
+    """The connections open at once (``--max-connections``; None: sized for the machine,
+    2,048 where it allows). A cluster holds its ``concurrency`` of them while active, so
+    this sets how many clusters progress at once; the rest wait their turn, in rollout
+    order."""
+    active_clusters: int | None = None
+    """At most this many clusters at once, whatever the connections allow (None: no cap)."""
     breaker_threshold: int = 10
     """Transport failures in a row after which a cluster's remaining targets are skipped."""
     verify_timeout: float = 300.0

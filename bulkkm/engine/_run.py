@@ -1,9 +1,11 @@
-"""One run: waves of clusters through a fixed pool of workers, thresholds, interrupts.
+"""One run: waves of clusters admitted by a connection budget, thresholds, interrupts.
 
-A fixed pool of cluster workers takes the clusters of the current wave in rollout order,
-so memory stays bounded whatever the fleet's size, and a slow cluster holds up only its own
-worker. A wave runs to completion before the next starts; between waves the failure
-threshold, the pause and the operator's confirmation decide whether the rollout goes on.
+The clusters of the current wave start in rollout order, each as soon as its connections
+fit in the run's budget (``_admission``), and give them back when done: as many clusters
+progress at once as the budget allows, a slow one holds only its own connections, and
+memory stays bounded whatever the fleet's size (a task per active cluster, no more).
+A wave runs to completion before the next starts; between waves the failure threshold,
+the pause and the operator's confirmation decide whether the rollout goes on.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version as _package_version
 from typing import Final
 
 import structlog
 
+from bulkkm.engine._admission import Admission, default_max_connections
 from bulkkm.engine._cluster import ClusterRun
 from bulkkm.engine._options import Command, Options, RunControl
 from bulkkm.events import (
@@ -85,7 +88,10 @@ class Run:
         self.failures = 0
         self.known_targets = 0
         self.clusters_settled = 0
-        self.stop: str | None = None
+        self.admission = Admission(
+            options.max_connections or default_max_connections(), options.active_clusters
+        )
+        self._stop: str | None = None
         self.tls = TlsContexts()
         """The run's TLS contexts: each distinct ``tls:`` block built once, for this run."""
         self.claimed: dict[str, str] = {}
@@ -105,6 +111,17 @@ class Run:
         if opts.waves is None:
             return (tuple(clusters),) if clusters else ()
         return split_waves(clusters, opts.waves, lambda c: c.wave)
+
+    @property
+    def stop(self) -> str | None:
+        """Why the run stopped starting new work, once it has."""
+        return self._stop
+
+    @stop.setter
+    def stop(self, reason: str | None) -> None:
+        """Stop starting new work: clusters waiting for admission are skipped at once."""
+        self._stop = reason
+        self.admission.wake()
 
     def emit(self, event: Event) -> None:
         """Stamp an event and hand it to every subscriber; count outcomes; check the stops."""
@@ -267,17 +284,17 @@ class Run:
                     self.skip_cluster(cluster, self.stop or "interrupted", self._wave_of(number))
 
     async def _wave(self, number: int, wave: Sequence[Cluster]) -> None:
-        """One wave through the worker pool; the rollout stops here if it failed too much."""
+        """One wave through admission; the rollout stops here if it failed too much."""
         self.wave = self._wave_of(number)
         self.wave_counts, self.wave_targets, self.wave_failures = Counter(), 0, 0
         names = tuple(c.name for c in wave)
         if self.wave is not None:
             self.emit(WaveStarted(number=number, of=len(self.waves), clusters=names))
-        clusters = iter(wave)
+        clusters = deque(wave)
         try:
-            await self._pool(clusters, min(self.options.active_clusters, len(wave)))
+            await self._admit(clusters)
         finally:
-            for cluster in clusters:  # left when an interrupt cancelled the pool
+            for cluster in clusters:  # left when an interrupt cancelled the admission
                 self.skip_cluster(cluster, "interrupted", self.wave)
         limit = self.options.max_fail_percent or 0.0
         percent = 100 * self.wave_failures / max(self.wave_targets, 1)
@@ -320,22 +337,34 @@ class Run:
         """The wave number reports carry: None when not rolling out in waves."""
         return number if self.options.waves is not None else None
 
-    async def _pool(self, clusters: Iterator[Cluster], workers: int) -> None:
-        """``workers`` tasks, each taking the next cluster until none is left."""
-        async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(self._cluster_worker(clusters))
+    async def _admit(self, clusters: deque[Cluster]) -> None:
+        """Start each cluster, in order, once its connections fit; the rest once stopped, skip.
 
-    async def _cluster_worker(self, clusters: Iterator[Cluster]) -> None:
-        """Work clusters one after another; once the run stops, record the rest as skipped."""
-        for cluster in clusters:
-            if self.stop is not None:
-                self.skip_cluster(cluster, self.stop, self.wave)
-                continue
-            window = cluster.window
-            now = self.options.clock()
-            if self.options.windows and window is not None and window.closes_at(now) is None:
-                self.skip_cluster(cluster, "outside_window", self.wave)
-                continue
+        A cluster leaves ``clusters`` only when it starts or is skipped, so whatever an
+        interrupt leaves there is still to be reported.
+        """
+        admission = self.admission
+        async with asyncio.TaskGroup() as group:
+            while clusters:
+                cluster = clusters[0]
+                cost = admission.cost(cluster.limits.concurrency)
+                if not await admission.admit(cost, stopped=lambda: self.stop is not None):
+                    clusters.popleft()
+                    self.skip_cluster(cluster, self.stop or "interrupted", self.wave)
+                    continue
+                clusters.popleft()
+                window = cluster.window
+                now = self.options.clock()
+                if self.options.windows and window is not None and window.closes_at(now) is None:
+                    admission.release(cost)
+                    self.skip_cluster(cluster, "outside_window", self.wave)
+                    continue
+                group.create_task(self._cluster(cluster, cost))
+
+    async def _cluster(self, cluster: Cluster, cost: int) -> None:
+        """One admitted cluster's work; its connections go back to the budget after."""
+        try:
             with structlog.contextvars.bound_contextvars(cluster=cluster.name):
                 await ClusterRun(self, cluster).run()
+        finally:
+            self.admission.release(cost)
