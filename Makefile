@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[sim,service,dev]'
+	$(BIN)/pip install --quiet -e '.[sim,service,temporal,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,7 +39,7 @@ chaos: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet -e '.[sim,service,dev,bench]'
+	$(BIN)/pip install --quiet -e '.[sim,service,temporal,dev,bench]'
 	touch $(BENCH_STAMP)
 
 .PHONY: bench-smoke

@@ -145,6 +145,21 @@ def _rollout_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _temporal_options(p: argparse.ArgumentParser) -> None:
+    """``--temporal``, ``--namespace`` and ``--attach``: a run across regions' workers."""
+    p.add_argument(
+        "--temporal",
+        metavar="HOST:PORT",
+        help="run on regional workers through this Temporal server (extra temporal)",
+    )
+    p.add_argument("--namespace", default="default", help="Temporal namespace (with --temporal)")
+    p.add_argument(
+        "--attach",
+        metavar="WORKFLOW_ID",
+        help="with --temporal: continue --report from a rollout workflow already started",
+    )
+
+
 def _parser() -> _Parser:
     """The whole command line."""
     common = _Parser(add_help=False)
@@ -206,7 +221,7 @@ def _parser() -> _Parser:
         action="store_true",
         help="print each key manager's ordered steps: additions, the verification, removals",
     )
-    fleet_command(
+    check = fleet_command(
         "check",
         "compliance audit: exit 4 when targets lack their servers (GET only)",
         report_required=False,
@@ -221,6 +236,8 @@ def _parser() -> _Parser:
     )
     for p in (apply, migrate):
         _rollout_options(p)
+    for p in (check, apply, migrate):
+        _temporal_options(p)
     migrate.add_argument(
         "--verify-timeout",
         type=_seconds,
@@ -245,6 +262,20 @@ def _parser() -> _Parser:
         "--all", action="store_true", help="every row of every list (default: 20, then a count)"
     )
 
+    worker = sub.add_parser(
+        "worker", parents=[common], help="a region's worker for --temporal runs (extra temporal)"
+    )
+    worker.add_argument("--temporal", required=True, metavar="HOST:PORT", help="Temporal server")
+    worker.add_argument("--namespace", default="default", help="Temporal namespace")
+    worker.add_argument(
+        "--region", required=True, help="the region served: clusters with this region:"
+    )
+    worker.add_argument(
+        "--inventory",
+        required=True,
+        type=Path,
+        help="this worker's copy of the inventory (its secrets resolved here)",
+    )
     sub.add_parser("schema", parents=[common], help="print the inventory format as JSON Schema")
     sub.add_parser(
         "simulate",
@@ -413,6 +444,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         case "report":
             return _summarize(args.file, as_json=args.json, every=args.all)
+        case "worker":
+            return _temporal(args)
         case "demo":
             if not _installed("trustme", "sim", "the simulated fleet"):
                 return EXIT_USAGE
@@ -437,6 +470,8 @@ def _fleet(args: argparse.Namespace) -> int:
         for line in read_plan(args.show).lines():
             print(printable(line))
         return 0
+    if getattr(args, "temporal", None) is not None or getattr(args, "attach", None) is not None:
+        return _temporal(args)
     request = _request(args)
     confirm = None
     if request.confirm_waves:
@@ -506,6 +541,30 @@ def _request(args: argparse.Namespace) -> RunRequest:
         verify_keys=getattr(args, "verify_keys", False),
         max_connections=getattr(args, "max_connections", None),
     )
+
+
+def _temporal(args: argparse.Namespace) -> int:
+    """``worker``, and ``apply``/``check``/``migrate --temporal``: the ``temporal`` extra."""
+    if args.temporal is None:
+        raise UsageError("--attach needs --temporal HOST:PORT")
+    if not _installed("temporalio", "temporal", "--temporal"):
+        return EXIT_USAGE
+    from bulkkm import temporal  # noqa: PLC0415 -- only these commands need the extra
+
+    def say(line: str) -> None:
+        print(f"bulkkm: {printable(line)}", file=sys.stderr, flush=True)
+
+    if args.command == "worker":
+        return loop.run(
+            temporal.serve_worker(args.temporal, args.namespace, args.region, args.inventory)
+        )
+    if args.attach is not None:
+        if args.report is None:
+            raise UsageError("--attach needs --report FILE (the report to continue)")
+        return loop.run(
+            temporal.attach(args.attach, args.report, args.temporal, args.namespace, say=say)
+        )
+    return loop.run(temporal.start(_request(args), args.temporal, args.namespace, say=say))
 
 
 async def _confirm_wave(wave: WaveFinished) -> bool:

@@ -86,6 +86,8 @@ def _cluster_lines(cluster: Cluster) -> list[str]:
         details.append(_window(cluster.window))
     if cluster.wave is not None:
         details.append(f"pinned to wave {cluster.wave}")
+    if cluster.region is not None:
+        details.append(f"region {cluster.region}")
     lines = [f"{cluster.name} at {cluster.address} ({'; '.join(details)})"]
     for selector in cluster.svms:
         if selector.kind is SelectorKind.ALL:

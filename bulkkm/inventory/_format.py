@@ -17,6 +17,7 @@ __all__ = [
     "LIMITS_KEYS",
     "MAX_WAVE",
     "NAME_RE",
+    "REGION_RE",
     "ROLLOUT_KEYS",
     "SECRET_PREFIXES",
     "SERVER_KEYS",
@@ -56,6 +57,7 @@ SETTINGS_KEYS: Final = (
     "exclude_svms",
     "cluster_scope",
     "window",
+    "region",
 )
 """Keys that ``defaults``, a group and a cluster may all set (the inherited ones)."""
 GROUP_KEYS: Final = (*SETTINGS_KEYS, "wave")
@@ -81,6 +83,8 @@ MAX_WAVE: Final = 1000
 SECRET_PREFIXES: Final = ("env:", "file:")
 NAME_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 """Cluster and group names: letters, digits, ``_``, ``-``, ``.``, not starting with ``-``/``.``."""
+REGION_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+"""A region (the worker's Temporal task queue ``bulkkm-REGION``): a short lower-case identifier."""
 SVM_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]+")
 GLOB_CHARS: Final = frozenset("*?[")
 TIME_RE: Final = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")

@@ -184,6 +184,8 @@ class Settings:
     """One value, replaced whole (null: no window, whatever is inherited)."""
     wave: Field[int] = None
     """Never set in defaults; the parser refuses it there."""
+    region: Field[str | None] = None
+    """One value (null: no region, whatever is inherited)."""
 
     def over(self, base: Settings) -> Settings:
         """This layer on top of ``base``: mappings merged key by key, lists and windows replaced."""
@@ -201,6 +203,7 @@ class Settings:
             cluster_scope=_pick(self.cluster_scope, base.cluster_scope),
             window=_pick(self.window, base.window),
             wave=_pick(self.wave, base.wave),
+            region=_pick(self.region, base.region),
         )
 
 
@@ -217,6 +220,7 @@ INVALID_SETTINGS: Final = Settings(
     cluster_scope=INVALID,
     window=INVALID,
     wave=INVALID,
+    region=INVALID,
 )
 """A layer that is not even a mapping: everything it might have set counts as invalid."""
 

@@ -113,6 +113,9 @@ class Cluster:
     """When the cluster may be changed; None: any time."""
     wave: int | None = None
     """The rollout wave (1-based) this cluster is pinned to, e.g. a canary in wave 1."""
+    region: str | None = None
+    """Where the cluster is reachable from: ``--temporal`` runs send it to the workers of
+    this region (task queue ``bulkkm-REGION``); None: the in-process engine only."""
 
     @property
     def address(self) -> str:

@@ -24,6 +24,7 @@ from bulkkm.inventory._format import (
     LIMITS_KEYS,
     MAX_WAVE,
     NAME_RE,
+    REGION_RE,
     ROLLOUT_KEYS,
     SERVER_KEYS,
     SETTINGS_KEYS,
@@ -501,6 +502,7 @@ class _Parser:
             cluster_scope=self._optional(known, path, "cluster_scope", self._flag),
             window=self._optional(known, path, "window", self._window),
             wave=self._optional(known, path, "wave", self._wave),
+            region=self._optional(known, path, "region", self._region),
         )
 
     @staticmethod
@@ -974,6 +976,20 @@ class _Parser:
         else:
             return At(value, path)
         self._add(path, f"expected a wave number from 1 (the first wave) to {MAX_WAVE}, got {got}")
+        return INVALID
+
+    def _region(self, value: object, path: KeyPath) -> Field[str | None]:
+        """``region``: the workers' task queue a cluster is reached from (null: none)."""
+        if value is None:
+            return At(None, path)
+        if isinstance(value, str) and REGION_RE.fullmatch(value):
+            return At(value, path)
+        got = _show(value) if isinstance(value, str) else describe_type(value)
+        self._add(
+            path,
+            "expected a region: lower-case letters, digits, '_' and '-', starting with a "
+            f"letter or digit, at most 63 characters (such as eu-west), got {got}",
+        )
         return INVALID
 
     def _rollout(self, value: object) -> Rollout:

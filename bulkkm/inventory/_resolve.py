@@ -168,6 +168,7 @@ class _Resolver:
             # Built once per window written (the parser's cache), shared by its clusters.
             window=_value(settings.window),
             wave=_value(settings.wave),
+            region=_value(settings.region),
         )
 
     def _check_selects(self, spec: ClusterSpec, settings: Settings) -> None:

@@ -7,12 +7,13 @@ settings are the parser's to check.
 
 from __future__ import annotations
 
-from bulkkm.inventory._format import MAX_WAVE, TIME_RE
+from bulkkm.inventory._format import MAX_WAVE, REGION_RE, TIME_RE
 from bulkkm.rollout import DAYS
 
 __all__ = ["inventory_schema"]
 
 _SIMPLE_NAME = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+_REGION = f"^{REGION_RE.pattern}$"
 _SVM_PATTERN = r"^[A-Za-z0-9_.\-*?\[\]!]+$"
 _NO_SCHEME = "^(?!.*://)[^\\s]+$"
 # JSON Schema patterns have no case-insensitive flag: each letter is a class ([sS][aA][tT]).
@@ -75,6 +76,14 @@ def _settings_properties() -> dict[str, object]:
                 "When the cluster may be changed: a weekly maintenance window. One value: a "
                 "window set at a more specific level replaces the inherited one whole (it is "
                 "not merged key by key); null removes an inherited window (any time)."
+            ),
+        },
+        "region": {
+            "anyOf": [{"type": "string", "pattern": _REGION}, {"type": "null"}],
+            "description": (
+                "Where the cluster is reachable from: runs with --temporal send it to the "
+                "workers of this region (task queue bulkkm-REGION). Null removes an "
+                "inherited region."
             ),
         },
     }

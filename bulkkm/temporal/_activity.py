@@ -1,0 +1,145 @@
+"""The activity a regional worker runs: one cluster, with bulkkm's own engine.
+
+The worker loads the inventory itself, so every secret (``env:``, ``file:``) is resolved
+from the worker's environment and none goes through Temporal; the activity's input names
+the cluster and carries the run request (paths and options), its result the cluster's
+report events. Idempotent by the engine's read-back rules: a retried activity rediscovers
+the cluster, so what an earlier attempt added is found ``present``, never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Final
+
+import orjson
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from bulkkm import codec, engine
+from bulkkm.errors import BulkkmError
+from bulkkm.events import ClusterResult, Event, Outcome, TargetResult, Verified
+from bulkkm.request import RunRequest, prepare
+from bulkkm.temporal._wire import ACTIVITY, ClusterDone, ClusterTask
+
+__all__ = ["ClusterActivity"]
+
+log = structlog.get_logger("bulkkm")
+
+HEARTBEAT_EVERY: Final = 2.0
+"""Seconds between heartbeats while a cluster runs (the workflow waits 30 s by default)."""
+
+
+class ClusterActivity:
+    """Runs clusters of one region from the worker's own copy of the inventory."""
+
+    def __init__(self, inventory: Path, region: str) -> None:
+        """The inventory file this worker reads, and the region it serves."""
+        self.inventory = inventory
+        self.region = region
+
+    @activity.defn(name=ACTIVITY)
+    async def run_cluster(self, task: ClusterTask) -> ClusterDone:
+        """Discover, plan and apply one cluster; its report events, heartbeating meanwhile."""
+        with structlog.contextvars.bound_contextvars(
+            cluster=task.cluster, region=self.region, attempt=activity.info().attempt
+        ):
+            log.info("cluster_activity_started", run=task.run_id)
+            beat = asyncio.create_task(_heartbeat())
+            try:
+                done = await self._run(task)
+            finally:
+                beat.cancel()
+            log.info("cluster_activity_finished", targets=done.targets, failures=done.failures)
+            return done
+
+    async def _run(self, task: ClusterTask) -> ClusterDone:
+        """The engine over an inventory of this one cluster, its events collected."""
+        if task.region != self.region:
+            raise _refused(f"cluster {task.cluster} is of region {task.region}, not {self.region}")
+        try:
+            request = RunRequest.from_json(orjson.loads(task.request_json))
+            # The worker's own inventory, this cluster only; no output (the coordinator writes
+            # the report); waves and thresholds are the workflow's, across regions.
+            request = dataclasses.replace(
+                request,
+                inventory=str(self.inventory),
+                report=None,
+                out=None,
+                overwrite=False,
+                limit=(task.cluster,),
+                resume=None,
+                plan=None,
+                waves=None,
+                pause_between_waves=None,
+                confirm_waves=False,
+                max_failures=None,
+                max_fail_percent=None,
+            )
+            prepared = prepare(request)
+        except BulkkmError as exc:
+            raise _refused(str(exc)) from exc
+        if prepared.inventory.sha256 != task.inventory_sha256:
+            raise _refused(
+                f"this worker's inventory {self.inventory} differs from the coordinator's "
+                "(sha256): deploy the same file to every worker"
+            )
+        clusters = prepared.clusters.only((task.cluster,))
+        if [c.region for c in clusters.clusters] != [self.region]:
+            raise _refused(f"cluster {task.cluster} is not in region {self.region} here")
+        options = dataclasses.replace(
+            prepared.options,
+            skipped_clusters=(),
+            waves=None,
+            max_failures=None,
+            max_fail_percent=None,
+            pause_between_waves=0.0,
+        )
+        events: list[Event] = []
+        await engine.run(clusters, options, [_Collect(events, task.wave)])
+        return _done(task, events)
+
+
+@dataclasses.dataclass(slots=True)
+class _Collect:
+    """A subscriber keeping the events that make report lines, stamped with the wave."""
+
+    events: list[Event]
+    wave: int | None
+
+    def __call__(self, event: Event) -> None:
+        """Keep target, verify and cluster events (the run's own lines are the coordinator's)."""
+        if isinstance(event, TargetResult | Verified | ClusterResult):
+            self.events.append(dataclasses.replace(event, wave=self.wave))
+
+
+def _done(task: ClusterTask, events: list[Event]) -> ClusterDone:
+    """The activity's result: the events as codec JSON, and what the thresholds count."""
+    targets = failures = 0
+    for event in events:
+        if isinstance(event, TargetResult):
+            targets += 1
+            failures += event.outcome is Outcome.FAILED
+        elif isinstance(event, ClusterResult) and event.outcome is Outcome.FAILED:
+            targets += 1  # as in-process: a failed cluster counts as one failed target
+            failures += 1
+    body = orjson.dumps([codec.to_json(e) for e in events]).decode()
+    return ClusterDone(
+        name=task.cluster, wave=task.wave, events_json=body, targets=targets, failures=failures
+    )
+
+
+def _refused(message: str) -> ApplicationError:
+    """An error no retry can cure: the workflow records the cluster as failed."""
+    log.error("cluster_refused", message=message)
+    return ApplicationError(message, type="WorkerRefused", non_retryable=True)
+
+
+async def _heartbeat() -> None:
+    """Tell Temporal this worker is alive, until cancelled."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY)

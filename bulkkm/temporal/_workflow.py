@@ -1,0 +1,150 @@
+"""The rollout workflow: waves in order, clusters fanned out to their regions, thresholds.
+
+Deterministic code only (Temporal replays it): no bulkkm import beyond the plain values of
+``_wire``, no clock, no I/O. It keeps each finished cluster's result for the coordinator's
+``progress`` query, and decides what the in-process engine decides between clusters: stop
+after ``--max-failures`` failures across the fleet, after a wave over
+``--max-fail-percent`` (with waves), or once the failure percentage of the targets known so
+far is over it (without).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from bulkkm.temporal._wire import (
+        ACTIVITY,
+        PAGE,
+        WORKFLOW,
+        ClusterDone,
+        ClusterJob,
+        ClusterTask,
+        Progress,
+        RolloutInput,
+        task_queue,
+    )
+
+__all__ = ["Rollout"]
+
+_RETRIES = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    # A worker whose inventory differs, or that does not know the cluster, will not change
+    # its mind on a retry.
+    non_retryable_error_types=["WorkerRefused"],
+)
+
+
+@workflow.defn(name=WORKFLOW)
+class Rollout:
+    """One run across regions: the waves, the clusters' activities and the stop rules."""
+
+    def __init__(self) -> None:
+        """Nothing done yet."""
+        self._done: list[ClusterDone] = []
+        self._total = 0
+        self._finished = False
+        self._stop: str | None = None
+        self._failures = 0
+        self._base = 0
+
+    @workflow.query
+    def progress(self, start: int) -> Progress:
+        """The clusters finished from index ``start`` (one page), and whether the run is over."""
+        page = self._done[start : start + PAGE]
+        finished = self._finished and start + len(page) >= len(self._done)
+        return Progress(done=page, total=self._total, finished=finished, stop=self._stop)
+
+    @workflow.run
+    async def run(self, spec: RolloutInput) -> str | None:
+        """Every wave to its end, or until a threshold stops the rollout; returns the stop."""
+        self._total = sum(len(wave) for wave in spec.waves)
+        for number, wave in enumerate(spec.waves):
+            if self._stop is not None:
+                self._skip(wave, self._stop)
+                continue
+            if number and spec.pause_between_waves > 0:
+                await workflow.sleep(spec.pause_between_waves)
+            failures, targets = await self._wave(spec, wave)
+            limit = spec.max_fail_percent or 0.0
+            if spec.rolling and self._stop is None and 100 * failures / max(targets, 1) > limit:
+                self._stop = "rollout_stopped"
+        self._finished = True
+        return self._stop
+
+    async def _wave(self, spec: RolloutInput, wave: list[ClusterJob]) -> tuple[int, int]:
+        """One wave, ``spec.parallel`` clusters at a time; its failures and targets."""
+        pending = deque(wave)
+        running: set[asyncio.Task[ClusterDone]] = set()
+        failures = targets = 0
+        while pending or running:
+            while pending and self._stop is None and len(running) < spec.parallel:
+                running.add(asyncio.ensure_future(self._cluster(spec, pending.popleft())))
+            if self._stop is not None and pending:
+                self._skip(list(pending), self._stop)
+                pending.clear()
+            if not running:
+                break
+            finished, left = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            running = set(left)
+            for task in sorted(finished, key=lambda t: t.result().name):
+                done = task.result()
+                self._done.append(done)
+                failures += done.failures
+                targets += done.targets
+                self._count(spec, done)
+        return failures, targets
+
+    def _count(self, spec: RolloutInput, done: ClusterDone) -> None:
+        """Add a cluster's failures; stop starting clusters once a threshold is exceeded."""
+        self._failures += done.failures
+        self._base += done.targets
+        if self._stop is not None or not done.failures:
+            return
+        if spec.max_failures is not None and self._failures > spec.max_failures:
+            self._stop = "max_failures"
+        elif (
+            spec.max_fail_percent is not None
+            and not spec.rolling
+            and 100 * self._failures / max(self._base, 1) > spec.max_fail_percent
+        ):
+            self._stop = "max_fail_percent"
+
+    def _skip(self, jobs: list[ClusterJob], reason: str) -> None:
+        """Clusters never started: each one ``skipped`` for ``reason``."""
+        self._done.extend(ClusterDone(name=j.name, wave=j.wave, skipped=reason) for j in jobs)
+
+    async def _cluster(self, spec: RolloutInput, job: ClusterJob) -> ClusterDone:
+        """One cluster's activity on its region's queue; a failed activity is a failed cluster."""
+        task = ClusterTask(
+            run_id=spec.run_id,
+            request_json=spec.request_json,
+            inventory_sha256=spec.inventory_sha256,
+            cluster=job.name,
+            region=job.region,
+            wave=job.wave,
+        )
+        try:
+            done: ClusterDone = await workflow.execute_activity(
+                ACTIVITY,
+                task,
+                task_queue=task_queue(job.region),
+                start_to_close_timeout=timedelta(hours=12),
+                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout),
+                retry_policy=_RETRIES,
+                result_type=ClusterDone,
+            )
+        except ActivityError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            return ClusterDone(
+                name=job.name, wave=job.wave, error=str(cause), failures=1, targets=1
+            )
+        return done
