@@ -13,6 +13,7 @@ import orjson
 import yaml
 
 from bulkkm.inventory import load_inventory
+from bulkkm.simulator import Faults
 from tests.cli import bulkkm, read_report, start
 from tests.invariants import check_invariants, check_report, outcomes
 from tests.temporal.conftest import REGIONS, of_region, two_regions
@@ -53,15 +54,20 @@ async def worker(
                 await process.wait()
 
 
-def clusters_worked(log: Path) -> set[str]:
-    """The clusters a worker's log says it ran an activity for."""
-    worked = set()
+def activities_started(log: Path) -> list[dict[str, Any]]:
+    """The ``cluster_activity_started`` lines of a worker's JSON log."""
+    started = []
     for raw in log.read_bytes().splitlines():
         with contextlib.suppress(orjson.JSONDecodeError):
             line = orjson.loads(raw)
-            if line.get("event") == "cluster_activity_started":
-                worked.add(str(line["cluster"]))
-    return worked
+            if isinstance(line, dict) and line.get("event") == "cluster_activity_started":
+                started.append(line)
+    return started
+
+
+def clusters_worked(log: Path) -> set[str]:
+    """The clusters a worker's log says it ran an activity for."""
+    return {str(line["cluster"]) for line in activities_started(log)}
 
 
 def check_regions(
@@ -140,3 +146,81 @@ async def test_attach_needs_temporal() -> None:
     result = await bulkkm("apply", "--attach", "bulkkm-run-x", "--report", "r.jsonl")
     assert result.code == 2
     assert "--attach needs --temporal" in result.err
+
+
+async def workflow_of(coordinator: asyncio.subprocess.Process) -> str:
+    """The workflow id the coordinator prints on stderr once it has started the rollout."""
+    assert coordinator.stderr is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = (await coordinator.stderr.readline()).decode()
+            assert line, "the coordinator ended without starting a workflow"
+            if "re-attach with --attach " in line:
+                return line.rsplit("--attach ", 1)[1].strip(" )\n")
+
+
+async def until_logged(log: Path, *, activities: int) -> None:
+    """Wait until a worker's log shows ``activities`` cluster activities started."""
+    async with asyncio.timeout(30):
+        while True:
+            if len(clusters_worked(log)) >= activities:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_a_killed_worker_and_a_killed_coordinator_still_make_one_complete_report(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """SIGKILL a worker mid-cluster and the coordinator, restart and re-attach: one report."""
+    slow = Faults(latency=0.15)
+    async with two_regions(tmp_path, clusters=3, svms=3, faults=slow) as (fleets, inventory):
+        befores = {region: fleet.state() for region, fleet in fleets.items()}
+        logs = {region: tmp_path / f"worker-{region}.log" for region in REGIONS}
+        report = tmp_path / "report.jsonl"
+        env: dict[str, str | None] = {"BULKKM_TEMPORAL_HEARTBEAT_TIMEOUT": "3"}
+        async with contextlib.AsyncExitStack() as stack:
+            eu = await stack.enter_async_context(
+                worker(temporal_server, "eu", inventory, logs["eu"])
+            )
+            await stack.enter_async_context(worker(temporal_server, "us", inventory, logs["us"]))
+            coordinator = await start(
+                "apply",
+                str(inventory),
+                "--temporal",
+                temporal_server,
+                "--report",
+                str(report),
+                "--log-format",
+                "json",
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+            workflow = await workflow_of(coordinator)
+            await until_logged(logs["eu"], activities=1)
+            eu.send_signal(signal.SIGKILL)
+            await eu.wait()
+            coordinator.send_signal(signal.SIGKILL)
+            await coordinator.wait()
+            written = read_report(report)
+            assert not any(line["type"] == "summary" for line in written)
+            await stack.enter_async_context(worker(temporal_server, "eu", inventory, logs["eu"]))
+            result = await bulkkm(
+                "apply",
+                "--temporal",
+                temporal_server,
+                "--attach",
+                workflow,
+                "--report",
+                str(report),
+                deadline=DEADLINE,
+            )
+        assert result.code == 0, result.err
+        lines = read_report(report)
+        # Continued, not rewritten: the lines written before the kill are all there, in order
+        # (only the run line's target count was filled in since).
+        assert {**lines[0], "targets": None} == written[0]
+        assert lines[1 : len(written)] == written[1:]
+        retried = [line for line in activities_started(logs["eu"]) if line["attempt"] > 1]
+        assert retried, "the killed worker's cluster was not retried"
+        check_regions(fleets, inventory, lines, befores)
+        assert set(outcomes(lines)) <= {"added", "present"}
