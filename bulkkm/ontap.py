@@ -29,17 +29,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from enum import StrEnum
 from importlib.metadata import version as _package_version
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 import orjson
+import structlog
 
 from bulkkm.errors import (
     ApiError,
@@ -105,19 +107,119 @@ NOT_RESPONDING: Final = "not_responding"
 ABSENT_STATE: Final = "absent"
 """The state of a server asked about that the key manager does not list."""
 
+log = structlog.get_logger("bulkkm.ontap")
 Gate = Callable[[], AbstractAsyncContextManager[None]]
 Json = dict[str, object]
 
 
 def ssl_context(tls: Tls) -> ssl.SSLContext | bool:
-    """The TLS settings for one ``tls:`` block, built anew (``TlsContexts`` keeps them)."""
+    """The TLS settings for one ``tls:`` block, built anew (``TlsContexts`` keeps them).
+
+    What ``ssl.create_default_context`` makes (verification and hostname checks on), as a
+    ``_ResumingContext``: a cluster's further connections resume its first one's session.
+    """
     if not tls.verify:
         return False
-    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca_file:
+        context.load_verify_locations(cafile=str(tls.ca_file))
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if tls.client_cert is not None:
         key = str(tls.client_key) if tls.client_key else None
         context.load_cert_chain(str(tls.client_cert), key)
     return context
+
+
+TLS_READ_BUFFER: Final = 32 * 1024
+"""The TLS read buffer of a connection under asyncio's own loop (it allocates 256 KiB)."""
+_SESSIONS: contextvars.ContextVar[_ClusterConnector | None] = contextvars.ContextVar(
+    "bulkkm_tls_sessions", default=None
+)
+"""The connector opening a connection, for the TLS context to find its session to resume."""
+
+
+class _ResumingContext(ssl.SSLContext):
+    """A client TLS context that resumes the session of the cluster opening the connection.
+
+    Neither asyncio nor aiohttp can pass a session to resume; both loops call ``wrap_bio``
+    while the connecting task's context is current, so the connector (``_SESSIONS``) tells
+    it which cluster's session to offer. Verification is unchanged: a resumed session is
+    one this context verified, for the same host and port.
+    """
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        """The stdlib's, offering the cluster's session when none is given."""
+        connector = _SESSIONS.get()
+        if session is None and connector is not None and not server_side:
+            session = connector.session()
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+
+class _ClusterConnector(aiohttp.TCPConnector):
+    """One cluster's connections: counted, lighter on memory, resuming the first's session."""
+
+    def __init__(self, *, limit: int) -> None:
+        """At most ``limit`` connections, opened as requests need them (aiohttp's way)."""
+        super().__init__(limit=limit)
+        self.handshakes = 0
+        """TLS connections opened."""
+        self.resumed = 0
+        """Of which resumed an earlier session instead of a full handshake."""
+        self._tls: list[ssl.SSLObject] = []
+        self._session: ssl.SSLSession | None = None
+
+    def session(self) -> ssl.SSLSession | None:
+        """A session of this cluster's that the server may resume (one with a ticket)."""
+        if self._session is None:
+            for obj in self._tls:
+                session = obj.session
+                if session is not None and session.has_ticket:
+                    self._session = session
+                    self._tls.clear()
+                    break
+        return self._session
+
+    async def _wrap_create_connection(
+        self, *args: Any, **kwargs: Any
+    ) -> tuple[asyncio.Transport, aiohttp.client_proto.ResponseHandler]:
+        """aiohttp's connection, then this cluster's bookkeeping of it."""
+        token = _SESSIONS.set(self)
+        try:
+            transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        finally:
+            _SESSIONS.reset(token)
+        obj = transport.get_extra_info("ssl_object")
+        if isinstance(obj, ssl.SSLObject):
+            self.handshakes += 1
+            self.resumed += obj.session_reused
+            if self._session is None:
+                self._tls.append(obj)
+            _shrink_tls_read_buffer(transport)
+        return transport, protocol
+
+
+def _shrink_tls_read_buffer(transport: asyncio.BaseTransport) -> None:
+    """Give a TLS connection under asyncio's loop a 32 KiB read buffer instead of 256 KiB.
+
+    asyncio's SSLProtocol (CPython 3.11+) allocates and zero-fills 256 KiB per connection:
+    2,048 connections would hold 512 MB. Its buffer is private, so this does nothing where
+    the attributes are not what we expect (uvloop's is not touched until read into).
+    """
+    protocol = getattr(transport, "_ssl_protocol", None)
+    if protocol is None or not isinstance(getattr(protocol, "_ssl_buffer", None), bytearray):
+        return
+    buffer = bytearray(TLS_READ_BUFFER)
+    protocol.max_size = TLS_READ_BUFFER
+    protocol._ssl_buffer = buffer
+    protocol._ssl_buffer_view = memoryview(buffer)
 
 
 class Removal(StrEnum):
@@ -230,9 +332,18 @@ class OntapClient:
         different clusters are never shared anyway. At most ``concurrency`` connections,
         as no more requests are in flight; no proxy or netrc from the environment.
         """
-        connector = aiohttp.TCPConnector(limit=cluster.limits.concurrency)
+        connector = _ClusterConnector(limit=cluster.limits.concurrency)
         async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-            yield cls(session, cluster, gate=gate, read_only=read_only, tls=tls)
+            client = cls(session, cluster, gate=gate, read_only=read_only, tls=tls)
+            try:
+                yield client
+            finally:
+                log.debug(
+                    "tls_connections",
+                    cluster=cluster.name,
+                    handshakes=connector.handshakes,
+                    resumed=connector.resumed,
+                )
 
     def __repr__(self) -> str:
         """Name the cluster only."""

@@ -1,22 +1,30 @@
-"""Which clusters may work at once: a budget of open connections, not a fixed pool.
+"""Which clusters may work at once: budgets of connections and targets, not a fixed pool.
 
 A cluster holds up to its ``concurrency`` connections while it is active, so it is admitted
-when that many fit in the run's budget (``--max-connections``) and gives them back when it
-is done. Clusters are admitted one at a time in rollout order: one that does not fit yet
-waits at the head of the line, and those behind it wait too, so the order holds. A slow
-cluster holds only its own connections; a fleet of 10,000 clusters means at most
-``budget / concurrency`` clusters (and their tasks and state) at once.
+when that many fit in the run's budget (``--max-connections``) and its targets fit in a
+budget of targets at once (memory); it gives both back when it is done. Clusters are
+admitted one at a time in rollout order: one that does not fit yet waits at the head of
+the line, and those behind it wait too, so the order holds. A slow cluster holds only its
+own share; a fleet of 10,000 clusters means at most ``budget / concurrency`` clusters (and
+their tasks and state) at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import resource
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "Admission", "default_max_connections"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_TARGETS",
+    "Admission",
+    "Ticket",
+    "default_max_connections",
+]
 
 DEFAULT_MAX_CONNECTIONS: Final = 2048
 """The budget where the machine allows it: 512 clusters of concurrency 4."""
@@ -27,6 +35,11 @@ CONNECTION_BYTES: Final = 160 * 1024
 MEMORY_SHARE: Final = 8
 """At most 1/8 of the machine's memory goes to connections."""
 MIN_CONNECTIONS: Final = 16
+DEFAULT_MAX_TARGETS: Final = 16_000
+"""Targets of active clusters at once: each holds its plan and outcome until its cluster is
+done (a few KiB), so this bounds memory where clusters are large (100 SVMs and more)."""
+PRIOR_TARGETS: Final = 100.0
+"""What a cluster is expected to hold before any has been discovered."""
 
 
 def default_max_connections() -> int:
@@ -44,53 +57,110 @@ def default_max_connections() -> int:
     return max(budget, MIN_CONNECTIONS)
 
 
+@dataclasses.dataclass(slots=True)
+class Ticket:
+    """What one admitted cluster holds: its connections, and its targets (estimated until
+    its discovery says)."""
+
+    connections: int
+    targets: float
+    discovered: bool = False
+
+
 class Admission:
-    """The run's budget of connections, and optionally of clusters, given out in order."""
+    """The run's budgets, given out to clusters one at a time, in order.
 
-    __slots__ = ("_changed", "active", "clusters", "connections", "in_use")
+    Connections: a cluster holds ``min(concurrency, budget)`` of them while active.
+    Targets (memory: each target's plan and outcome is kept until the cluster is done): a
+    cluster counts its targets once discovered, before that the mean of those discovered
+    so far (``PRIOR_TARGETS`` before any is), so a fleet of large clusters is let in
+    gradually and one of small clusters fills the connection budget.
+    """
 
-    def __init__(self, connections: int, clusters: int | None = None) -> None:
-        """A budget of ``connections`` (and at most ``clusters`` active clusters, if given)."""
+    __slots__ = (
+        "_changed",
+        "_seen",
+        "_seen_targets",
+        "active",
+        "clusters",
+        "connections",
+        "in_use",
+        "targets",
+        "targets_held",
+    )
+
+    def __init__(
+        self, connections: int, *, clusters: int | None = None, targets: int | None = None
+    ) -> None:
+        """Budgets of ``connections``, and of ``clusters`` and ``targets`` at once if given."""
         if connections < 1 or (clusters is not None and clusters < 1):
             raise ValueError("an admission budget must allow at least one cluster")
         self.connections = connections
         self.clusters = clusters
+        self.targets = targets
         self.in_use = 0
         """Connections held by active clusters."""
         self.active = 0
         """Clusters admitted and not done."""
+        self.targets_held = 0.0
+        """Targets of active clusters (estimated for those not discovered yet)."""
+        self._seen = 0
+        self._seen_targets = 0
         self._changed = asyncio.Event()
 
     def cost(self, concurrency: int) -> int:
         """The connections a cluster of ``concurrency`` holds (all of the budget at most)."""
         return min(concurrency, self.connections)
 
+    def estimate(self) -> float:
+        """The targets a cluster not discovered yet is expected to have."""
+        return self._seen_targets / self._seen if self._seen else PRIOR_TARGETS
+
     def fits(self, cost: int) -> bool:
-        """Whether a cluster holding ``cost`` connections may start now."""
+        """Whether a cluster holding ``cost`` connections may start now (the first always may)."""
+        if not self.active:
+            return True
         if self.clusters is not None and self.active >= self.clusters:
+            return False
+        if self.targets is not None and self.targets_held + self.estimate() > self.targets:
             return False
         return self.in_use + cost <= self.connections
 
-    async def admit(self, cost: int, *, stopped: Callable[[], bool]) -> bool:
-        """Wait until ``cost`` connections fit, and hold them; False once ``stopped()`` says so.
+    async def admit(self, concurrency: int, *, stopped: Callable[[], bool]) -> Ticket | None:
+        """Wait until a cluster of ``concurrency`` fits, and hold its share; None once stopped.
 
         One caller at a time (the run's dispatcher): the order of admission is its order.
         """
+        cost = self.cost(concurrency)
         while not self.fits(cost):
             if stopped():
-                return False
+                return None
             self._changed.clear()
             await self._changed.wait()
         if stopped():
-            return False
+            return None
+        ticket = Ticket(connections=cost, targets=self.estimate())
         self.in_use += cost
         self.active += 1
-        return True
+        self.targets_held += ticket.targets
+        return ticket
 
-    def release(self, cost: int) -> None:
-        """A cluster is done: its connections go back to the budget."""
-        self.in_use -= cost
+    def discovered(self, ticket: Ticket, targets: int) -> None:
+        """An admitted cluster knows its targets: they replace its estimate."""
+        if ticket.discovered:
+            return
+        ticket.discovered = True
+        self._seen += 1
+        self._seen_targets += targets
+        self.targets_held += targets - ticket.targets
+        ticket.targets = targets
+        self._changed.set()
+
+    def release(self, ticket: Ticket) -> None:
+        """A cluster is done: its connections and targets go back to the budget."""
+        self.in_use -= ticket.connections
         self.active -= 1
+        self.targets_held -= ticket.targets
         self._changed.set()
 
     def wake(self) -> None:

@@ -97,8 +97,8 @@ class RunContext(Protocol):
     def claim_cluster(self, uuid: str | None, name: str) -> str | None:
         """Claim a discovered cluster; the inventory cluster that claimed it first, if another."""
 
-    def settle_cluster(self, targets: int) -> None:
-        """The cluster is discovered (with ``targets``) or given up on."""
+    def settle_cluster(self, targets: int, *, cluster: str | None = None) -> None:
+        """Cluster ``cluster`` is discovered (with ``targets``) or given up on."""
 
     def skip_cluster(self, cluster: Cluster, reason: str, wave: int | None) -> None:
         """The cluster is not worked on: one ``cluster`` line, its targets unknown."""
@@ -170,7 +170,7 @@ class ClusterRun:
                     wave=self.wave,
                 )
             )
-            self.parent.settle_cluster(0)
+            self.parent.settle_cluster(0, cluster=self.cluster.name)
             return
         if (first := self.parent.claim_cluster(state.uuid, self.cluster.name)) is not None:
             self._refuse_duplicate(first, state)
@@ -180,7 +180,7 @@ class ClusterRun:
         if (approved := self.parent.options.approved) is not None:
             decisions, drifted = approved_only(self.cluster.name, decisions, state, approved)
         self.unreported = {d.target: d for d in (*decisions, *drifted)}
-        self.parent.settle_cluster(len(self.unreported))
+        self.parent.settle_cluster(len(self.unreported), cluster=self.cluster.name)
         self.parent.emit(
             ClusterDiscovered(
                 cluster=self.cluster.name,
@@ -272,7 +272,7 @@ class ClusterRun:
                 wave=self.wave,
             )
         )
-        self.parent.settle_cluster(0)
+        self.parent.settle_cluster(0, cluster=self.cluster.name)
 
     def _settle_without_writes(self, decisions: tuple[Decision, ...]) -> list[Decision]:
         """Report what needs no write (present, blocked, resumed, read-only); return the rest."""

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from bulkkm.engine._admission import DEFAULT_MAX_TARGETS
 from bulkkm.events import WaveFinished
 from bulkkm.plan import ApprovedKeyManager, ApprovedPlan
 from bulkkm.resume import Resume
@@ -69,6 +70,9 @@ class Options:
     order."""
     active_clusters: int | None = None
     """At most this many clusters at once, whatever the connections allow (None: no cap)."""
+    max_targets: int | None = DEFAULT_MAX_TARGETS
+    """Targets of active clusters at once (memory: each is held until its cluster is done);
+    a cluster not discovered yet counts as the mean so far. None: no such budget."""
     breaker_threshold: int = 10
     """Transport failures in a row after which a cluster's remaining targets are skipped."""
     verify_timeout: float = 300.0

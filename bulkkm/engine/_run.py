@@ -22,7 +22,7 @@ from typing import Final
 
 import structlog
 
-from bulkkm.engine._admission import Admission, default_max_connections
+from bulkkm.engine._admission import Admission, Ticket, default_max_connections
 from bulkkm.engine._cluster import ClusterRun
 from bulkkm.engine._options import Command, Options, RunControl
 from bulkkm.events import (
@@ -89,8 +89,12 @@ class Run:
         self.known_targets = 0
         self.clusters_settled = 0
         self.admission = Admission(
-            options.max_connections or default_max_connections(), options.active_clusters
+            options.max_connections or default_max_connections(),
+            clusters=options.active_clusters,
+            targets=options.max_targets,
         )
+        self.tickets: dict[str, Ticket] = {}
+        """The admission of each active cluster, by name."""
         self._stop: str | None = None
         self.tls = TlsContexts()
         """The run's TLS contexts: each distinct ``tls:`` block built once, for this run."""
@@ -179,8 +183,10 @@ class Run:
         first = self.claimed.setdefault(uuid, name)
         return None if first == name else first
 
-    def settle_cluster(self, targets: int) -> None:
+    def settle_cluster(self, targets: int, *, cluster: str | None = None) -> None:
         """A cluster is discovered or given up on; once all are, the target count is final."""
+        if cluster is not None and (ticket := self.tickets.get(cluster)) is not None:
+            self.admission.discovered(ticket, targets)
         self.known_targets += targets
         self.wave_targets += targets
         self.clusters_settled += 1
@@ -347,24 +353,26 @@ class Run:
         async with asyncio.TaskGroup() as group:
             while clusters:
                 cluster = clusters[0]
-                cost = admission.cost(cluster.limits.concurrency)
-                if not await admission.admit(cost, stopped=lambda: self.stop is not None):
-                    clusters.popleft()
+                concurrency = cluster.limits.concurrency
+                ticket = await admission.admit(concurrency, stopped=lambda: self.stop is not None)
+                clusters.popleft()
+                if ticket is None:
                     self.skip_cluster(cluster, self.stop or "interrupted", self.wave)
                     continue
-                clusters.popleft()
                 window = cluster.window
                 now = self.options.clock()
                 if self.options.windows and window is not None and window.closes_at(now) is None:
-                    admission.release(cost)
+                    admission.release(ticket)
                     self.skip_cluster(cluster, "outside_window", self.wave)
                     continue
-                group.create_task(self._cluster(cluster, cost))
+                self.tickets[cluster.name] = ticket
+                group.create_task(self._cluster(cluster, ticket))
 
-    async def _cluster(self, cluster: Cluster, cost: int) -> None:
-        """One admitted cluster's work; its connections go back to the budget after."""
+    async def _cluster(self, cluster: Cluster, ticket: Ticket) -> None:
+        """One admitted cluster's work; its share of the budgets goes back after."""
         try:
             with structlog.contextvars.bound_contextvars(cluster=cluster.name):
                 await ClusterRun(self, cluster).run()
         finally:
-            self.admission.release(cost)
+            del self.tickets[cluster.name]
+            self.admission.release(ticket)

@@ -81,21 +81,26 @@ async def test_clusters_start_in_rollout_order(tmp_path: Path) -> None:
     ]
 
 
+def _never() -> bool:
+    """A run that does not stop."""
+    return False
+
+
 async def test_a_cluster_larger_than_the_budget_runs_alone() -> None:
     """A cluster asking more connections than the budget holds all of it, not forever none."""
     admission = Admission(4)
-    cost = admission.cost(16)
-    assert cost == 4
-    assert await admission.admit(cost, stopped=lambda: False)
+    ticket = await admission.admit(16, stopped=_never)
+    assert ticket is not None
+    assert ticket.connections == 4
     assert not admission.fits(1)
-    admission.release(cost)
+    admission.release(ticket)
     assert admission.fits(4)
 
 
 async def test_a_stop_wakes_the_waiting_dispatcher() -> None:
     """Waiting for room, admission gives up as soon as the run stops."""
     admission = Admission(2)
-    assert await admission.admit(2, stopped=lambda: False)
+    assert await admission.admit(2, stopped=_never) is not None
     stopped = False
     waiting = asyncio.ensure_future(admission.admit(1, stopped=lambda: stopped))
     await asyncio.sleep(0)
@@ -103,15 +108,42 @@ async def test_a_stop_wakes_the_waiting_dispatcher() -> None:
     stopped = True
     admission.wake()
     async with asyncio.timeout(1):
-        assert await waiting is False
+        assert await waiting is None
     assert admission.in_use == 2
 
 
 async def test_the_cluster_cap_holds_whatever_the_connections() -> None:
     """``active_clusters`` caps clusters at once even with connections to spare."""
     admission = Admission(100, clusters=1)
-    assert await admission.admit(1, stopped=lambda: False)
+    assert await admission.admit(1, stopped=_never) is not None
     assert not admission.fits(1)
+
+
+async def test_large_clusters_are_let_in_by_their_targets() -> None:
+    """Once discovered clusters show 80 targets each, a 200-target budget admits 2 at once."""
+    admission = Admission(1000, targets=200)
+    first = await admission.admit(4, stopped=_never)
+    second = await admission.admit(4, stopped=_never)
+    assert first is not None
+    assert second is not None
+    assert not admission.fits(4)  # 2 x the prior 100: full until discovery says
+    admission.discovered(first, 80)
+    admission.discovered(second, 80)
+    assert admission.targets_held == 160
+    assert not admission.fits(4)  # 160 + the mean, 80, is past 200
+    admission.release(first)
+    assert admission.fits(4)
+
+
+async def test_small_clusters_fill_the_connection_budget() -> None:
+    """Clusters of 8 targets: the targets budget is no limit, the connections are."""
+    admission = Admission(40, targets=16_000)
+    first = await admission.admit(4, stopped=_never)
+    assert first is not None
+    admission.discovered(first, 8)
+    tickets = [await admission.admit(4, stopped=_never) for _ in range(9)]
+    assert all(tickets)
+    assert not admission.fits(4)
 
 
 def test_the_default_budget_is_bounded_by_the_machine() -> None:
