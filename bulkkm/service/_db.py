@@ -2,9 +2,10 @@
 
 Writes go through one connection, whose thread (aiosqlite runs each connection in a thread
 of its own, taking calls from a queue) is the one writer; reads use a second, read-only
-connection, which WAL lets run beside the writer. ``schema_version`` holds the schema's
-number; start-up applies the migrations past it, in one transaction each, and refuses a
-database made by a newer bulkkm.
+connection, which WAL lets run beside the writer; each read runs to its end in one call to
+that connection's thread, so it sees every write committed before it began.
+``schema_version`` holds the schema's number; start-up applies the migrations past it, in
+one transaction each, and refuses a database made by a newer bulkkm.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class Database:
         except BaseException:
             await writer.close()
             raise
-        await reader.execute("PRAGMA busy_timeout=5000")
+        await reader.execute_fetchall("PRAGMA busy_timeout=5000")
         reader.row_factory = aiosqlite.Row
         return cls(writer, reader)
 
@@ -197,23 +198,22 @@ class Database:
 
     async def tokens(self) -> list[TokenRow]:
         """Every token (hashes left out), oldest first."""
-        async with self._reader.execute(
+        rows = await self._read(
             "SELECT name, scope, created_at, revoked_at FROM tokens ORDER BY id"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             TokenRow(name=r[0], scope=Scope(r[1]), created_at=r[2], revoked_at=r[3]) for r in rows
         ]
 
     async def principal(self, token_hash: str) -> tuple[Principal, str] | None:
         """The live token with this hash: who it is, and the stored hash to compare."""
-        async with self._reader.execute(
+        rows = await self._read(
             "SELECT name, scope, hash FROM tokens WHERE hash = ? AND revoked_at IS NULL",
             (token_hash,),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
+        )
+        if not rows:
             return None
+        row = rows[0]
         return Principal(name=row[0], scope=Scope(row[1])), str(row[2])
 
     # --- runs ------------------------------------------------------------------------
@@ -257,17 +257,27 @@ class Database:
 
     async def run_counts(self) -> dict[str, int]:
         """How many runs are in each state."""
-        async with self._reader.execute("SELECT state, COUNT(*) FROM runs GROUP BY state") as c:
-            return {str(row[0]): int(row[1]) for row in await c.fetchall()}
+        rows = await self._read("SELECT state, COUNT(*) FROM runs GROUP BY state")
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def _select(self, clause: str, args: Sequence[object]) -> list[RunRecord]:
         """Runs matching a WHERE/ORDER clause."""
-        async with self._reader.execute(
+        rows = await self._read(
             f"SELECT {', '.join(_COLUMNS)} FROM runs {clause}",  # noqa: S608 -- our own clause
             tuple(args),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_record(row) for row in rows]
+
+    async def _read(self, sql: str, args: Sequence[object] = ()) -> list[aiosqlite.Row]:
+        """Every row of one query on the reader, run to its end in one call to its thread.
+
+        Never a cursor left open across an ``await``: the reader is one connection, and
+        while any of its statements is unfinished, its read transaction, and so its
+        snapshot, stays open; a query another task runs on it meanwhile sees that old
+        snapshot, not what the writer committed since (a run just approved, not seen as
+        queued, never started). Run to its end, each query reads what was committed before.
+        """
+        return list(await self._reader.execute_fetchall(sql, tuple(args)))
 
     # --- schedules -------------------------------------------------------------------
 
@@ -287,11 +297,10 @@ class Database:
     async def schedules(self, schedule_id: str | None = None) -> list[ScheduleRecord]:
         """Every schedule, oldest first (or the one with this id)."""
         where, args = ("WHERE id = ?", (schedule_id,)) if schedule_id is not None else ("", ())
-        async with self._reader.execute(
+        rows = await self._read(
             f"SELECT {', '.join(_SCHEDULE_COLUMNS)} FROM schedules {where} ORDER BY created_at, id",  # noqa: S608 -- our own clause
             args,
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_schedule(row) for row in rows]
 
     async def delete_schedule(self, schedule_id: str) -> bool:
@@ -318,12 +327,11 @@ class Database:
 
     async def fires(self, schedule_id: str, limit: int = 20) -> list[ScheduleFire]:
         """A schedule's latest fires, newest first."""
-        async with self._reader.execute(
+        rows = await self._read(
             "SELECT schedule_id, fire_at, fired_at, missed, run_id, error FROM schedule_fires "
             "WHERE schedule_id = ? ORDER BY id DESC LIMIT ?",
             (schedule_id, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             ScheduleFire(
                 schedule_id=str(r[0]),
@@ -377,11 +385,10 @@ class Database:
 
     async def compliance(self) -> list[ComplianceRow]:
         """Every key manager's latest state, by cluster and SVM."""
-        async with self._reader.execute(
+        rows = await self._read(
             "SELECT cluster, svm, key_manager_uuid, state, counts, detail, run_id, command, "
             "seen_at FROM compliance ORDER BY cluster, svm"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             ComplianceRow(
                 cluster=str(r[0]),

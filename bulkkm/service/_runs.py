@@ -481,7 +481,8 @@ class RunManager:
                 log.exception("run_crashed", run=record.id)
                 await self._end(record, RunState.FAILED, error=f"internal error: {exc!r}")
             finally:
-                self._active.pop(record.id, None)
+                if self._active.get(record.id) is active:  # not a later phase's, started since
+                    del self._active[record.id]
                 self._wake(record.id)
         await self._schedule()
 
