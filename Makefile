@@ -39,7 +39,7 @@ chaos: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet -e '.[sim,service,temporal,dev,bench]'
+	$(BIN)/pip install --quiet -e '.[sim,service,temporal,dev,bench,fast]'
 	touch $(BENCH_STAMP)
 
 .PHONY: bench-smoke

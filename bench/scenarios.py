@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import itertools
 import math
 import os
@@ -582,13 +583,15 @@ def loops(size: Size, directory: Path, progress: Progress) -> list[LoopFigure]:
     figures = []
     for fleet in size.loops:
         shape = FleetShape(clusters=fleet.clusters, svms=fleet.svms, latency_ms=LOOP_LATENCY_MS)
-        runs: dict[str, list[ApplyRun]] = {name: [] for name in LOOPS}
+        # uvloop is the `fast` extra: without it there is nothing to compare.
+        present = tuple(n for n in LOOPS if n != "uvloop" or importlib.util.find_spec(n))
+        runs: dict[str, list[ApplyRun]] = {name: [] for name in present}
         for run in range(fleet.runs):
             progress(f"loops: {shape.label} at {LOOP_LATENCY_MS:g} ms, run {run + 1}/{fleet.runs}")
             where = directory / "loops" / f"{fleet.clusters}x{fleet.svms}-{run}"
             with running_fleet(shape, where) as simulated:
                 asyncio.run(_raw(simulated, read_only=True))
-                order = LOOPS if run % 2 == 0 else LOOPS[::-1]
+                order = present if run % 2 == 0 else present[::-1]
                 for name in order:
                     # Each loop adds a server of its own, so each finds one add per key manager.
                     inventory = _with_server(simulated.inventory, f"kms-{name}.example.com:5696")
