@@ -143,6 +143,8 @@ class ApprovedKeyManager:
     fingerprint: tuple[str, ...]
     """The primary servers it had when the plan was made, sorted."""
     add: tuple[str, ...]
+    remove: tuple[str, ...] = ()
+    """Retired servers to remove (``migrate --plan`` only)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -444,22 +446,28 @@ def approved_only(
     decisions: Iterable[Decision],
     state: ClusterState,
     approved: ApprovedPlan,
+    *,
+    removals: bool = False,
 ) -> tuple[tuple[Decision, ...], tuple[Decision, ...]]:
-    """A saved plan's additions on one cluster: (still valid, drifted).
+    """A saved plan's changes on one cluster: (still valid, drifted).
 
-    Only additions the plan approved are kept; a key manager whose servers are no longer
-    those the plan saw (its fingerprint) is not touched: its approved additions are drifted.
-    Key managers the plan did not change are left out altogether.
+    Only the additions (and with ``removals``, ``migrate``, the removals) the plan approved
+    are kept; a key manager whose servers are no longer those the plan saw (its fingerprint)
+    is not touched: its approved changes are drifted. Key managers the plan did not change
+    are left out altogether.
     """
     live = {km.uuid: km for km in state.key_managers}
-    current = {(d.key_manager_uuid, d.server): d for d in decisions}
+    current = {(d.key_manager_uuid, d.server, d.operation): d for d in decisions}
     kept: list[Decision] = []
     drifted: list[Decision] = []
     for uuid, km in approved.clusters.get(cluster, {}).items():
         same = uuid in live and tuple(sorted(live[uuid].servers)) == km.fingerprint
-        for server in km.add:
-            d = current.get((uuid, server))
-            if same and d is not None and d.action is Action.ADD:
+        changes = [(server, Operation.ADD, Action.ADD) for server in km.add]
+        if removals:
+            changes += [(server, Operation.REMOVE, Action.REMOVE) for server in km.remove]
+        for server, operation, action in changes:
+            d = current.get((uuid, server, operation))
+            if same and d is not None and d.action is action:
                 kept.append(d)
             else:
                 drifted.append(
@@ -468,7 +476,8 @@ def approved_only(
                         svm=km.svm,
                         key_manager_uuid=uuid,
                         desired=DesiredServer(server=server),
-                        action=Action.ADD,
+                        action=action,
+                        operation=operation,
                     )
                 )
     return tuple(kept), tuple(drifted)

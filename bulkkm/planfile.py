@@ -39,6 +39,8 @@ class PlannedKeyManager:
     add: tuple[str, ...]
     blocked: tuple[tuple[str, str], ...] = ()
     """(server, why)."""
+    remove: tuple[str, ...] = ()
+    """Retired servers it still has: what ``migrate --plan`` removes (``apply`` never)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,13 +67,20 @@ class SavedPlan:
 
     @property
     def changed_clusters(self) -> tuple[str, ...]:
-        """The clusters the plan adds servers to."""
-        return tuple(c.name for c in self.clusters if any(km.add for km in c.key_managers))
+        """The clusters the plan adds servers to or removes servers from."""
+        return tuple(
+            c.name for c in self.clusters if any(km.add or km.remove for km in c.key_managers)
+        )
 
     @property
     def additions(self) -> int:
         """How many servers the plan adds."""
         return sum(len(km.add) for c in self.clusters for km in c.key_managers)
+
+    @property
+    def removals(self) -> int:
+        """How many servers the plan removes (with ``migrate --plan``)."""
+        return sum(len(km.remove) for c in self.clusters for km in c.key_managers)
 
     def approved(self) -> ApprovedPlan:
         """What ``apply --plan`` executes."""
@@ -80,10 +89,10 @@ class SavedPlan:
             clusters={
                 c.name: {
                     km.uuid: ApprovedKeyManager(
-                        svm=km.svm, fingerprint=km.servers_present, add=km.add
+                        svm=km.svm, fingerprint=km.servers_present, add=km.add, remove=km.remove
                     )
                     for km in c.key_managers
-                    if km.add and km.uuid is not None
+                    if (km.add or km.remove) and km.uuid is not None
                 }
                 for c in self.clusters
             },
@@ -94,7 +103,8 @@ class SavedPlan:
         lines = [
             f"plan {self.plan_id} made {self.created_at}",
             f"inventory {self.inventory} (sha256 {self.inventory_sha256[:12]})",
-            f"{self.additions} additions on {len(self.changed_clusters)} clusters",
+            f"{self.additions} additions and {self.removals} removals "
+            f"on {len(self.changed_clusters)} clusters",
         ]
         for c in self.clusters:
             window = f", window {c.window} (next {c.next_window})" if c.window else ""
@@ -103,6 +113,7 @@ class SavedPlan:
                 where = f"svm {km.svm}" if km.svm is not None else "cluster scope"
                 has = ", ".join(km.servers_present) or "no server"
                 lines += [f"  + {where}: {server}   (has {has})" for server in km.add]
+                lines += [f"  - {where}: {server}   (migrate only)" for server in km.remove]
                 lines += [f"  ! {where}: {server} blocked: {why}" for server, why in km.blocked]
         if self.not_discovered:
             lines.append(f"not discovered, nothing planned: {', '.join(self.not_discovered)}")
@@ -168,6 +179,7 @@ class PlanWriter:
                     svm=svm,
                     servers_present=present.get(uuid_ or "", ()),
                     add=tuple(d.server for d in group if d.action is Action.ADD),
+                    remove=tuple(d.server for d in group if d.action is Action.REMOVE),
                     blocked=tuple(
                         (d.server, d.detail or "") for d in group if d.action is Action.BLOCKED
                     ),
@@ -231,6 +243,7 @@ def _planned_cluster(raw: dict[str, object]) -> PlannedCluster:
                 svm=None if km["svm"] is None else str(km["svm"]),
                 servers_present=tuple(sorted(map(str, km["servers_present"]))),
                 add=tuple(map(str, km["add"])),
+                remove=tuple(map(str, km.get("remove", ()))),
                 blocked=tuple((str(s), str(why)) for s, why in km.get("blocked", ())),
             )
             for km in kms

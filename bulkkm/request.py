@@ -158,12 +158,6 @@ def prepare(
 
     ``confirm_wave`` is asked between waves when the request says ``confirm_waves``.
     """
-    if request.plan is not None and request.command == engine.Command.MIGRATE:
-        # A saved plan records additions only: executing one would silently retire nothing.
-        raise UsageError(
-            "migrate --plan is not supported yet (saved plans hold additions only); "
-            "review with `bulkkm plan INVENTORY --show-steps`, then run migrate INVENTORY"
-        )
     saved = read_plan(Path(request.plan)) if request.plan is not None else None
     inventory = _inventory_for(request, saved)
     clusters = inventory.filter(request.limit)

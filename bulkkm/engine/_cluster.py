@@ -178,7 +178,10 @@ class ClusterRun:
         decisions = self._plan(state)
         drifted: tuple[Decision, ...] = ()
         if (approved := self.parent.options.approved) is not None:
-            decisions, drifted = approved_only(self.cluster.name, decisions, state, approved)
+            migrate = self.parent.options.command is Command.MIGRATE
+            decisions, drifted = approved_only(
+                self.cluster.name, decisions, state, approved, removals=migrate
+            )
         self.unreported = {d.target: d for d in (*decisions, *drifted)}
         self.parent.settle_cluster(len(self.unreported), cluster=self.cluster.name)
         self.parent.emit(

@@ -331,3 +331,42 @@ async def test_a_user_sees_the_steps_then_migrates_a_simulated_fleet(tmp_path: P
         assert done.code == 0, done.err
         again = await bulkkm("plan", str(inventory), "--show-steps", "-q")
         assert "would_" not in again.out
+
+
+async def test_an_approved_plan_migrates_exactly_and_skips_what_drifted(tmp_path: Path) -> None:
+    """plan --out records additions and removals; migrate --plan does them, except on a key
+    manager whose servers changed since (drifted: nothing added or removed there)."""
+    spec = fleet_spec(clusters=3, svms=2, seed=33, headroom=0, initial_servers=2)
+    async with asyncio.timeout(60), SimulatedFleet(spec) as fleet:
+        inventory = migration_inventory(fleet, tmp_path).path
+        plan = tmp_path / "change.json"
+        made = await bulkkm("plan", str(inventory), "--out", str(plan), "-q")
+        assert made.code == 0, made.err
+        shown = await bulkkm("plan", "--show", str(plan))
+        assert "removals" in shown.out
+        assert "  - svm svm000: kms-old-1.example.com:5696" in shown.out
+        drifted = next(iter(fleet.cluster("sim-0001").key_managers.values()))
+        drifted.servers["kms-other.example.com:5696"] = ()  # changed behind the plan's back
+        before = fleet.state()
+        report = tmp_path / "m.jsonl"
+        done = await bulkkm("migrate", "--plan", str(plan), "--report", str(report), "-q")
+        assert done.code == 1, done.err  # the drifted key manager's targets are skipped
+        lines = read_report(report)
+        check_report(lines)
+        check_invariants(
+            inventory=load_inventory(inventory),
+            before=before,
+            after=fleet.state(),
+            writes=fleet.write_log,
+            report=lines,
+        )
+    targets = [t for t in lines if t["type"] == "target"]
+    skipped = {t["key_manager_uuid"] for t in targets if t["outcome"] == "skipped"}
+    assert skipped == {drifted.uuid}
+    assert all(t["reason"] == "drifted" for t in targets if t["outcome"] == "skipped")
+    assert {t["outcome"] for t in targets if t["key_manager_uuid"] != drifted.uuid} == {
+        "added",
+        "removed",
+    }
+    where = ("sim-0001", drifted.svm.name if drifted.svm else None)
+    assert servers_of(key_managers(fleet.state())[where]) >= OLD_NORMALIZED  # kept
