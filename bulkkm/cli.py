@@ -52,19 +52,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    """An integer >= 0 for ``--max-failures``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _count(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``."""
+def _count(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (no upper bound: None)."""
 
     def parse(text: str) -> int:
         """Parse and range-check one count."""
@@ -72,8 +61,9 @@ def _count(low: int, high: int) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} must be from {low} to {high}")
+        if value < low or (high is not None and value > high):
+            bound = f"{low} or more" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
         return value
 
     return parse
@@ -113,7 +103,7 @@ def _rollout_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-failures",
-        type=_positive_int,
+        type=_count(0),
         metavar="N",
         help="stop starting new work after more than N failures (exit 3)",
     )
