@@ -544,17 +544,27 @@ def _temporal(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"bulkkm: {printable(line)}", file=sys.stderr, flush=True)
 
-    if args.command == "worker":
-        return loop.run(
-            temporal.serve_worker(args.temporal, args.namespace, args.region, args.inventory)
-        )
-    if args.attach is not None:
-        if args.report is None:
-            raise UsageError("--attach needs --report FILE (the report to continue)")
-        return loop.run(
-            temporal.attach(args.attach, args.report, args.temporal, args.namespace, say=say)
-        )
-    return loop.run(temporal.start(_request(args), args.temporal, args.namespace, say=say))
+    def run() -> int:
+        if args.command == "worker":
+            return loop.run(
+                temporal.serve_worker(args.temporal, args.namespace, args.region, args.inventory)
+            )
+        if args.attach is not None:
+            if args.report is None:
+                raise UsageError("--attach needs --report FILE (the report to continue)")
+            return loop.run(
+                temporal.attach(args.attach, args.report, args.temporal, args.namespace, say=say)
+            )
+        return loop.run(temporal.start(_request(args), args.temporal, args.namespace, say=say))
+
+    try:
+        code = run()
+    except InventoryError:
+        raise  # before any connection: main prints it
+    except BulkkmError as exc:
+        print(f"bulkkm: error: {printable(str(exc))}", file=sys.stderr)
+        code = EXIT_USAGE
+    return temporal.leave(code)  # without CPython's finalization: see there
 
 
 async def _confirm_wave(wave: WaveFinished) -> bool:

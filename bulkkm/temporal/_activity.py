@@ -22,7 +22,8 @@ from temporalio.exceptions import ApplicationError
 from bulkkm import codec, engine
 from bulkkm.errors import BulkkmError
 from bulkkm.events import ClusterResult, Event, Outcome, TargetResult, Verified
-from bulkkm.request import RunRequest, prepare
+from bulkkm.request import RunRequest
+from bulkkm.temporal._inventories import InventoryCache
 from bulkkm.temporal._wire import ACTIVITY, ClusterDone, ClusterTask
 
 __all__ = ["ClusterActivity"]
@@ -39,6 +40,7 @@ class ClusterActivity:
     def __init__(self, inventory: Path, region: str) -> None:
         """The inventory file this worker reads, and the region it serves."""
         self.inventory = inventory
+        self.inventories = InventoryCache(inventory)
         self.region = region
 
     @activity.defn(name=ACTIVITY)
@@ -62,45 +64,36 @@ class ClusterActivity:
             raise _refused(f"cluster {task.cluster} is of region {task.region}, not {self.region}")
         try:
             request = RunRequest.from_json(orjson.loads(task.request_json))
-            # The worker's own inventory, this cluster only; no output (the coordinator writes
-            # the report); waves and thresholds are the workflow's, across regions.
-            request = dataclasses.replace(
-                request,
-                inventory=str(self.inventory),
-                report=None,
-                out=None,
-                overwrite=False,
-                limit=(task.cluster,),
-                resume=None,
-                plan=None,
-                waves=None,
-                pause_between_waves=None,
-                confirm_waves=False,
-                max_failures=None,
-                max_fail_percent=None,
-            )
-            prepared = prepare(request)
+            loaded = self.inventories.get(task.inventory_sha256)
         except BulkkmError as exc:
             raise _refused(str(exc)) from exc
-        if prepared.inventory.sha256 != task.inventory_sha256:
+        if loaded.inventory.sha256 != task.inventory_sha256:
             raise _refused(
                 f"this worker's inventory {self.inventory} differs from the coordinator's "
                 "(sha256): deploy the same file to every worker"
             )
-        clusters = prepared.clusters.only((task.cluster,))
+        clusters = loaded.only((task.cluster,))
         if [c.region for c in clusters.clusters] != [self.region]:
             raise _refused(f"cluster {task.cluster} is not in region {self.region} here")
-        options = dataclasses.replace(
-            prepared.options,
-            skipped_clusters=(),
-            waves=None,
-            max_failures=None,
-            max_fail_percent=None,
-            pause_between_waves=0.0,
-        )
         events: list[Event] = []
-        await engine.run(clusters, options, [_Collect(events, task.wave)])
+        await engine.run(clusters, _options(request), [_Collect(events, task.wave)])
         return _done(task, events)
+
+
+def _options(request: RunRequest) -> engine.Options:
+    """The engine's options for one cluster of the run.
+
+    No waves, pauses or thresholds (the workflow's, across regions), no output (the
+    coordinator writes the report), every cluster given is worked.
+    """
+    return engine.Options(
+        command=engine.Command(request.command),
+        dry_run=request.dry_run,
+        ignore_windows=request.ignore_windows,
+        verify_timeout=300.0 if request.verify_timeout is None else request.verify_timeout,
+        verify_keys=request.verify_keys,
+        max_connections=request.max_connections,
+    )
 
 
 @dataclasses.dataclass(slots=True)

@@ -12,7 +12,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from bulkkm.request import load
 from bulkkm.temporal._activity import ClusterActivity
 from bulkkm.temporal._wire import WORKFLOW_QUEUE, task_queue
 from bulkkm.temporal._workflow import Rollout
@@ -26,9 +25,11 @@ async def serve_worker(
     address: str, namespace: str, region: str, inventory: Path, *, clusters_at_once: int = 64
 ) -> int:
     """Run the region's activities (and rollout workflows) until SIGINT or SIGTERM; exit 0."""
-    load(inventory)  # a broken inventory is refused now, not at the first cluster
-    client = await Client.connect(address, namespace=namespace)
     activities = ClusterActivity(inventory, region)
+    # Loaded once now (a broken inventory is refused before polling), then again only when
+    # the file changes.
+    activities.inventories.get()
+    client = await Client.connect(address, namespace=namespace)
     region_worker = Worker(
         client,
         task_queue=task_queue(region),

