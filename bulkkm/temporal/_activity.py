@@ -20,11 +20,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from bulkkm import codec, engine
+from bulkkm.engine import RunControl
+from bulkkm.engine._run import Run
 from bulkkm.errors import BulkkmError
 from bulkkm.events import ClusterResult, Event, Outcome, TargetResult, Verified
 from bulkkm.request import RunRequest
+from bulkkm.temporal._claims import identify
 from bulkkm.temporal._inventories import InventoryCache
-from bulkkm.temporal._wire import ACTIVITY, ClusterDone, ClusterTask
+from bulkkm.temporal._wire import ACTIVITY, CLAIM, ClusterDone, ClusterTask, workflow_id
 
 __all__ = ["ClusterActivity"]
 
@@ -76,7 +79,19 @@ class ClusterActivity:
         if [c.region for c in clusters.clusters] != [self.region]:
             raise _refused(f"cluster {task.cluster} is not in region {self.region} here")
         events: list[Event] = []
-        await engine.run(clusters, _options(request), [_Collect(events, task.wave)])
+        # ``engine.run`` but with the run's claims given first (see ``_claims``).
+        the_run = Run(clusters, _options(request), [_Collect(events, task.wave)], RunControl())
+        found = await identify(clusters.clusters, the_run.tls)
+        if found:
+            handle = activity.client().get_workflow_handle(workflow_id(task.run_id))
+            firsts: dict[str, str] = await handle.execute_update(
+                CLAIM, dict(found), result_type=dict[str, str]
+            )
+            the_run.claimed.update({found[name]: first for name, first in firsts.items()})
+        try:
+            await the_run.main()
+        finally:
+            await the_run.fanout.drain()
         return _done(task, events)
 
 

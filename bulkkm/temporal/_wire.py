@@ -10,6 +10,7 @@ from typing import Final
 
 __all__ = [
     "ACTIVITY",
+    "CLAIM",
     "WORKFLOW",
     "WORKFLOW_QUEUE",
     "ClusterDone",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 ACTIVITY: Final = "bulkkm-cluster"
+CLAIM: Final = "claim"
+"""The workflow's update: cluster uuids by inventory name -> the names claimed first by others."""
 WORKFLOW: Final = "bulkkm-rollout"
 WORKFLOW_QUEUE: Final = "bulkkm-rollout"
 """Every regional worker also runs rollout workflows (they hold no secret, send no request)."""

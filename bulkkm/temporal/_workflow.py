@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from bulkkm.temporal._wire import (
         ACTIVITY,
+        CLAIM,
         PAGE,
         WORKFLOW,
         ClusterDone,
@@ -55,6 +56,21 @@ class Rollout:
         self._stop: str | None = None
         self._failures = 0
         self._base = 0
+        self._claims: dict[str, str] = {}
+        """Cluster uuid -> the inventory cluster that claimed it first in this run."""
+
+    @workflow.update(name=CLAIM)
+    def claim(self, found: dict[str, str]) -> dict[str, str]:
+        """Claim discovered clusters (uuid by inventory name); those another name had first.
+
+        A retried activity claims its clusters again under the same names: the same answer.
+        """
+        taken = {}
+        for name, uuid in found.items():
+            first = self._claims.setdefault(uuid, name)
+            if first != name:
+                taken[name] = first
+        return taken
 
     @workflow.query
     def progress(self, start: int) -> Progress:

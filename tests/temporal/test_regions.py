@@ -231,3 +231,58 @@ async def test_a_killed_worker_and_a_killed_coordinator_still_make_one_complete_
         assert retried, "the killed worker's cluster was not retried"
         check_regions(fleets, inventory, lines, befores)
         assert set(outcomes(lines)) <= {"added", "present"}
+
+
+async def test_one_cluster_listed_in_two_regions_is_written_under_one_name_only(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """The same cluster under a second name in the other region: refused as in-process."""
+    async with two_regions(tmp_path, clusters=2, svms=2) as (fleets, inventory):
+        data = yaml.safe_load(inventory.read_text())
+        original = next(c for c in data["clusters"] if c["name"] == "eu-sim-0000")
+        # The same cluster at another address (the inventory refuses the same one twice).
+        port = str(original["address"]).rpartition(":")[2]
+        alias = {
+            **original,
+            "name": "alias-of-eu-sim-0000",
+            "address": f"localhost:{port}",
+            "region": "us",
+        }
+        data["clusters"].append(alias)
+        inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        logs = {region: tmp_path / f"worker-{region}.log" for region in REGIONS}
+        report = tmp_path / "report.jsonl"
+        async with contextlib.AsyncExitStack() as stack:
+            for region in REGIONS:
+                await stack.enter_async_context(
+                    worker(temporal_server, region, inventory, logs[region])
+                )
+            result = await bulkkm(
+                "apply",
+                str(inventory),
+                "--temporal",
+                temporal_server,
+                "--report",
+                str(report),
+                deadline=DEADLINE,
+            )
+        assert result.code == 1, result.err
+        lines = read_report(report)
+        check_report(lines)
+        names = {original["name"], alias["name"]}
+        refused = [
+            line
+            for line in lines
+            if line["type"] == "cluster" and line.get("reason") == "duplicate_cluster"
+        ]
+        assert len(refused) == 1
+        assert refused[0]["cluster"] in names
+        (kept,) = names - {refused[0]["cluster"]}
+        assert kept in refused[0]["error"]["message"]
+        worked = [t for t in lines if t["type"] == "target" and t["cluster"] in names]
+        assert worked
+        assert {t["cluster"] for t in worked} == {kept}
+        assert {t["outcome"] for t in worked} == {"added"}
+        # Every key manager of that cluster was written once, under one name.
+        writes = [(w.cluster, w.key_manager_uuid, w.server) for w in fleets["eu"].write_log]
+        assert len(writes) == len(set(writes))
