@@ -12,7 +12,6 @@ import math
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import version as _version
 from pathlib import Path
 from typing import NoReturn
 
@@ -50,6 +49,23 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """``bulkkm apply: error: ...`` and exit 2, without the usage block."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        """Print ``bulkkm VERSION`` and exit 0, as argparse's own version action does."""
+        from importlib.metadata import version  # noqa: PLC0415 -- only --version needs it
+
+        sys.stdout.write(f"bulkkm {version('bulkkm')}\n")
+        parser.exit()
 
 
 def _count(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -165,7 +181,9 @@ def _parser() -> _Parser:
         prog="bulkkm",
         description="Add KMIP key servers to ONTAP external key managers across a fleet.",
     )
-    parser.add_argument("--version", action="version", version=f"bulkkm {_version('bulkkm')}")
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="show program's version number and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     validate = sub.add_parser("validate", parents=[common], help="check an inventory; no network")

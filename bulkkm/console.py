@@ -20,12 +20,9 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.text import Text
 
 from bulkkm.codec import fields, timestamp, value_json
 from bulkkm.events import (
@@ -45,6 +42,10 @@ from bulkkm.events import (
 from bulkkm.inventory import Inventory
 from bulkkm.logs import printable
 from bulkkm.summary import Summary, summary_lines
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -360,6 +361,9 @@ class LiveBar:
 
     def __init__(self, console: Console, view: ProgressView) -> None:
         """Draw ``view`` on ``console`` (the console log lines print through)."""
+        # rich loads only for a live display (a terminal), not with JSON logs.
+        from rich.progress import BarColumn, Progress, TextColumn  # noqa: PLC0415
+
         self.view = view
         self._progress = Progress(
             TextColumn("{task.description:>8}"),
@@ -495,6 +499,8 @@ def render_summary(
     more: str = "",
 ) -> None:
     """The closing summary, from the same aggregate as ``bulkkm report summarize``."""
+    from rich.text import Text  # noqa: PLC0415 -- rich loads only where it draws
+
     for line in summary_lines(summary, report=report, retried=retried, more=more):
         console.print(Text(printable(line)), soft_wrap=True, highlight=False)
     if report is not None:

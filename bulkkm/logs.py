@@ -8,20 +8,22 @@ control characters from server-supplied names cannot drive the terminal.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, MutableMapping
-from typing import IO, Final, TextIO
+from collections.abc import MutableMapping
+from typing import IO, TYPE_CHECKING, Final, TextIO
 
 import orjson
 import structlog
-from rich.console import Console
-from rich.text import Text
 
 from bulkkm.secret import redact
 
-__all__ = ["LogSetup", "configure_logging", "log_setup", "printable", "scrub"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["LogSetup", "configure_logging", "log_setup", "output", "printable", "scrub"]
 
 _SECRET_KEYS: Final = frozenset({"password", "authorization", "secret", "token", "passwd"})
 _MASK: Final = "********"
@@ -79,8 +81,9 @@ def scrub(console: bool) -> structlog.types.Processor:
 class LogSetup:
     """How logging was set up: what the progress display and the digest must fit around."""
 
-    console: Console
-    """The rich console log lines go through (stderr); a live display must share it."""
+    console: Console | None
+    """The rich console log lines go through (stderr); a live display must share it.
+    None with JSON lines, which no live display shares (rich is then not even imported)."""
     readable: bool
     """Console format (True) or JSON lines (False)."""
     verbosity: int
@@ -95,7 +98,7 @@ _setup: LogSetup | None = None
 def log_setup() -> LogSetup:
     """The current setup (JSON on stderr when ``configure_logging`` was never called)."""
     if _setup is None:
-        return LogSetup(console=Output(stderr=True), readable=False, verbosity=0, terminal=False)
+        return LogSetup(console=None, readable=False, verbosity=0, terminal=False)
     return _setup
 
 
@@ -107,18 +110,36 @@ def reader_gone(stream: IO[str]) -> None:
     os.close(devnull)
 
 
-class Output(Console):
+def output(
+    *,
+    file: IO[str] | None = None,
+    stderr: bool = False,
+    soft_wrap: bool = False,
+    highlight: bool = True,
+) -> Console:
     """A rich console that goes quiet when its reader leaves, instead of ending the process.
 
     rich's own answer to a broken pipe is ``SystemExit(1)``: raised inside a run, it would
     end a rollout half-way because someone closed ``| head``. The run goes on; the report
     holds everything.
     """
+    return _output_class()(file=file, stderr=stderr, soft_wrap=soft_wrap, highlight=highlight)
 
-    def on_broken_pipe(self) -> None:
-        """Stop writing to a stream nobody reads."""
-        self.quiet = True
-        reader_gone(self.file)
+
+@functools.cache
+def _output_class() -> type[Console]:
+    """The class of ``output``'s consoles, made on first use: rich loads only when drawn with."""
+    from rich.console import Console  # noqa: PLC0415 -- only a readable output needs rich
+
+    class Output(Console):
+        """A rich console that stops writing once its reader has left."""
+
+        def on_broken_pipe(self) -> None:
+            """Stop writing to a stream nobody reads."""
+            self.quiet = True
+            reader_gone(self.file)
+
+    return Output
 
 
 class _PipeSafeLogger:
@@ -148,12 +169,15 @@ class _RichLogger:
 
     def __init__(self, console: Console) -> None:
         """Print on ``console``."""
+        from rich.text import Text  # noqa: PLC0415 -- rich loads only for readable logs
+
         self._console = console
+        self._from_ansi = Text.from_ansi
 
     def msg(self, message: str) -> None:
         """One rendered log line (it may carry the renderer's colours)."""
         # soft_wrap: a long line is left to the terminal to wrap, never cut into two.
-        self._console.print(Text.from_ansi(message), soft_wrap=True, highlight=False)
+        self._console.print(self._from_ansi(message), soft_wrap=True, highlight=False)
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
@@ -161,15 +185,15 @@ class _RichLogger:
 def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None = None) -> LogSetup:
     """Send structlog to ``stream`` (stderr): JSON unless ``fmt`` is console or it is a TTY.
 
-    Console lines go through a rich ``Console`` (returned), so that they print above the
-    progress bar drawn on the same console. JSON lines are written as they are: no live
-    display shares their stream (the runner logs progress lines instead).
+    Console lines go through a rich ``Console`` (in the setup returned), so that they print
+    above the progress bar drawn on the same console. JSON lines are written as they are: no
+    live display shares their stream (the runner logs progress lines instead), and no
+    console is made for them.
     """
     global _setup  # noqa: PLW0603 -- structlog's configuration is process-wide as well
     terminal = (stream or sys.stderr).isatty()
     readable = fmt == "console" or (fmt is None and terminal)
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    console = Output(file=stream) if stream is not None else Output(stderr=True)
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(
             colors=terminal, exception_formatter=structlog.dev.plain_traceback
@@ -179,10 +203,11 @@ def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None 
             serializer=lambda obj, **_: orjson.dumps(obj).decode()
         )
     )
-    json_logger = _PipeSafeLogger(stream or sys.stderr)
-    factory: Callable[..., object] = (
-        (lambda *_: _RichLogger(console)) if readable else (lambda *_: json_logger)
-    )
+    console = None
+    logger: _RichLogger | _PipeSafeLogger = _PipeSafeLogger(stream or sys.stderr)
+    if readable:
+        console = output(file=stream) if stream is not None else output(stderr=True)
+        logger = _RichLogger(console)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -193,7 +218,7 @@ def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=factory,
+        logger_factory=lambda *_: logger,
         cache_logger_on_first_use=False,
     )
     _setup = LogSetup(console=console, readable=readable, verbosity=verbosity, terminal=terminal)

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import structlog
-from rich.text import Text
 
 from bulkkm import engine
 from bulkkm.console import (
@@ -35,7 +34,7 @@ from bulkkm.console import (
 )
 from bulkkm.events import RunFinished, Subscriber
 from bulkkm.inventory import Inventory
-from bulkkm.logs import Output, log_setup, printable
+from bulkkm.logs import log_setup, output, printable
 from bulkkm.report import ReportWriter, read_lines
 from bulkkm.summary import Aggregator
 
@@ -70,7 +69,7 @@ async def run_with_console(
         if writer is not None:
             subscribers.insert(0, writer)
         live = None
-        if not quiet and setup.readable and setup.terminal:
+        if not quiet and setup.console is not None and setup.terminal:
             live = LiveBar(setup.console, view)
             subscribers.append(live)
         if options.skipped_clusters:
@@ -134,7 +133,9 @@ def _closing(
     path: Path, report: ReportWriter | None, retries: RetryCount, *, show_targets: bool, quiet: bool
 ) -> None:
     """The per-target list (if asked for) and the closing summary, read back from the report."""
-    out = Output(soft_wrap=True, highlight=False)
+    from rich.text import Text  # noqa: PLC0415 -- rich loads only where it draws
+
+    out = output(soft_wrap=True, highlight=False)
     aggregate = Aggregator()
     for line in read_lines(path):
         aggregate(line)

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
-
-import yaml
 
 from bulkkm.errors import InventoryError, Problem
 from bulkkm.inventory._format import KeyPath
 from bulkkm.inventory._issues import describe_type
-from bulkkm.inventory._toml import parse_toml, toml_error_line
-from bulkkm.inventory._yaml import parse_yaml
 
 __all__ = ["Source", "read_source"]
 
@@ -59,31 +54,8 @@ def read_source(path: Path) -> Source:
     if not text.strip():
         raise fail("the file is empty")
 
-    locate: Callable[[KeyPath], int | None]
-    duplicates: tuple[tuple[KeyPath, int], ...] = ()
-    if path.suffix.lower() == ".toml":
-        try:
-            toml_doc = parse_toml(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise fail(f"invalid TOML: {exc}", toml_error_line(exc, text)) from None
-        data, locate = toml_doc.data, toml_doc.locate
-    else:
-        try:
-            yaml_doc = parse_yaml(text)
-        except yaml.MarkedYAMLError as exc:
-            # Only the problem and its context: the rendered snippet of the offending line
-            # could show a password.
-            mark = exc.problem_mark or exc.context_mark
-            message = "invalid YAML: " + ", ".join(p for p in (exc.context, exc.problem) if p)
-            # libyaml puts the end of the stream on the line after the last one.
-            line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark else None
-            raise fail(message, line) from None
-        except yaml.YAMLError as exc:
-            raise fail(f"invalid YAML: {str(exc).splitlines()[0]}") from None
-        except RecursionError:
-            raise fail("invalid YAML: nested too deeply") from None
-        data, locate, duplicates = yaml_doc.data, yaml_doc.locate, yaml_doc.duplicates()
-
+    parse = _toml if path.suffix.lower() == ".toml" else _yaml
+    data, locate, duplicates = parse(text, fail)
     if data is None or data == {}:
         raise fail("the file is empty")
     if not isinstance(data, dict):
@@ -92,3 +64,44 @@ def read_source(path: Path) -> Source:
             locate(()),
         )
     return Source(data=data, sha256=digest, locate=locate, duplicates=duplicates)
+
+
+_Parsed = tuple[object, Callable[[KeyPath], int | None], tuple[tuple[KeyPath, int], ...]]
+_Fail = Callable[[str, int | None], InventoryError]
+
+
+def _toml(text: str, fail: _Fail) -> _Parsed:
+    """The data of a TOML file, and where its keys are."""
+    # Each format's parser is imported only for a file of that format.
+    import tomllib  # noqa: PLC0415
+
+    from bulkkm.inventory._toml import parse_toml, toml_error_line  # noqa: PLC0415
+
+    try:
+        document = parse_toml(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise fail(f"invalid TOML: {exc}", toml_error_line(exc, text)) from None
+    return document.data, document.locate, ()
+
+
+def _yaml(text: str, fail: _Fail) -> _Parsed:
+    """The data of a YAML file, where its keys are, and the keys written twice."""
+    import yaml  # noqa: PLC0415
+
+    from bulkkm.inventory._yaml import parse_yaml  # noqa: PLC0415
+
+    try:
+        document = parse_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        # Only the problem and its context: the rendered snippet of the offending line
+        # could show a password.
+        mark = exc.problem_mark or exc.context_mark
+        message = "invalid YAML: " + ", ".join(p for p in (exc.context, exc.problem) if p)
+        # libyaml puts the end of the stream on the line after the last one.
+        line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark else None
+        raise fail(message, line) from None
+    except yaml.YAMLError as exc:
+        raise fail(f"invalid YAML: {str(exc).splitlines()[0]}", None) from None
+    except RecursionError:
+        raise fail("invalid YAML: nested too deeply", None) from None
+    return document.data, document.locate, document.duplicates()
