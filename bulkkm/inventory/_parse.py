@@ -40,9 +40,7 @@ from bulkkm.inventory._format import (
 )
 from bulkkm.inventory._issues import Issues, describe_type
 from bulkkm.inventory._layers import (
-    EMPTY_LIMITS,
     EMPTY_SETTINGS,
-    EMPTY_TLS,
     INVALID,
     INVALID_SETTINGS,
     At,
@@ -73,6 +71,10 @@ MAX_LIMIT: Final = 1_000_000
 """The largest concurrency, rate or timeout: beyond it, a typo rather than a plan."""
 _HTTPS_PORT: Final = 443
 _GLOB_OK: Final = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]+")
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4: Final = re.compile(rf"({_OCTET}(?:\.{_OCTET}){{3}})(?::([0-9]{{1,5}}))?")
+"""An IPv4 address as ``split_host_port`` would write it back (no leading zero), and a port:
+such an address needs no parsing (``ipaddress`` costs most of a cluster's check)."""
 
 # Where a key that is unknown at one level belongs, for a better hint than "unknown".
 _UNDER_TLS: Final = dict.fromkeys(TLS_KEYS, "under 'tls:'")
@@ -452,6 +454,9 @@ class _Parser:
         if "://" in text:
             self._add(path, f"{_show(text)} has a scheme: always https; write the host only")
             return None
+        canonical = _CANONICAL_IPV4.fullmatch(text)
+        if canonical is not None and 0 < int(canonical[2] or _HTTPS_PORT) < 65536:
+            return canonical[1], int(canonical[2] or _HTTPS_PORT)
         try:
             return split_host_port(text, _HTTPS_PORT)
         except ValueError as exc:
@@ -484,26 +489,13 @@ class _Parser:
 
     def _settings(self, known: Mapping[str, object], path: KeyPath) -> Settings:
         """The inheritable settings present in a layer's (already filtered) keys."""
-        if not any(key in known for key in GROUP_KEYS):
+        # Only the keys written are read, in the order of the fields: a cluster usually
+        # writes one or two of them, and this runs once per cluster.
+        present = [key for key in _SETTINGS_READERS if key in known]
+        if not present:
             return EMPTY_SETTINGS
-        return Settings(
-            username=self._optional(known, path, "username", self._username),
-            password=self._optional(known, path, "password", self._password),
-            tls=self._tls(known["tls"], (*path, "tls")) if "tls" in known else EMPTY_TLS,
-            limits=(
-                self._limits(known["limits"], (*path, "limits"))
-                if "limits" in known
-                else EMPTY_LIMITS
-            ),
-            key_servers=self._optional(known, path, "key_servers", self._server_list),
-            retire_servers=self._optional(known, path, "retire_servers", self._retire_list),
-            svms=self._optional(known, path, "svms", self._selection),
-            exclude_svms=self._optional(known, path, "exclude_svms", self._excludes),
-            cluster_scope=self._optional(known, path, "cluster_scope", self._flag),
-            window=self._optional(known, path, "window", self._window),
-            wave=self._optional(known, path, "wave", self._wave),
-            region=self._optional(known, path, "region", self._region),
-        )
+        fields = {key: _SETTINGS_READERS[key](self, known[key], (*path, key)) for key in present}
+        return Settings(**fields)  # type: ignore[arg-type]  # each reader returns its field's type
 
     @staticmethod
     def _optional(
@@ -1076,6 +1068,23 @@ class _Parser:
             self._add(path, f"expected a whole number, 0 or more, got {value}")
             return None
         return value
+
+
+_SETTINGS_READERS: Final[dict[str, Callable[[_Parser, object, KeyPath], object]]] = {
+    "username": _Parser._username,
+    "password": _Parser._password,
+    "tls": _Parser._tls,
+    "limits": _Parser._limits,
+    "key_servers": _Parser._server_list,
+    "retire_servers": _Parser._retire_list,
+    "svms": _Parser._selection,
+    "exclude_svms": _Parser._excludes,
+    "cluster_scope": _Parser._flag,
+    "window": _Parser._window,
+    "wave": _Parser._wave,
+    "region": _Parser._region,
+}
+"""How each inheritable setting is read, in the order of ``Settings``' fields (and reads)."""
 
 
 def _svm_spec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from bulkkm.inventory._format import (
     TOP_KEYS,
     WINDOW_KEYS,
 )
+from bulkkm.inventory._layers import Settings
+from bulkkm.inventory._parse import _SETTINGS_READERS
 
 INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
 EXAMPLES = sorted(p for p in INVENTORIES.iterdir() if p.suffix in {".yaml", ".yml", ".toml"})
@@ -72,6 +75,12 @@ def test_schema_has_exactly_the_keys_the_parser_accepts(
     node = at(inventory_schema(), *where)
     assert sorted(cast(Json, node["properties"])) == sorted(keys)
     assert node["additionalProperties"] is False
+
+
+def test_the_parser_reads_every_inheritable_key_into_its_setting() -> None:
+    """Each key a group may set has its reader, in the order of ``Settings``' fields."""
+    assert sorted(_SETTINGS_READERS) == sorted(GROUP_KEYS)
+    assert list(_SETTINGS_READERS) == [field.name for field in dataclasses.fields(Settings)]
 
 
 def test_every_object_is_closed_and_every_key_described() -> None:
