@@ -562,6 +562,12 @@ def _temporal(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"bulkkm: {printable(line)}", file=sys.stderr, flush=True)
 
+    confirm = None
+    if getattr(args, "confirm_waves", False):
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UsageError("--confirm-waves asks on a terminal, and there is none")
+        confirm = _confirm_wave
+
     def run() -> int:
         if args.command == "worker":
             return loop.run(
@@ -570,10 +576,13 @@ def _temporal(args: argparse.Namespace) -> int:
         if args.attach is not None:
             if args.report is None:
                 raise UsageError("--attach needs --report FILE (the report to continue)")
-            return loop.run(
-                temporal.attach(args.attach, args.report, args.temporal, args.namespace, say=say)
+            follow = temporal.attach(
+                args.attach, args.report, args.temporal, args.namespace, say=say, confirm=confirm
             )
-        return loop.run(temporal.start(_request(args), args.temporal, args.namespace, say=say))
+            return loop.run(follow)
+        return loop.run(
+            temporal.start(_request(args), args.temporal, args.namespace, say=say, confirm=confirm)
+        )
 
     try:
         code = run()

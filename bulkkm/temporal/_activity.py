@@ -80,7 +80,8 @@ class ClusterActivity:
             raise _refused(f"cluster {task.cluster} is not in region {self.region} here")
         events: list[Event] = []
         # ``engine.run`` but with the run's claims given first (see ``_claims``).
-        the_run = Run(clusters, _options(request), [_Collect(events, task.wave)], RunControl())
+        options = _options(request, _approved(task))
+        the_run = Run(clusters, options, [_Collect(events, task.wave)], RunControl())
         found = await identify(clusters.clusters, the_run.tls)
         if found:
             handle = activity.client().get_workflow_handle(workflow_id(task.run_id))
@@ -95,13 +96,15 @@ class ClusterActivity:
         return _done(task, events)
 
 
-def _options(request: RunRequest) -> engine.Options:
+def _options(request: RunRequest, approved: engine.ApprovedPlan | None) -> engine.Options:
     """The engine's options for one cluster of the run.
 
     No waves, pauses or thresholds (the workflow's, across regions), no output (the
-    coordinator writes the report), every cluster given is worked.
+    coordinator writes the report), every cluster given is worked. No resume either: the
+    coordinator carries the old lines of targets the cluster shows done (``_coordinator``).
     """
     return engine.Options(
+        approved=approved,
         command=engine.Command(request.command),
         dry_run=request.dry_run,
         ignore_windows=request.ignore_windows,
@@ -109,6 +112,23 @@ def _options(request: RunRequest) -> engine.Options:
         verify_keys=request.verify_keys,
         max_connections=request.max_connections,
     )
+
+
+def _approved(task: ClusterTask) -> engine.ApprovedPlan | None:
+    """With ``--plan``: the cluster's approved key managers, as the engine takes them."""
+    if task.plan_id is None:
+        return None
+    body = orjson.loads(task.approved or "{}")
+    key_managers = {
+        uuid: engine.ApprovedKeyManager(
+            svm=km["svm"],
+            fingerprint=tuple(km["fingerprint"]),
+            add=tuple(km["add"]),
+            remove=tuple(km["remove"]),
+        )
+        for uuid, km in body.items()
+    }
+    return engine.ApprovedPlan(plan_id=task.plan_id, clusters={task.cluster: key_managers})
 
 
 @dataclasses.dataclass(slots=True)

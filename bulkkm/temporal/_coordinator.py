@@ -35,15 +35,23 @@ from bulkkm.events import (
     Outcome,
     RunFinished,
     RunStarted,
+    TargetResult,
     TargetsKnown,
+    WaveFinished,
 )
 from bulkkm.fanout import Fanout
-from bulkkm.report import ReportWriter, read_lines
-from bulkkm.request import PreparedRun, RunRequest, prepare
+from bulkkm.plan import ApprovedPlan, Operation
+from bulkkm.report import ReportWriter, load_resume, read_lines
+from bulkkm.request import ConfirmWave, PreparedRun, RunRequest, prepare
+from bulkkm.resume import DONE, REMOVED, Resume
 from bulkkm.rollout import order_clusters, split_waves
 from bulkkm.temporal._wire import (
+    PROCEED,
+    SIDE,
+    SIDE_PART,
     WORKFLOW,
     WORKFLOW_QUEUE,
+    Answer,
     ClusterDone,
     ClusterJob,
     Progress,
@@ -59,23 +67,32 @@ POLL_SECONDS: Final = 0.25
 _TARGETS_NULL: Final = b'"targets":null'
 
 
-async def start(request: RunRequest, address: str, namespace: str, *, say: _Say) -> int:
-    """Start a rollout workflow for ``request`` and write its report; the exit code."""
-    for flag, given in (
-        ("--resume", request.resume is not None),
-        ("--plan", request.plan is not None),
-        ("--confirm-waves", request.confirm_waves),
-    ):
-        if given:
-            raise UsageError(f"{flag} is not supported with --temporal yet")
+async def start(
+    request: RunRequest,
+    address: str,
+    namespace: str,
+    *,
+    say: _Say,
+    confirm: ConfirmWave | None = None,
+) -> int:
+    """Start a rollout workflow for ``request`` and write its report; the exit code.
+
+    ``confirm`` is asked after each wave but the last when the request says
+    ``confirm_waves`` (the workflow waits for the answer).
+    """
     if request.report is None:
         raise UsageError("--temporal needs --report FILE")
     # The report is opened once every cluster is known to have a region: a refusal leaves
     # no file behind.
-    prepared = prepare(dataclasses.replace(request, report=None))
+    prepared = prepare(dataclasses.replace(request, report=None), confirm_wave=confirm)
     jobs = _waves(prepared)
+    opts = prepared.options
+    parts = _side_parts(opts.approved)
     report = ReportWriter.create(
-        Path(request.report), overwrite=request.overwrite, inputs=[prepared.inventory.path]
+        Path(request.report),
+        overwrite=request.overwrite,
+        inputs=[prepared.inventory.path, *(Path(p) for p in (request.resume, request.plan) if p)],
+        resumed_from_report=None if request.resume is None else Path(request.resume),
     )
     try:
         client = await Client.connect(address, namespace=namespace)
@@ -84,10 +101,9 @@ async def start(request: RunRequest, address: str, namespace: str, *, say: _Say)
         os.unlink(request.report)  # empty: nothing was written to it
         raise UsageError(f"--temporal {address}: cannot connect: {exc}") from None
     run_id = str(uuid.uuid4())
-    tally = _Tally(command=prepared.options.command)
+    tally = _Tally(command=opts.command, resume=opts.resume)
     fanout = Fanout([report], run_id=run_id)
     started = datetime.now(UTC)
-    opts = prepared.options
     fanout.publish(
         RunStarted(
             command=opts.command.value,
@@ -96,14 +112,15 @@ async def start(request: RunRequest, address: str, namespace: str, *, say: _Say)
             inventory=str(prepared.inventory.path),
             inventory_sha256=prepared.inventory.sha256,
             version=VERSION,
-            resumed_from=None,
+            resumed_from=opts.resume.run_id if opts.resume else None,
             clusters=len(prepared.inventory.clusters),
             waves=tuple(str(w) for w in opts.waves) if opts.waves else None,
             ignore_windows=opts.ignore_windows,
+            plan_id=opts.approved.plan_id if opts.approved else None,
         )
     )
     for name in opts.skipped_clusters:
-        tally.emit(fanout, ClusterResult(cluster=name, outcome=Outcome.SKIPPED, reason="limit"))
+        tally.leave_out(fanout, name)
     spec = RolloutInput(
         run_id=run_id,
         request_json=orjson.dumps(request.to_json()).decode(),
@@ -114,6 +131,9 @@ async def start(request: RunRequest, address: str, namespace: str, *, say: _Say)
         max_fail_percent=opts.max_fail_percent,
         pause_between_waves=opts.pause_between_waves,
         heartbeat_timeout=float(os.environ.get("BULKKM_TEMPORAL_HEARTBEAT_TIMEOUT", "30")),
+        side_parts=len(parts),
+        confirm_waves=opts.confirm_wave is not None,
+        plan_id=opts.approved.plan_id if opts.approved else None,
     )
     handle = await client.start_workflow(
         WORKFLOW,
@@ -121,18 +141,49 @@ async def start(request: RunRequest, address: str, namespace: str, *, say: _Say)
         id=workflow_id(run_id),
         task_queue=WORKFLOW_QUEUE,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        start_signal=SIDE if parts else None,
+        start_signal_args=parts[:1],
     )
+    for part in parts[1:]:
+        await handle.signal(SIDE, part)
     say(f"workflow {handle.id} started (re-attach with --attach {handle.id})")
     try:
-        return await _follow(handle, fanout, tally, started)
+        return await _follow(handle, fanout, tally, started, confirm=confirm, say=say)
     finally:
         report.close()
 
 
+def _side_parts(approved: ApprovedPlan | None) -> list[dict[str, str]]:
+    """A saved plan's approvals by cluster (JSON each), cut into parts of one signal each."""
+    if approved is None:
+        return []
+    parts: list[dict[str, str]] = [{}]
+    size = 0
+    for name, key_managers in approved.clusters.items():
+        text = orjson.dumps(
+            {uuid: dataclasses.asdict(km) for uuid, km in key_managers.items()}
+        ).decode()
+        if size + len(text) > SIDE_PART and parts[-1]:
+            parts.append({})
+            size = 0
+        parts[-1][name] = text
+        size += len(text) + len(name)
+    return parts
+
+
 async def attach(
-    workflow: str, report_path: Path, address: str, namespace: str, *, say: _Say
+    workflow: str,
+    report_path: Path,
+    address: str,
+    namespace: str,
+    *,
+    say: _Say,
+    confirm: ConfirmWave | None = None,
 ) -> int:
-    """Continue the report of a running (or finished) workflow; the exit code."""
+    """Continue the report of a running (or finished) workflow; the exit code.
+
+    ``confirm`` answers the workflow when it waits after a wave (``--confirm-waves``).
+    """
     file = _reopen(report_path)
     try:
         lines = list(read_lines(report_path))
@@ -145,7 +196,9 @@ async def attach(
         if lines[-1].get("type") == "summary":
             say(f"{report_path} is complete already")
             return int(str(lines[-1]["exit_code"]))
-        tally = _Tally(command=engine.Command(str(run["command"])))
+        resumed = run.get("resumed_from_report")
+        resume = load_resume(Path(resumed)) if isinstance(resumed, str) and resumed else None
+        tally = _Tally(command=engine.Command(str(run["command"])), resume=resume)
         for line in lines[1:]:
             tally.count_line(line)
         client = await Client.connect(address, namespace=namespace)
@@ -154,7 +207,9 @@ async def attach(
         writer = ReportWriter(file, path=report_path)
         fanout = Fanout([writer], run_id=run_id)
         say(f"attached to workflow {workflow}: {len(lines)} lines kept in {report_path}")
-        code = await _follow(handle, fanout, tally, begun, report_path=report_path)
+        code = await _follow(
+            handle, fanout, tally, begun, report_path=report_path, confirm=confirm, say=say
+        )
     finally:
         file.close()
     return code
@@ -165,22 +220,32 @@ class _Tally:
     """What the summary needs: outcome counts, failed clusters, lines already written."""
 
     command: engine.Command
+    resume: Resume | None = None
+    """The report a ``--resume`` run continues: its lines are carried where confirmed."""
     counts: Counter[str] = dataclasses.field(default_factory=Counter)
     clusters_failed: int = 0
     targets: int = 0
     written: set[tuple[object, ...]] = dataclasses.field(default_factory=set)
+    waves: dict[int, Counter[str]] = dataclasses.field(default_factory=dict)
+    """Outcome counts per wave (for ``--confirm-waves``); ``failed`` counts failed clusters."""
 
     def count_line(self, line: Mapping[str, object]) -> None:
         """Count one report line (read back on attach, or just written)."""
         self.written.add(_identity(line))
+        wave = line.get("wave")
+        counts = self.waves.setdefault(wave, Counter()) if isinstance(wave, int) else Counter()
         if line.get("type") == "target":
             self.targets += 1
             self.counts[str(line["outcome"])] += 1
+            counts[str(line["outcome"])] += 1
         elif line.get("type") == "cluster" and line.get("outcome") == Outcome.FAILED:
             self.clusters_failed += 1
+            counts[Outcome.FAILED] += 1
 
     def emit(self, fanout: Fanout, event: Event) -> None:
         """Publish an event unless its line is in the report already."""
+        if isinstance(event, TargetResult) and self.resume is not None:
+            event = _carried(self.resume, event)
         line = codec.report_line(event)
         if line is not None and _identity(line) in self.written:
             return
@@ -188,6 +253,45 @@ class _Tally:
         line = codec.report_line(event)
         if line is not None:
             self.count_line(line)
+
+    def leave_out(self, fanout: Fanout, cluster: str) -> None:
+        """A cluster outside ``--limit`` (or the plan): its resumed lines, else ``skipped``.
+
+        As in-process: carried unverified, so the newest report of a resume chain still holds
+        every target's last known outcome.
+        """
+        carried = self.resume.of_cluster(cluster) if self.resume is not None else ()
+        for old in carried:
+            self.emit(fanout, dataclasses.replace(old, carried_over=True))
+        if not carried:
+            self.emit(
+                fanout, ClusterResult(cluster=cluster, outcome=Outcome.SKIPPED, reason="limit")
+            )
+
+
+def _carried(resume: Resume, event: TargetResult) -> TargetResult:
+    """The resumed report's line for a target the cluster shows done now, else the event.
+
+    The worker runs without the old report; a target it found already done at discovery
+    (``present`` for an addition, ``absent`` for a removal, nothing sent: no attempt) is
+    what the in-process engine carries over (``Resume.carried``): the same rule, here.
+    """
+    old = resume.targets.get((event.cluster, event.svm, event.server))
+    if old is None or old.key_manager_uuid != event.key_manager_uuid or event.attempts:
+        return event
+    if event.action is Operation.REMOVE:
+        confirmed = (
+            old.action is Operation.REMOVE
+            and old.outcome in REMOVED
+            and event.outcome is Outcome.ABSENT
+        )
+    else:
+        confirmed = (
+            old.action is not Operation.REMOVE
+            and old.outcome in DONE
+            and event.outcome is Outcome.PRESENT
+        )
+    return dataclasses.replace(old, carried_over=True, wave=event.wave) if confirmed else event
 
 
 def _identity(line: Mapping[str, object]) -> tuple[object, ...]:
@@ -206,10 +310,13 @@ async def _follow(
     tally: _Tally,
     started: datetime,
     *,
+    say: _Say,
     report_path: Path | None = None,
+    confirm: ConfirmWave | None = None,
 ) -> int:
     """Poll the workflow, write each cluster's lines, then the summary; the exit code."""
     at = 0
+    asked: set[int] = set()
     while True:
         page: Progress = await handle.query("progress", at, result_type=Progress)
         for done in page.done:
@@ -219,7 +326,10 @@ async def _follow(
         if page.finished:
             stop = page.stop
             break
-        if not page.done:
+        if page.asking is not None and page.asking not in asked:
+            asked.add(page.asking)
+            await _answer(handle, page, tally, confirm, say)
+        elif not page.done:
             await asyncio.sleep(POLL_SECONDS)
     targets = TargetsKnown(targets=tally.targets)
     if report_path is None:
@@ -238,6 +348,35 @@ async def _follow(
     )
     fanout.publish(summary)
     return summary.exit_code
+
+
+async def _answer(
+    handle: WorkflowHandle[object, object],
+    page: Progress,
+    tally: _Tally,
+    confirm: ConfirmWave | None,
+    say: _Say,
+) -> None:
+    """The operator's word on the wave the workflow waits after, sent to it (if asked here)."""
+    number = page.asking
+    assert number is not None
+    if confirm is None:
+        say(
+            f"wave {number} of {page.waves} done: the rollout waits for a go-ahead; attach "
+            f"on a terminal with --attach {handle.id} --confirm-waves to give it"
+        )
+        return
+    counts = tally.waves.get(number, Counter())
+    wave = WaveFinished(
+        number=number,
+        of=page.waves,
+        clusters=(),
+        targets=sum(counts.values()),
+        failed=counts[Outcome.FAILED],
+        counts=dict(counts),
+    )
+    go = await confirm(wave)
+    await handle.signal(PROCEED, Answer(wave=number, go=go))
 
 
 def _events(done: ClusterDone) -> list[Event]:

@@ -11,8 +11,12 @@ from typing import Final
 __all__ = [
     "ACTIVITY",
     "CLAIM",
+    "PROCEED",
+    "SIDE",
+    "SIDE_PART",
     "WORKFLOW",
     "WORKFLOW_QUEUE",
+    "Answer",
     "ClusterDone",
     "ClusterJob",
     "ClusterTask",
@@ -25,6 +29,12 @@ __all__ = [
 ACTIVITY: Final = "bulkkm-cluster"
 CLAIM: Final = "claim"
 """The workflow's update: cluster uuids by inventory name -> the names claimed first by others."""
+SIDE: Final = "side"
+"""The workflow's signal: a part of the per-cluster data (a saved plan's approvals)."""
+PROCEED: Final = "proceed"
+"""The workflow's signal: the operator's answer after a wave (``--confirm-waves``)."""
+SIDE_PART: Final = 1_000_000
+"""Characters of per-cluster data per signal: well under Temporal's 2 MB per payload."""
 WORKFLOW: Final = "bulkkm-rollout"
 WORKFLOW_QUEUE: Final = "bulkkm-rollout"
 """Every regional worker also runs rollout workflows (they hold no secret, send no request)."""
@@ -70,6 +80,12 @@ class RolloutInput:
     """Clusters in flight at once, across regions (the in-process engine's pool)."""
     heartbeat_timeout: float = 30.0
     """A worker silent this long is taken for dead: its cluster goes to another worker."""
+    side_parts: int = 0
+    """Signals of per-cluster data (``SIDE``) to wait for before the first wave."""
+    confirm_waves: bool = False
+    """Wait for the operator's answer (``PROCEED``) after each wave but the last."""
+    plan_id: str | None = None
+    """The saved plan this rollout executes (its approvals come as ``SIDE`` parts)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +98,17 @@ class ClusterTask:
     cluster: str
     region: str
     wave: int | None = None
+    plan_id: str | None = None
+    approved: str | None = None
+    """With ``--plan``: the cluster's approved key managers (JSON), the only ones changed."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """The operator's word after wave ``wave``: go on, or stop the rollout."""
+
+    wave: int
+    go: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,3 +134,7 @@ class Progress:
     total: int
     finished: bool
     stop: str | None = None
+    waves: int = 0
+    asking: int | None = None
+    """The wave just finished whose go-ahead the rollout waits for (``--confirm-waves``);
+    given only on the page that reaches the last cluster done."""

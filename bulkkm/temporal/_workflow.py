@@ -23,7 +23,10 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY,
         CLAIM,
         PAGE,
+        PROCEED,
+        SIDE,
         WORKFLOW,
+        Answer,
         ClusterDone,
         ClusterJob,
         ClusterTask,
@@ -58,6 +61,23 @@ class Rollout:
         self._base = 0
         self._claims: dict[str, str] = {}
         """Cluster uuid -> the inventory cluster that claimed it first in this run."""
+        self._side: dict[str, str] = {}
+        self._parts = 0
+        self._waves = 0
+        self._asking: int | None = None
+        self._answer: bool | None = None
+
+    @workflow.signal(name=SIDE)
+    def side(self, part: dict[str, str]) -> None:
+        """A part of the per-cluster data, by cluster name."""
+        self._side.update(part)
+        self._parts += 1
+
+    @workflow.signal(name=PROCEED)
+    def proceed(self, answer: Answer) -> None:
+        """The operator's word on the wave asked about (an answer to another is ignored)."""
+        if answer.wave == self._asking:
+            self._answer = answer.go
 
     @workflow.update(name=CLAIM)
     def claim(self, found: dict[str, str]) -> dict[str, str]:
@@ -76,25 +96,55 @@ class Rollout:
     def progress(self, start: int) -> Progress:
         """The clusters finished from index ``start`` (one page), and whether the run is over."""
         page = self._done[start : start + PAGE]
-        finished = self._finished and start + len(page) >= len(self._done)
-        return Progress(done=page, total=self._total, finished=finished, stop=self._stop)
+        last = start + len(page) >= len(self._done)
+        return Progress(
+            done=page,
+            total=self._total,
+            finished=self._finished and last,
+            stop=self._stop,
+            waves=self._waves,
+            asking=self._asking if last else None,
+        )
 
     @workflow.run
     async def run(self, spec: RolloutInput) -> str | None:
         """Every wave to its end, or until a threshold stops the rollout; returns the stop."""
         self._total = sum(len(wave) for wave in spec.waves)
+        self._waves = len(spec.waves) if spec.rolling else 0
+        if spec.side_parts:
+            await self._receive(spec)
         for number, wave in enumerate(spec.waves):
+            if number and self._stop is None:
+                if spec.pause_between_waves > 0:
+                    await workflow.sleep(spec.pause_between_waves)
+                if spec.confirm_waves:
+                    await self._ask(number)
             if self._stop is not None:
                 self._skip(wave, self._stop)
                 continue
-            if number and spec.pause_between_waves > 0:
-                await workflow.sleep(spec.pause_between_waves)
             failures, targets = await self._wave(spec, wave)
             limit = spec.max_fail_percent or 0.0
             if spec.rolling and self._stop is None and 100 * failures / max(targets, 1) > limit:
                 self._stop = "rollout_stopped"
         self._finished = True
         return self._stop
+
+    async def _receive(self, spec: RolloutInput) -> None:
+        """Wait for every part of the per-cluster data; without it nothing may start."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._parts >= spec.side_parts, timeout=timedelta(minutes=10)
+            )
+        except TimeoutError:
+            self._stop = "plan_not_received"
+
+    async def _ask(self, finished: int) -> None:
+        """Wait for the operator's word on wave ``finished``; no is a stop (``declined``)."""
+        self._asking, self._answer = finished, None
+        await workflow.wait_condition(lambda: self._answer is not None or self._stop is not None)
+        if self._stop is None and not self._answer:
+            self._stop = "declined"
+        self._asking = None
 
     async def _wave(self, spec: RolloutInput, wave: list[ClusterJob]) -> tuple[int, int]:
         """One wave, ``spec.parallel`` clusters at a time; its failures and targets."""
@@ -147,6 +197,8 @@ class Rollout:
             cluster=job.name,
             region=job.region,
             wave=job.wave,
+            plan_id=spec.plan_id,
+            approved=self._side.get(job.name),
         )
         try:
             done: ClusterDone = await workflow.execute_activity(

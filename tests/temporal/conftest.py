@@ -6,8 +6,10 @@ the server is the CLI's own binary, on 127.0.0.1, with a SQLite file in the test
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import yaml
 pytest.importorskip("temporalio", reason="the temporal extra is not installed")
 
 from bulkkm.simulator import FleetSpec, SimulatedFleet
+from tests.cli import start
 
 _BINARY = Path(sys.executable).with_name("temporal")
 TEMPORAL = str(_BINARY) if _BINARY.exists() else shutil.which("temporal")
@@ -35,7 +38,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``temporal server start-dev --headless`` on a free port; its HOST:PORT once it answers."""
     if TEMPORAL is None:
@@ -137,3 +140,48 @@ def of_region(lines: list[dict[str, Any]], region: str) -> list[dict[str, Any]]:
         for line in lines
         if str(line.get("cluster", "")).startswith(prefix)
     ]
+
+
+@contextlib.asynccontextmanager
+async def worker(
+    address: str, region: str, inventory: Path, log: Path, env: dict[str, str | None] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``bulkkm worker`` for one region, its JSON log lines in ``log``; stopped on the way out."""
+    with log.open("ab") as sink:
+        process = await start(
+            "worker",
+            "--temporal",
+            address,
+            "--region",
+            region,
+            "--inventory",
+            str(inventory),
+            "--log-format",
+            "json",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink.fileno(),
+            env=env,
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(15):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def regional_workers(
+    address: str, inventory: Path, folder: Path
+) -> AsyncIterator[dict[str, Path]]:
+    """A worker per region on ``inventory``; their JSON logs by region."""
+    logs = {region: folder / f"worker-{region}.log" for region in REGIONS}
+    async with contextlib.AsyncExitStack() as stack:
+        for region in REGIONS:
+            await stack.enter_async_context(worker(address, region, inventory, logs[region]))
+        yield logs

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,42 +15,9 @@ from bulkkm.inventory import load_inventory
 from bulkkm.simulator import Faults
 from tests.cli import bulkkm, read_report, start
 from tests.invariants import check_invariants, check_report, outcomes
-from tests.temporal.conftest import REGIONS, of_region, two_regions
+from tests.temporal.conftest import REGIONS, of_region, two_regions, worker
 
 DEADLINE = 90.0
-
-
-@contextlib.asynccontextmanager
-async def worker(
-    address: str, region: str, inventory: Path, log: Path, env: dict[str, str | None] | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``bulkkm worker`` for one region, its JSON log lines in ``log``; stopped on the way out."""
-    with log.open("ab") as sink:
-        process = await start(
-            "worker",
-            "--temporal",
-            address,
-            "--region",
-            region,
-            "--inventory",
-            str(inventory),
-            "--log-format",
-            "json",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=sink.fileno(),
-            env=env,
-        )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(15):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 def logged(log: Path, event: str) -> list[dict[str, Any]]:

@@ -1,0 +1,138 @@
+"""--resume, --plan and --confirm-waves across regions: as the in-process engine does them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from bulkkm.simulator import WriteRecord
+from tests.cli import bulkkm, read_report, terminal
+from tests.invariants import check_report, outcomes
+from tests.temporal.conftest import regional_workers, two_regions
+
+DEADLINE = 90.0
+
+
+def writes_per_target(writes: Sequence[WriteRecord]) -> Counter[tuple[str, str, str]]:
+    """Key-server writes counted by (cluster, key manager, server)."""
+    return Counter((w.cluster, w.key_manager_uuid, w.server) for w in writes)
+
+
+async def test_resume_carries_what_the_clusters_confirm_and_adds_the_rest(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """A first run on one region, then --resume on both: old lines carried, nothing sent twice."""
+    async with (
+        two_regions(tmp_path, clusters=2, svms=2) as (fleets, inventory),
+        regional_workers(temporal_server, inventory, tmp_path),
+    ):
+        first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+        temporal = ("--temporal", temporal_server)
+        one = await bulkkm(
+            "apply", str(inventory), *temporal, "--report", str(first), "--limit", "eu-*",
+            deadline=DEADLINE,
+        )  # fmt: skip
+        assert one.code == 0, one.err
+        old = {
+            (t["cluster"], t["svm"], t["server"]): t
+            for t in read_report(first)
+            if t["type"] == "target"
+        }
+        assert old
+        assert {t["outcome"] for t in old.values()} == {"added"}
+        two = await bulkkm(
+            "apply", str(inventory), *temporal, "--report", str(second), "--resume", str(first),
+            deadline=DEADLINE,
+        )  # fmt: skip
+        assert two.code == 0, two.err
+        lines = read_report(second)
+        check_report(lines)
+        assert lines[0]["resumed_from"] == read_report(first)[0]["run_id"]
+        targets = [t for t in lines if t["type"] == "target"]
+        carried = [t for t in targets if t.get("carried_over")]
+        assert {(t["cluster"], t["svm"], t["server"]) for t in carried} == set(old)
+        for line in carried:  # the old line, as it was written
+            was = old[(line["cluster"], line["svm"], line["server"])]
+            assert line["started_at"] == was["started_at"]
+            assert line["attempts"] == was["attempts"]
+        fresh = [t for t in targets if not t.get("carried_over")]
+        assert fresh
+        assert {t["cluster"][:3] for t in fresh} == {"us-"}
+        assert set(outcomes(fresh)) == {"added"}
+        for fleet in fleets.values():
+            assert set(writes_per_target(fleet.write_log).values()) == {1}
+
+
+async def test_a_saved_plan_runs_only_its_additions_and_skips_drifted_key_managers(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """plan --out, one cluster changed since, apply --plan --temporal: it alone is untouched."""
+    async with (
+        two_regions(tmp_path, clusters=2, svms=2) as (fleets, inventory),
+        regional_workers(temporal_server, inventory, tmp_path),
+    ):
+        plan = tmp_path / "plan.json"
+        made = await bulkkm("plan", str(inventory), "--out", str(plan), "-q")
+        assert made.code == 0, made.err
+        # Drift: eu-sim-0000 gets its servers from another run after the plan was made.
+        drift = await bulkkm(
+            "apply", str(inventory), "--limit", "eu-sim-0000", "--report",
+            str(tmp_path / "drift.jsonl"),
+        )  # fmt: skip
+        assert drift.code == 0, drift.err
+        drifted = len(fleets["eu"].write_log)
+        assert drifted
+        report = tmp_path / "report.jsonl"
+        result = await bulkkm(
+            "apply", "--plan", str(plan), "--temporal", temporal_server, "--report", str(report),
+            deadline=DEADLINE,
+        )  # fmt: skip
+        assert result.code == 1, result.err  # drifted targets are skipped
+        lines = read_report(report)
+        check_report(lines)
+        assert lines[0]["plan_id"]
+        targets = [t for t in lines if t["type"] == "target"]
+        mine = [t for t in targets if t["cluster"] == "eu-sim-0000"]
+        assert mine
+        assert {(t["outcome"], t["reason"]) for t in mine} == {("skipped", "drifted")}
+        others = [t for t in targets if t["cluster"] != "eu-sim-0000"]
+        assert others
+        assert set(outcomes(others)) == {"added"}
+        # Nothing more was sent to the drifted cluster; every other target written once.
+        assert len([w for w in fleets["eu"].write_log if w.cluster == "sim-0000"]) == drifted
+        for fleet in fleets.values():
+            assert set(writes_per_target(fleet.write_log).values()) == {1}
+
+
+async def test_confirm_waves_asks_on_the_terminal_between_waves(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """--waves 1,100% --confirm-waves: the prompt after wave 1; no stops the rollout (exit 3)."""
+    async with (
+        two_regions(tmp_path, clusters=2, svms=1) as (fleets, inventory),
+        regional_workers(temporal_server, inventory, tmp_path),
+    ):
+        report = tmp_path / "report.jsonl"
+        async with (
+            terminal(
+                "apply", str(inventory), "--temporal", temporal_server, "--report", str(report),
+                "--waves", "1,100%", "--confirm-waves",
+            ) as term,
+            asyncio.timeout(DEADLINE),
+        ):  # fmt: skip
+            await term.until(lambda screen: any("start wave 2?" in line for line in screen))
+            assert any("wave 1 of 2 done" in line for line in term.screen())
+            term.send("n\n")
+            code = await term.wait()
+        assert code == 3, term.raw.decode(errors="replace")
+        lines = read_report(report)
+        check_report(lines)
+        wave1 = [t for t in lines if t["type"] == "target"]
+        assert wave1
+        assert {t["wave"] for t in wave1} == {1}
+        declined = [c for c in lines if c["type"] == "cluster"]
+        assert len(declined) == 3
+        assert {(c["outcome"], c["reason"]) for c in declined} == {("skipped", "declined")}
+        assert sum(len(f.write_log) for f in fleets.values()) == len(wave1)
