@@ -134,7 +134,7 @@ class TlsLayer:
 
     def over(self, base: TlsLayer) -> TlsLayer:
         """This layer on top of ``base``, key by key."""
-        if self == EMPTY_TLS:
+        if self is EMPTY_TLS or self == EMPTY_TLS:  # `is`: most layers set no TLS at all
             return base
         return TlsLayer(
             verify=_pick(self.verify, base.verify),
@@ -154,7 +154,7 @@ class LimitsLayer:
 
     def over(self, base: LimitsLayer) -> LimitsLayer:
         """This layer on top of ``base``, key by key."""
-        if self == EMPTY_LIMITS:
+        if self is EMPTY_LIMITS or self == EMPTY_LIMITS:  # `is`: most layers set no limits
             return base
         return LimitsLayer(
             concurrency=_pick(self.concurrency, base.concurrency),
@@ -191,19 +191,22 @@ class Settings:
         """This layer on top of ``base``: mappings merged key by key, lists and windows replaced."""
         if self is EMPTY_SETTINGS:
             return base
+        # _pick written out: this runs once per cluster, and a call per field is most of it.
         return Settings(
-            username=_pick(self.username, base.username),
-            password=_pick(self.password, base.password),
+            username=base.username if self.username is None else self.username,
+            password=base.password if self.password is None else self.password,
             tls=self.tls.over(base.tls),
             limits=self.limits.over(base.limits),
-            key_servers=_pick(self.key_servers, base.key_servers),
-            retire_servers=_pick(self.retire_servers, base.retire_servers),
-            svms=_pick(self.svms, base.svms),
-            exclude_svms=_pick(self.exclude_svms, base.exclude_svms),
-            cluster_scope=_pick(self.cluster_scope, base.cluster_scope),
-            window=_pick(self.window, base.window),
-            wave=_pick(self.wave, base.wave),
-            region=_pick(self.region, base.region),
+            key_servers=base.key_servers if self.key_servers is None else self.key_servers,
+            retire_servers=(
+                base.retire_servers if self.retire_servers is None else self.retire_servers
+            ),
+            svms=base.svms if self.svms is None else self.svms,
+            exclude_svms=base.exclude_svms if self.exclude_svms is None else self.exclude_svms,
+            cluster_scope=base.cluster_scope if self.cluster_scope is None else self.cluster_scope,
+            window=base.window if self.window is None else self.window,
+            wave=base.wave if self.wave is None else self.wave,
+            region=base.region if self.region is None else self.region,
         )
 
 

@@ -73,6 +73,11 @@ class _Resolver:
         self._crossed: set[tuple[KeyPath, KeyPath]] = set()
         self._tls: dict[TlsLayer, Tls | None] = {}
         self._limits: dict[LimitsLayer, Limits] = {}
+        # Most clusters inherit the very same layer object as the cluster before them: an
+        # identity check first spares hashing the layer's fields (and their paths) each time.
+        self._last_tls: tuple[TlsLayer, Tls | None] | None = None
+        self._last_limits: tuple[LimitsLayer, Limits] | None = None
+        self._selectors_built: dict[tuple[object, ...], SvmSelector] = {}
         self._unverified: list[str] = []
         self._warnings: list[str] = []
 
@@ -216,15 +221,23 @@ class _Resolver:
             if desired is None or not desired:
                 resolved = False
                 continue
-            selectors.append(
-                SvmSelector(
-                    kind=entry.kind,
-                    pattern=entry.pattern,
-                    key_servers=desired,
-                    retire_servers=self._retire(retired),
-                )
-            )
+            selectors.append(self._selector(entry, desired, self._retire(retired)))
         return tuple(selectors) if resolved and settings.svms.value.complete else None
+
+    def _selector(
+        self, entry: SvmSpec, desired: tuple[DesiredServer, ...], retired: tuple[str, ...]
+    ) -> SvmSelector:
+        """One ``svms`` entry resolved: a frozen value shared by every cluster that writes it
+        alike (``svms: all`` on 10,000 clusters is one selector, not 10,000)."""
+        # The lists are the resolver's shared tuples (one per list written): kept alive by
+        # its caches, so that their ids identify them for the whole load.
+        key = (entry.kind, entry.pattern, id(desired), id(retired))
+        selector = self._selectors_built.get(key)
+        if selector is None:
+            selector = self._selectors_built[key] = SvmSelector(
+                kind=entry.kind, pattern=entry.pattern, key_servers=desired, retire_servers=retired
+            )
+        return selector
 
     def _check_retired(self, servers: Field[ServerList], retired: Field[RetireList]) -> None:
         """One key manager's lists, as inherited: no server may be both desired and retired.
@@ -300,7 +313,10 @@ class _Resolver:
 
     def _tls_for(self, layer: TlsLayer) -> Tls | None:
         """The resolved TLS settings, files checked; None if they cannot be used."""
+        if self._last_tls is not None and self._last_tls[0] is layer:
+            return self._last_tls[1]
         if layer in self._tls:
+            self._last_tls = (layer, self._tls[layer])
             return self._tls[layer]
         fields = (layer.verify, layer.ca_file, layer.client_cert, layer.client_key)
         usable = not any(isinstance(f, Invalid) for f in fields)
@@ -338,10 +354,13 @@ class _Resolver:
                 client_key=key,
             )
         self._tls[layer] = tls
+        self._last_tls = (layer, tls)
         return tls
 
     def _limits_for(self, layer: LimitsLayer) -> Limits:
         """The resolved limits (defaults where unset or invalid)."""
+        if self._last_limits is not None and self._last_limits[0] is layer:
+            return self._last_limits[1]
         limits = self._limits.get(layer)
         if limits is None:
             concurrency, timeout = _value(layer.concurrency), _value(layer.timeout)
@@ -351,6 +370,7 @@ class _Resolver:
                 timeout=_DEFAULT_LIMITS.timeout if timeout is None else timeout,
             )
             self._limits[layer] = limits
+        self._last_limits = (layer, limits)
         return limits
 
     def _path(self, written: str) -> Path:
