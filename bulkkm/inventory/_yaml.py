@@ -21,6 +21,7 @@ _VALUE_TAG = "tag:yaml.org,2002:value"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_SPECIAL_KEY_TAGS = frozenset((_MERGE_TAG, _VALUE_TAG))
 _SCALAR_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp")
 )
@@ -94,17 +95,29 @@ class _LineLoader(_BaseLoader):
         super().__init__(stream)
         self.lines = _Lines()
         self._built: dict[Node, object] = {}
+        self._plain: dict[str, str] = {}
 
     def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
-        """The tag of an untagged node: strings decided here cheaply, the rest by PyYAML."""
-        if (
-            kind is ScalarNode
-            and value
-            and (not implicit[0] or (value[0] not in self._MAYBE_TYPED and not self._ANY_FIRST))
-        ):
-            return _STR_TAG
-        tag: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        return tag
+        """The tag of an untagged node: strings decided here cheaply, the rest by PyYAML.
+
+        Without path resolvers (the safe loader has none), a plain scalar's tag depends on
+        its text alone, and a collection's on its kind: each text is resolved once (a fleet
+        writes ``name``, ``false``... on every cluster).
+        """
+        if kind is ScalarNode:
+            if value and (
+                not implicit[0] or (value[0] not in self._MAYBE_TYPED and not self._ANY_FIRST)
+            ):
+                return _STR_TAG
+            if value is not None and implicit[0] and not self.yaml_path_resolvers:
+                tag = self._plain.get(value)
+                if tag is None:
+                    tag = self._plain[value] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+                return tag
+        elif not self.yaml_path_resolvers:
+            return _MAP_TAG if kind is MappingNode else _SEQ_TAG
+        resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return resolved
 
     def build(self, node: Node) -> object:
         """The Python value of ``node`` (the same object for every alias of a node)."""
@@ -126,7 +139,7 @@ class _LineLoader(_BaseLoader):
         """A dict, noting key lines, keys written twice, and merging ``<<`` keys first."""
         data: dict[object, object] = {}
         self._built[node] = data  # before the values: an alias inside may refer back
-        special = any(k.tag in (_MERGE_TAG, _VALUE_TAG) for k, _ in node.value)
+        special = not _SPECIAL_KEY_TAGS.isdisjoint([k.tag for k, _ in node.value])
         if special:
             self._note_duplicates(node, data)
             # Merge keys (`<<: *base`) go first; the mapping's own keys then override them.
@@ -134,7 +147,7 @@ class _LineLoader(_BaseLoader):
         key_lines: dict[object, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if key_node.tag == _STR_TAG else self.build(key_node)
-            if not isinstance(key, collections.abc.Hashable):
+            if type(key) is not str and not isinstance(key, collections.abc.Hashable):
                 raise ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
@@ -144,7 +157,12 @@ class _LineLoader(_BaseLoader):
             line = key_node.start_mark.line + 1
             if not special and key in key_lines:
                 self.lines.duplicates.append((data, str(key), line))
-            data[key] = self.build(value_node)
+            # A string value (most of them) is taken as build would, without the call.
+            data[key] = (
+                value_node.value
+                if type(value_node) is ScalarNode and value_node.tag == _STR_TAG
+                else self.build(value_node)
+            )
             key_lines[key] = line
         self.lines.mappings[id(data)] = (data, key_lines, node.start_mark.line + 1)
         return data
@@ -153,7 +171,7 @@ class _LineLoader(_BaseLoader):
         """Record keys written twice among a mapping's own keys (merged ones may repeat)."""
         seen: set[object] = set()
         for key_node, _ in node.value:
-            if key_node.tag in (_MERGE_TAG, _VALUE_TAG):
+            if key_node.tag in _SPECIAL_KEY_TAGS:
                 continue
             key = self.build(key_node)
             if isinstance(key, collections.abc.Hashable):
