@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +48,9 @@ class Timing:
     exit_code: int
     worker_cpu: float = 0.0
     """CPU seconds of the region's worker during the run (Temporal only)."""
+    history_events: int = 0
+    history_bytes: int = 0
+    """The rollout workflow's history (Temporal only)."""
 
 
 def _free_port() -> int:
@@ -185,7 +189,27 @@ def _apply(inventory: Path, report: Path, *extra: str) -> Timing:
             f"apply {' '.join(extra)} exited {done.returncode}, {len(undone)} targets not added:"
             f"\n{done.stderr.decode()[-3000:]}"
         )
-    return Timing(seconds=seconds, targets=len(targets), exit_code=done.returncode)
+    timing = Timing(seconds=seconds, targets=len(targets), exit_code=done.returncode)
+    announced = re.search(r"workflow (\S+) started", done.stderr.decode())
+    if "--temporal" in extra and announced is not None:
+        events, size = _history(extra[extra.index("--temporal") + 1], announced.group(1))
+        timing = dataclasses.replace(timing, history_events=events, history_bytes=size)
+    return timing
+
+
+def _history(address: str, workflow: str) -> tuple[int, int]:
+    """A workflow's history length (events) and size (bytes), as the server counts them."""
+    described = subprocess.run(
+        [
+            *(_temporal_binary(), "workflow", "describe", "-w", workflow),
+            *("--address", address, "-o", "json"),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    body = json.loads(described.stdout)
+    info = body["workflowExecutionInfo"]
+    return int(info["historyLength"]), int(info["historySizeBytes"])
 
 
 def measure(shape: FleetShape, address: str, folder: Path) -> tuple[Timing, Timing]:
@@ -234,9 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             remote = statistics.median(r[1].seconds for r in runs)
             per = (remote - local) / shape.clusters * 1000
             cpu = statistics.median(r[1].worker_cpu for r in runs) / shape.clusters * 1000
+            last = runs[-1][1]
             print(
                 f"{shape.label:>10} {runs[0][0].targets:>8} {local:>10.1f}s {remote:>8.1f}s "
-                f"{per:>9.0f} ms {cpu:>6.1f} ms/cluster",
+                f"{per:>9.0f} ms {cpu:>6.1f} ms/cluster {last.history_events:>8} "
+                f"{last.history_bytes / 1e6:>7.2f} MB",
                 flush=True,
             )
     return 0

@@ -1,10 +1,10 @@
-"""The activity a regional worker runs: one cluster, with bulkkm's own engine.
+"""The activity a regional worker runs: a chunk of its region's clusters, with bulkkm's engine.
 
 The worker loads the inventory itself, so every secret (``env:``, ``file:``) is resolved
 from the worker's environment and none goes through Temporal; the activity's input names
-the cluster and carries the run request (paths and options), its result the cluster's
+the clusters and carries the run request (paths and options), its result the clusters'
 report events. Idempotent by the engine's read-back rules: a retried activity rediscovers
-the cluster, so what an earlier attempt added is found ``present``, never sent twice.
+its clusters, so what an earlier attempt added is found ``present``, never sent twice.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from bulkkm.events import ClusterResult, Event, Outcome, TargetResult, Verified
 from bulkkm.request import RunRequest
 from bulkkm.temporal._claims import identify
 from bulkkm.temporal._inventories import InventoryCache
-from bulkkm.temporal._wire import ACTIVITY, CLAIM, ClusterDone, ClusterTask, workflow_id
+from bulkkm.temporal._wire import ACTIVITY, CLAIM, ChunkDone, ChunkTask, pack, workflow_id
 
 __all__ = ["ClusterActivity"]
 
 log = structlog.get_logger("bulkkm")
 
 HEARTBEAT_EVERY: Final = 2.0
-"""Seconds between heartbeats while a cluster runs (the workflow waits 30 s by default)."""
+"""Seconds between heartbeats while clusters run (the workflow waits 30 s by default)."""
 
 
 class ClusterActivity:
@@ -47,24 +47,29 @@ class ClusterActivity:
         self.region = region
 
     @activity.defn(name=ACTIVITY)
-    async def run_cluster(self, task: ClusterTask) -> ClusterDone:
-        """Discover, plan and apply one cluster; its report events, heartbeating meanwhile."""
+    async def run_clusters(self, task: ChunkTask) -> ChunkDone:
+        """Discover, plan and apply a chunk of clusters; their report events, heartbeating."""
         with structlog.contextvars.bound_contextvars(
-            cluster=task.cluster, region=self.region, attempt=activity.info().attempt
+            region=self.region, attempt=activity.info().attempt
         ):
-            log.info("cluster_activity_started", run=task.run_id)
+            log.info("chunk_activity_started", run=task.run_id, clusters=task.clusters)
             beat = asyncio.create_task(_heartbeat())
             try:
                 done = await self._run(task)
             finally:
                 beat.cancel()
-            log.info("cluster_activity_finished", targets=done.targets, failures=done.failures)
+            log.info(
+                "chunk_activity_finished",
+                clusters=len(task.clusters),
+                targets=done.targets,
+                failures=done.failures,
+            )
             return done
 
-    async def _run(self, task: ClusterTask) -> ClusterDone:
-        """The engine over an inventory of this one cluster, its events collected."""
+    async def _run(self, task: ChunkTask) -> ChunkDone:
+        """The engine over an inventory of these clusters, its events collected."""
         if task.region != self.region:
-            raise _refused(f"cluster {task.cluster} is of region {task.region}, not {self.region}")
+            raise _refused(f"clusters of region {task.region} sent to {self.region}")
         try:
             request = RunRequest.from_json(orjson.loads(task.request_json))
             loaded = self.inventories.get(task.inventory_sha256)
@@ -75,9 +80,10 @@ class ClusterActivity:
                 f"this worker's inventory {self.inventory} differs from the coordinator's "
                 "(sha256): deploy the same file to every worker"
             )
-        clusters = loaded.only((task.cluster,))
-        if [c.region for c in clusters.clusters] != [self.region]:
-            raise _refused(f"cluster {task.cluster} is not in region {self.region} here")
+        clusters = loaded.only(tuple(task.clusters))
+        strays = set(task.clusters) - {c.name for c in clusters.clusters if c.region == self.region}
+        if strays:
+            raise _refused(f"clusters {sorted(strays)} are not in region {self.region} here")
         events: list[Event] = []
         # ``engine.run`` but with the run's claims given first (see ``_claims``).
         options = _options(request, _approved(task))
@@ -114,12 +120,20 @@ def _options(request: RunRequest, approved: engine.ApprovedPlan | None) -> engin
     )
 
 
-def _approved(task: ClusterTask) -> engine.ApprovedPlan | None:
-    """With ``--plan``: the cluster's approved key managers, as the engine takes them."""
+def _approved(task: ChunkTask) -> engine.ApprovedPlan | None:
+    """With ``--plan``: the clusters' approved key managers, as the engine takes them."""
     if task.plan_id is None:
         return None
-    body = orjson.loads(task.approved or "{}")
-    key_managers = {
+    return engine.ApprovedPlan(
+        plan_id=task.plan_id,
+        clusters={name: _key_managers(task.approved.get(name)) for name in task.clusters},
+    )
+
+
+def _key_managers(text: str | None) -> dict[str, engine.ApprovedKeyManager]:
+    """One cluster's approved key managers from their JSON (none: nothing approved)."""
+    body = orjson.loads(text or "{}")
+    return {
         uuid: engine.ApprovedKeyManager(
             svm=km["svm"],
             fingerprint=tuple(km["fingerprint"]),
@@ -128,7 +142,6 @@ def _approved(task: ClusterTask) -> engine.ApprovedPlan | None:
         )
         for uuid, km in body.items()
     }
-    return engine.ApprovedPlan(plan_id=task.plan_id, clusters={task.cluster: key_managers})
 
 
 @dataclasses.dataclass(slots=True)
@@ -144,8 +157,8 @@ class _Collect:
             self.events.append(dataclasses.replace(event, wave=self.wave))
 
 
-def _done(task: ClusterTask, events: list[Event]) -> ClusterDone:
-    """The activity's result: the events as codec JSON, and what the thresholds count."""
+def _done(task: ChunkTask, events: list[Event]) -> ChunkDone:
+    """The activity's result: the events as packed codec JSON, what the thresholds count."""
     targets = failures = 0
     for event in events:
         if isinstance(event, TargetResult):
@@ -154,9 +167,12 @@ def _done(task: ClusterTask, events: list[Event]) -> ClusterDone:
         elif isinstance(event, ClusterResult) and event.outcome is Outcome.FAILED:
             targets += 1  # as in-process: a failed cluster counts as one failed target
             failures += 1
-    body = orjson.dumps([codec.to_json(e) for e in events]).decode()
-    return ClusterDone(
-        name=task.cluster, wave=task.wave, events_json=body, targets=targets, failures=failures
+    return ChunkDone(
+        clusters=task.clusters,
+        wave=task.wave,
+        events=pack([codec.to_json(e) for e in events]),
+        targets=targets,
+        failures=failures,
     )
 
 

@@ -52,10 +52,11 @@ from bulkkm.temporal._wire import (
     WORKFLOW,
     WORKFLOW_QUEUE,
     Answer,
-    ClusterDone,
+    ChunkDone,
     ClusterJob,
     Progress,
     RolloutInput,
+    unpack,
     workflow_id,
 )
 
@@ -379,26 +380,28 @@ async def _answer(
     await handle.signal(PROCEED, Answer(wave=number, go=go))
 
 
-def _events(done: ClusterDone) -> list[Event]:
-    """A finished cluster's report events (run id and sequence set again on publishing)."""
+def _events(done: ChunkDone) -> list[Event]:
+    """A finished chunk's report events (run id and sequence set again on publishing)."""
     if done.skipped is not None:
         return [
             ClusterResult(
-                cluster=done.name, outcome=Outcome.SKIPPED, reason=done.skipped, wave=done.wave
+                cluster=name, outcome=Outcome.SKIPPED, reason=done.skipped, wave=done.wave
             )
+            for name in done.clusters
         ]
     if done.error is not None:
         error = ErrorInfo(category=ErrorCategory.PERMANENT, message=done.error[:500])
         return [
             ClusterResult(
-                cluster=done.name,
+                cluster=name,
                 outcome=Outcome.FAILED,
                 error=error,
                 reason="worker_failed",
                 wave=done.wave,
             )
+            for name in done.clusters
         ]
-    return [codec.from_json(item) for item in orjson.loads(done.events_json)]
+    return [codec.from_json(item) for item in unpack(done.events)] if done.events else []
 
 
 def _waves(prepared: PreparedRun) -> list[list[ClusterJob]]:

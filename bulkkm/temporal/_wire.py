@@ -1,32 +1,42 @@
 """What crosses Temporal: small frozen values, plain types only (no secret, no live object).
 
-The workflow's sandbox imports this module, so it imports nothing of bulkkm's.
+The workflow's sandbox imports this module, so it imports nothing of bulkkm's (orjson and
+zlib only, to pack results).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import zlib
 from typing import Final
+
+import orjson
 
 __all__ = [
     "ACTIVITY",
+    "CHUNK",
     "CLAIM",
+    "PAGE_CHARS",
     "PROCEED",
     "SIDE",
     "SIDE_PART",
     "WORKFLOW",
     "WORKFLOW_QUEUE",
     "Answer",
-    "ClusterDone",
+    "ChunkDone",
+    "ChunkTask",
     "ClusterJob",
-    "ClusterTask",
     "Progress",
     "RolloutInput",
+    "pack",
     "task_queue",
+    "unpack",
     "workflow_id",
 ]
 
-ACTIVITY: Final = "bulkkm-cluster"
+ACTIVITY: Final = "bulkkm-clusters"
+"""One activity works a chunk of a region's clusters of one wave."""
 CLAIM: Final = "claim"
 """The workflow's update: cluster uuids by inventory name -> the names claimed first by others."""
 SIDE: Final = "side"
@@ -38,8 +48,26 @@ SIDE_PART: Final = 1_000_000
 WORKFLOW: Final = "bulkkm-rollout"
 WORKFLOW_QUEUE: Final = "bulkkm-rollout"
 """Every regional worker also runs rollout workflows (they hold no secret, send no request)."""
-PAGE: Final = 200
-"""Clusters per progress query: a page stays far under gRPC's 4 MiB."""
+CHUNK: Final = 25
+"""Clusters per activity at most. History grows by about eight events per activity and
+Temporal refuses a workflow past 51,200 events (and 50 MB): one activity per cluster would
+not fit 10,000 clusters, one per 25 takes about 2,700. Small waves are cut finer, so
+that a region's clusters still run side by side."""
+PAGE_CHARS: Final = 1_000_000
+"""Characters of results per progress query: a page stays far under gRPC's 4 MiB."""
+
+
+def pack(items: list[object]) -> str:
+    """JSON-able items as compressed text (report events compress about 7 to 1)."""
+    return base64.b64encode(zlib.compress(orjson.dumps(items), 6)).decode()
+
+
+def unpack(text: str) -> list[dict[str, object]]:
+    """``pack`` of JSON objects undone."""
+    items = orjson.loads(zlib.decompress(base64.b64decode(text)))
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise TypeError("packed items are not a list of objects")
+    return items
 
 
 def task_queue(region: str) -> str:
@@ -76,8 +104,10 @@ class RolloutInput:
     max_failures: int | None = None
     max_fail_percent: float | None = None
     pause_between_waves: float = 0.0
-    parallel: int = 64
-    """Clusters in flight at once, across regions (the in-process engine's pool)."""
+    parallel: int = 512
+    """Clusters in flight at once, across regions (as many as the in-process engine's
+    default connection budget lets progress at once: 2,048 connections / 4)."""
+    chunk: int = CHUNK
     heartbeat_timeout: float = 30.0
     """A worker silent this long is taken for dead: its cluster goes to another worker."""
     side_parts: int = 0
@@ -89,18 +119,18 @@ class RolloutInput:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterTask:
-    """One activity's input: the cluster, and what its run needs (no secret)."""
+class ChunkTask:
+    """One activity's input: clusters of one region and wave, and what the run needs (no secret)."""
 
     run_id: str
     request_json: str
     inventory_sha256: str
-    cluster: str
     region: str
+    clusters: list[str]
     wave: int | None = None
     plan_id: str | None = None
-    approved: str | None = None
-    """With ``--plan``: the cluster's approved key managers (JSON), the only ones changed."""
+    approved: dict[str, str] = dataclasses.field(default_factory=dict)
+    """With ``--plan``: each cluster's approved key managers (JSON), the only ones changed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,26 +142,28 @@ class Answer:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterDone:
-    """A cluster's end: its report events (codec JSON, as one text), or why it never started."""
+class ChunkDone:
+    """A chunk's end: its clusters' report events (codec JSON, ``pack``ed), or why none ran."""
 
-    name: str
+    clusters: list[str]
     wave: int | None = None
-    events_json: str = "[]"
+    events: str = ""
+    """``pack`` of the events' codec JSON ("": none)."""
     targets: int = 0
     failures: int = 0
     skipped: str | None = None
-    """The reason the cluster was not started (``max_failures``, ``rollout_stopped`` …)."""
+    """The reason the clusters were not started (``max_failures``, ``rollout_stopped`` …)."""
     error: str | None = None
     """Why the activity itself failed (a worker's inventory differs, retries ran out)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Progress:
-    """A page of clusters done, from ``start``; ``finished`` once the rollout is over."""
+    """A page of chunks done, from ``start``; ``finished`` once the rollout is over."""
 
-    done: list[ClusterDone]
+    done: list[ChunkDone]
     total: int
+    """Clusters in the rollout."""
     finished: bool
     stop: str | None = None
     waves: int = 0

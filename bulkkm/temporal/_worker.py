@@ -22,7 +22,7 @@ log = structlog.get_logger("bulkkm")
 
 
 async def serve_worker(
-    address: str, namespace: str, region: str, inventory: Path, *, clusters_at_once: int = 64
+    address: str, namespace: str, region: str, inventory: Path, *, chunks_at_once: int = 20
 ) -> int:
     """Run the region's activities (and rollout workflows) until SIGINT or SIGTERM; exit 0."""
     activities = ClusterActivity(inventory, region)
@@ -33,8 +33,9 @@ async def serve_worker(
     region_worker = Worker(
         client,
         task_queue=task_queue(region),
-        activities=[activities.run_cluster],
-        max_concurrent_activities=clusters_at_once,
+        activities=[activities.run_clusters],
+        # Up to CHUNK clusters each: about as many clusters at once as the in-process engine.
+        max_concurrent_activities=chunks_at_once,
     )
     # The workflow holds no secret and sends no request: any region's worker may run it.
     # bulkkm passes through the sandbox: the workflow uses only ``_wire``'s plain values,

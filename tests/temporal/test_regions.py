@@ -32,13 +32,13 @@ def logged(log: Path, event: str) -> list[dict[str, Any]]:
 
 
 def activities_started(log: Path) -> list[dict[str, Any]]:
-    """The ``cluster_activity_started`` lines of a worker's JSON log."""
-    return logged(log, "cluster_activity_started")
+    """The ``chunk_activity_started`` lines of a worker's JSON log."""
+    return logged(log, "chunk_activity_started")
 
 
 def clusters_worked(log: Path) -> set[str]:
     """The clusters a worker's log says it ran an activity for."""
-    return {str(line["cluster"]) for line in activities_started(log)}
+    return {str(name) for line in activities_started(log) for name in line["clusters"]}
 
 
 def check_regions(
@@ -132,11 +132,11 @@ async def workflow_of(coordinator: asyncio.subprocess.Process) -> str:
                 return line.rsplit("--attach ", 1)[1].strip(" )\n")
 
 
-async def until_logged(log: Path, *, activities: int) -> None:
-    """Wait until a worker's log shows ``activities`` cluster activities started."""
+async def until_logged(log: Path, *, clusters: int) -> None:
+    """Wait until a worker's log shows activities started for ``clusters`` clusters."""
     async with asyncio.timeout(30):
         while True:
-            if len(clusters_worked(log)) >= activities:
+            if len(clusters_worked(log)) >= clusters:
                 return
             await asyncio.sleep(0.05)
 
@@ -169,7 +169,7 @@ async def test_a_killed_worker_and_a_killed_coordinator_still_make_one_complete_
                 stdout=asyncio.subprocess.DEVNULL,
             )
             workflow = await workflow_of(coordinator)
-            await until_logged(logs["eu"], activities=1)
+            await until_logged(logs["eu"], clusters=1)
             eu.send_signal(signal.SIGKILL)
             await eu.wait()
             coordinator.send_signal(signal.SIGKILL)
