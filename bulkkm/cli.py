@@ -7,11 +7,13 @@ before anything is sent.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib.util
 import math
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -491,16 +493,17 @@ def _fleet(args: argparse.Namespace) -> int:
     steps = StepsView() if getattr(args, "show_steps", False) else None
     if steps is not None:
         extra.append(steps)
-    summary = loop.run(
-        run_with_console(
-            run.clusters,
-            run.options,
-            report=run.report,
-            quiet=args.quiet,
-            extra=extra,
-            show_targets=getattr(args, "show_targets", False),
+    with _start_up_frozen():
+        summary = loop.run(
+            run_with_console(
+                run.clusters,
+                run.options,
+                report=run.report,
+                quiet=args.quiet,
+                extra=extra,
+                show_targets=getattr(args, "show_targets", False),
+            )
         )
-    )
     if summary.stop_detail is not None:
         print(
             f"bulkkm: error: the report {args.report} could not be written "
@@ -519,6 +522,22 @@ def _fleet(args: argparse.Namespace) -> int:
         print(f"bulkkm: error: the plan {args.out} could not be written", file=sys.stderr)
         return max(summary.exit_code, 1)
     return summary.exit_code
+
+
+@contextlib.contextmanager
+def _start_up_frozen() -> Iterator[None]:
+    """The objects start-up made (modules, the inventory, a plan) out of the collector's way.
+
+    They live as long as the run: rather than walking them at every full collection (the
+    first ones come before the first request: ~30 ms at 10,000 clusters), the collector
+    leaves them alone until the run is over (then they are collectable again, for callers
+    that go on in the same process).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _request(args: argparse.Namespace) -> RunRequest:

@@ -228,7 +228,7 @@ def read_plan(path: Path) -> SavedPlan:
 
 
 def _planned_cluster(raw: dict[str, object]) -> PlannedCluster:
-    """A cluster entry read back."""
+    """A cluster entry read back (a plan may hold thousands: empty lists are not iterated)."""
     kms = raw["key_managers"]
     if not isinstance(kms, list):
         raise TypeError("key_managers is not a list")
@@ -238,14 +238,20 @@ def _planned_cluster(raw: dict[str, object]) -> PlannedCluster:
         window=None if raw.get("window") is None else str(raw["window"]),
         next_window=None if raw.get("next_window") is None else str(raw["next_window"]),
         key_managers=tuple(
-            PlannedKeyManager(
-                uuid=None if km["uuid"] is None else str(km["uuid"]),
-                svm=None if km["svm"] is None else str(km["svm"]),
-                servers_present=tuple(sorted(map(str, km["servers_present"]))),
-                add=tuple(map(str, km["add"])),
-                remove=tuple(map(str, km.get("remove", ()))),
-                blocked=tuple((str(s), str(why)) for s, why in km.get("blocked", ())),
-            )
-            for km in kms
+            [
+                PlannedKeyManager(
+                    uuid=None if km["uuid"] is None else str(km["uuid"]),
+                    svm=None if km["svm"] is None else str(km["svm"]),
+                    servers_present=tuple(sorted(map(str, km["servers_present"]))),
+                    add=tuple(map(str, km["add"])),
+                    remove=tuple(map(str, km["remove"])) if km.get("remove") else (),
+                    blocked=(
+                        tuple([(str(s), str(why)) for s, why in km["blocked"]])
+                        if km.get("blocked")
+                        else ()
+                    ),
+                )
+                for km in kms
+            ]
         ),
     )

@@ -10,8 +10,10 @@ request is sent.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+import gc
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Final, TypeVar
@@ -158,6 +160,34 @@ def prepare(
 
     ``confirm_wave`` is asked between waves when the request says ``confirm_waves``.
     """
+    with _collector_paused():
+        return _prepare(request, confirm_wave=confirm_wave, clock=clock)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a run is prepared.
+
+    A saved plan and an inventory of thousands of clusters are hundreds of thousands of new
+    objects without a cycle among them: each full collection they set off walks all of them
+    and frees nothing (~50 ms for a plan of 5,000 clusters). Reference counting frees as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _prepare(
+    request: RunRequest,
+    *,
+    confirm_wave: ConfirmWave | None,
+    clock: Callable[[], datetime] | None,
+) -> PreparedRun:
+    """``prepare``'s work."""
     saved = read_plan(Path(request.plan)) if request.plan is not None else None
     inventory = _inventory_for(request, saved)
     clusters = inventory.filter(request.limit)
