@@ -11,17 +11,20 @@ verification by key manager), so nothing is written twice and the report stays o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import os
+import signal
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
 import orjson
+import structlog
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
@@ -29,6 +32,7 @@ from bulkkm import codec, engine
 from bulkkm.engine._run import VERSION
 from bulkkm.errors import ErrorCategory, UsageError
 from bulkkm.events import (
+    ClusterDiscovered,
     ClusterResult,
     ErrorInfo,
     Event,
@@ -45,7 +49,9 @@ from bulkkm.report import ReportWriter, load_resume, read_lines
 from bulkkm.request import ConfirmWave, PreparedRun, RunRequest, prepare
 from bulkkm.resume import DONE, REMOVED, Resume
 from bulkkm.rollout import order_clusters, split_waves
+from bulkkm.temporal._view import Display, leave
 from bulkkm.temporal._wire import (
+    HALT,
     PROCEED,
     SIDE,
     SIDE_PART,
@@ -63,8 +69,10 @@ from bulkkm.temporal._wire import (
 __all__ = ["attach", "start"]
 
 _Say = Callable[[str], None]
+log = structlog.get_logger("bulkkm")
 
 POLL_SECONDS: Final = 0.25
+EXIT_INTERRUPTED: Final = 130
 _TARGETS_NULL: Final = b'"targets":null'
 
 
@@ -103,7 +111,8 @@ async def start(
         raise UsageError(f"--temporal {address}: cannot connect: {exc}") from None
     run_id = str(uuid.uuid4())
     tally = _Tally(command=opts.command, resume=opts.resume)
-    fanout = Fanout([report], run_id=run_id)
+    display = Display(say)
+    fanout = Fanout([report, *display.subscribers], run_id=run_id)
     started = datetime.now(UTC)
     fanout.publish(
         RunStarted(
@@ -149,9 +158,12 @@ async def start(
         await handle.signal(SIDE, part)
     say(f"workflow {handle.id} started (re-attach with --attach {handle.id})")
     try:
-        return await _follow(handle, fanout, tally, started, confirm=confirm, say=say)
+        async with display:
+            code = await _follow(handle, fanout, tally, started, confirm=confirm, display=display)
     finally:
         report.close()
+    display.summary(Path(request.report))
+    return code
 
 
 def _side_parts(approved: ApprovedPlan | None) -> list[dict[str, str]]:
@@ -206,14 +218,38 @@ async def attach(
         handle = client.get_workflow_handle(workflow)
         begun = datetime.fromisoformat(str(run["started_at"]).replace("Z", "+00:00"))
         writer = ReportWriter(file, path=report_path)
-        fanout = Fanout([writer], run_id=run_id)
+        display = Display(say)
+        display.view.command, display.view.clusters = str(run["command"]), _int(run["clusters"])
+        for line in lines[1:]:  # what the report holds already: done before this attach
+            if line.get("type") == "target":
+                display.view(codec.target_from_line(line))
+            elif line.get("type") == "cluster":
+                display.view(
+                    ClusterResult(
+                        cluster=str(line["cluster"]), outcome=Outcome(str(line["outcome"]))
+                    )
+                )
+        fanout = Fanout([writer, *display.subscribers], run_id=run_id)
         say(f"attached to workflow {workflow}: {len(lines)} lines kept in {report_path}")
-        code = await _follow(
-            handle, fanout, tally, begun, report_path=report_path, confirm=confirm, say=say
-        )
+        async with display:
+            code = await _follow(
+                handle,
+                fanout,
+                tally,
+                begun,
+                report_path=report_path,
+                confirm=confirm,
+                display=display,
+            )
     finally:
         file.close()
+    display.summary(report_path)
     return code
+
+
+def _int(value: object) -> int:
+    """A count read back from a report line (0 if it is not one)."""
+    return value if isinstance(value, int) else 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -311,31 +347,44 @@ async def _follow(
     tally: _Tally,
     started: datetime,
     *,
-    say: _Say,
+    display: Display,
     report_path: Path | None = None,
     confirm: ConfirmWave | None = None,
 ) -> int:
-    """Poll the workflow, write each cluster's lines, then the summary; the exit code."""
-    at = 0
-    asked: set[int] = set()
-    while True:
-        page: Progress = await handle.query("progress", at, result_type=Progress)
-        for done in page.done:
-            for event in _events(done):
-                tally.emit(fanout, event)
-        at += len(page.done)
-        if page.finished:
-            stop = page.stop
-            break
-        if page.asking is not None and page.asking not in asked:
-            asked.add(page.asking)
-            await _answer(handle, page, tally, confirm, say)
-        elif not page.done:
-            await asyncio.sleep(POLL_SECONDS)
+    """Poll the workflow, write each cluster's lines, then the summary; the exit code.
+
+    The first SIGINT or SIGTERM asks the workflow to start no new cluster and waits for
+    those in flight (exit 130, as in-process); a second leaves at once, the report cut
+    (``--attach`` continues it).
+    """
+    interrupted = asyncio.Event()
+    with _interrupts(interrupted, handle.id):
+        at = 0
+        asked: set[int] = set()
+        halted = False
+        while True:
+            if interrupted.is_set() and not halted:
+                halted = True
+                await handle.signal(HALT, "interrupted")
+            page: Progress = await handle.query("progress", at, result_type=Progress)
+            for done in page.done:
+                _publish(fanout, tally, _events(done))
+            at += len(page.done)
+            if page.finished:
+                stop = page.stop
+                break
+            if page.asking is not None and page.asking not in asked and not interrupted.is_set():
+                asked.add(page.asking)
+                await _answer(
+                    handle, page, tally, confirm=confirm, display=display, interrupted=interrupted
+                )
+            elif not page.done:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await interrupted.wait()
     targets = TargetsKnown(targets=tally.targets)
-    if report_path is None:
-        fanout.publish(targets)
-    else:
+    fanout.publish(targets)
+    if report_path is not None:
         _fill_targets(report_path, tally.targets)
     finished = datetime.now(UTC)
     summary = RunFinished(
@@ -351,18 +400,67 @@ async def _follow(
     return summary.exit_code
 
 
+def _publish(fanout: Fanout, tally: _Tally, events: list[Event]) -> None:
+    """A chunk's events, each cluster's announced first (the progress view counts it)."""
+    targets = Counter(e.cluster for e in events if isinstance(e, TargetResult))
+    announced: set[str] = set()
+    for event in events:
+        if isinstance(event, TargetResult) and event.cluster not in announced:
+            announced.add(event.cluster)
+            fanout.publish(
+                ClusterDiscovered(cluster=event.cluster, version="", targets=targets[event.cluster])
+            )
+        tally.emit(fanout, event)
+
+
+@contextlib.contextmanager
+def _interrupts(interrupted: asyncio.Event, workflow: str) -> Iterator[None]:
+    """SIGINT and SIGTERM handled while the coordinator follows the workflow."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        # Logged, not printed: the live bar keeps log lines whole above it.
+        if interrupted.is_set():
+            log.warning(
+                "interrupt_again",
+                note="leaving now: the clusters in flight finish without this coordinator, "
+                "and no new one starts",
+                attach=f"--attach {workflow} continues the report",
+            )
+            leave(EXIT_INTERRUPTED)
+        interrupted.set()
+        log.warning(
+            "interrupt",
+            note="no new cluster starts; waiting for those in flight (Ctrl-C again to leave now)",
+            attach=f"--attach {workflow} continues the report if you leave",
+        )
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
 async def _answer(
     handle: WorkflowHandle[object, object],
     page: Progress,
     tally: _Tally,
+    *,
     confirm: ConfirmWave | None,
-    say: _Say,
+    display: Display,
+    interrupted: asyncio.Event,
 ) -> None:
-    """The operator's word on the wave the workflow waits after, sent to it (if asked here)."""
+    """The operator's word on the wave the workflow waits after, sent to it (if asked here).
+
+    An interrupt while the question waits is no answer: the workflow is halted instead.
+    """
     number = page.asking
     assert number is not None
     if confirm is None:
-        say(
+        display.say(
             f"wave {number} of {page.waves} done: the rollout waits for a go-ahead; attach "
             f"on a terminal with --attach {handle.id} --confirm-waves to give it"
         )
@@ -376,8 +474,18 @@ async def _answer(
         failed=counts[Outcome.FAILED],
         counts=dict(counts),
     )
-    go = await confirm(wave)
-    await handle.signal(PROCEED, Answer(wave=number, go=go))
+    asking = asyncio.ensure_future(confirm(wave))
+    stopping = asyncio.ensure_future(interrupted.wait())
+    try:
+        await asyncio.wait((asking, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not asking.done():
+            asking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asking
+    if not asking.cancelled():
+        await handle.signal(PROCEED, Answer(wave=number, go=asking.result()))
 
 
 def _events(done: ChunkDone) -> list[Event]:

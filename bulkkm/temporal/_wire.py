@@ -17,6 +17,7 @@ __all__ = [
     "ACTIVITY",
     "CHUNK",
     "CLAIM",
+    "HALT",
     "PAGE_CHARS",
     "PROCEED",
     "SIDE",
@@ -41,6 +42,8 @@ CLAIM: Final = "claim"
 """The workflow's update: cluster uuids by inventory name -> the names claimed first by others."""
 SIDE: Final = "side"
 """The workflow's signal: a part of the per-cluster data (a saved plan's approvals)."""
+HALT: Final = "halt"
+"""The workflow's signal: start no new cluster (the coordinator was interrupted)."""
 PROCEED: Final = "proceed"
 """The workflow's signal: the operator's answer after a wave (``--confirm-waves``)."""
 SIDE_PART: Final = 1_000_000

@@ -18,6 +18,7 @@ about 7 to 1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from bulkkm.temporal._wire import (
         ACTIVITY,
         CLAIM,
+        HALT,
         PAGE_CHARS,
         PROCEED,
         SIDE,
@@ -80,6 +82,12 @@ class Rollout:
         self._side.update(part)
         self._parts += 1
 
+    @workflow.signal(name=HALT)
+    def halt(self, reason: str) -> None:
+        """Start no new cluster (the coordinator's Ctrl-C); those in flight finish."""
+        if self._stop is None:
+            self._stop = reason
+
     @workflow.signal(name=PROCEED)
     def proceed(self, answer: Answer) -> None:
         """The operator's word on the wave asked about (an answer to another is ignored)."""
@@ -129,7 +137,10 @@ class Rollout:
         for number, wave in enumerate(spec.waves):
             if number and self._stop is None:
                 if spec.pause_between_waves > 0:
-                    await workflow.sleep(spec.pause_between_waves)
+                    with contextlib.suppress(TimeoutError):  # a halt ends the pause
+                        await workflow.wait_condition(
+                            lambda: self._stop is not None, timeout=spec.pause_between_waves
+                        )
                 if spec.confirm_waves:
                     await self._ask(number)
             if self._stop is not None:

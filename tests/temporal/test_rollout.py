@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from bulkkm.simulator import WriteRecord
-from tests.cli import bulkkm, read_report, terminal
+from tests.cli import bulkkm, read_report, start, terminal
 from tests.invariants import check_report, outcomes
 from tests.temporal.conftest import regional_workers, two_regions
 
@@ -136,3 +137,41 @@ async def test_confirm_waves_asks_on_the_terminal_between_waves(
         assert len(declined) == 3
         assert {(c["outcome"], c["reason"]) for c in declined} == {("skipped", "declined")}
         assert sum(len(f.write_log) for f in fleets.values()) == len(wave1)
+
+
+def wave_one_written(report: Path) -> bool:
+    """Whether the report holds a target line yet."""
+    return report.exists() and any(line["type"] == "target" for line in read_report(report))
+
+
+async def test_ctrl_c_stops_new_clusters_and_writes_the_whole_report(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """SIGINT while the rollout pauses between waves: no new cluster, a full report, exit 130."""
+    async with (
+        two_regions(tmp_path, clusters=2, svms=1) as (fleets, inventory),
+        regional_workers(temporal_server, inventory, tmp_path),
+    ):
+        report = tmp_path / "report.jsonl"
+        coordinator = await start(
+            "apply", str(inventory), "--temporal", temporal_server, "--report", str(report),
+            "--waves", "1,100%", "--pause-between-waves", "600",
+        )  # fmt: skip
+        async with asyncio.timeout(DEADLINE):
+            while not wave_one_written(report):  # noqa: ASYNC110 -- a file another process writes
+                await asyncio.sleep(0.1)
+            coordinator.send_signal(signal.SIGINT)
+            _, err = await coordinator.communicate()
+        assert coordinator.returncode == 130, err.decode()
+        assert "--attach bulkkm-run-" in err.decode()
+        lines = read_report(report)
+        check_report(lines)
+        assert lines[-1]["stop_reason"] == "interrupted"
+        skipped = [c for c in lines if c["type"] == "cluster"]
+        assert len(skipped) == 3
+        assert {(c["outcome"], c["reason"]) for c in skipped} == {("skipped", "interrupted")}
+        worked = {t["cluster"] for t in lines if t["type"] == "target"}
+        assert len(worked) == 1
+        assert sum(len(f.write_log) for f in fleets.values()) == len(
+            [t for t in lines if t["type"] == "target" and t["outcome"] == "added"]
+        )
