@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -163,12 +164,84 @@ class _ResumingContext(ssl.SSLContext):
         return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
 
+MAX_PATIENCE: Final = 0.05
+"""The longest a request waits for a busy connection of its cluster before another opens."""
+
+
+class Lanes:
+    """A cluster's requests in flight against its connections, open or opening.
+
+    A request that finds every connection busy waits for one to come free, for at most as
+    long as opening one took on this cluster (``MAX_PATIENCE`` at most, and before any has
+    opened), before aiohttp opens another: a new TLS connection costs the client about
+    1.5 ms of CPU (OpenSSL 3.0), more than a whole request on a fast cluster, where one
+    connection then serves several requests in turn; on a slow cluster (answers in seconds)
+    the wait costs a few milliseconds once, and the cluster opens its ``concurrency``
+    connections as before. ``OntapClient.connect`` gives each cluster one; without it (a
+    session given by a test) no request waits.
+    """
+
+    __slots__ = ("_waiters", "busy", "connect_seconds", "connections", "limit")
+
+    def __init__(self, limit: int) -> None:
+        """No connection yet; at most ``limit``."""
+        self.limit = limit
+        self.connections = 0
+        """Connections opened or being opened (one closed since is still counted: then a
+        request does not wait, and aiohttp opens one as it would anyway)."""
+        self.busy = 0
+        """Requests holding a connection, or handed one."""
+        self.connect_seconds = 0.0
+        """How long the cluster's last connection took to open (TCP and TLS)."""
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        """Hold a free connection; if none is, wait briefly for one, then let one open."""
+        if self.busy < self.connections:
+            self.busy += 1
+            return
+        if self.connections and self.connections < self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(min(self.connect_seconds or 1.0, MAX_PATIENCE)):
+                    await waiter
+            except TimeoutError:
+                pass
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed a connection it will not use: the next one's
+                raise
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+            if not waiter.cancelled():
+                return  # handed a connection: already counted busy
+        if self.connections < self.limit:
+            self.connections += 1  # none came free in time: aiohttp opens another
+        self.busy += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        """The request is done: its connection is back in the pool."""
+        self._release()
+
+    def _release(self) -> None:
+        """Hand the connection to the longest waiter (it stays busy), or count it free."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.busy -= 1
+
+
 class _ClusterConnector(aiohttp.TCPConnector):
     """One cluster's connections: counted, lighter on memory, resuming the first's session."""
 
     def __init__(self, *, limit: int) -> None:
         """At most ``limit`` connections, opened as requests need them (aiohttp's way)."""
         super().__init__(limit=limit)
+        self.lanes = Lanes(limit)
         self.handshakes = 0
         """TLS connections opened."""
         self.resumed = 0
@@ -192,10 +265,13 @@ class _ClusterConnector(aiohttp.TCPConnector):
     ) -> tuple[asyncio.Transport, aiohttp.client_proto.ResponseHandler]:
         """aiohttp's connection, then this cluster's bookkeeping of it."""
         token = _SESSIONS.set(self)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
         finally:
             _SESSIONS.reset(token)
+        self.lanes.connect_seconds = loop.time() - started
         obj = transport.get_extra_info("ssl_object")
         if isinstance(obj, ssl.SSLObject):
             self.handshakes += 1
@@ -302,6 +378,12 @@ class OntapClient:
         The session is the seam tests replace; the engine uses ``connect``, which owns one.
         """
         self._session = session
+        connector = session.connector
+        self._lanes: AbstractAsyncContextManager[None] = (
+            connector.lanes
+            if isinstance(connector, _ClusterConnector)
+            else contextlib.nullcontext()
+        )
         # aiohttp silently sends an "idempotent" request (DELETE among them) a second time
         # when a kept-alive connection drops; a DELETE that was applied would then go out
         # twice. Every failure is ours to settle (read back, retry), so none is resent.
@@ -642,6 +724,7 @@ class OntapClient:
         try:
             async with (
                 self._gate(),
+                self._lanes,
                 self._session.request(
                     method,
                     self._base + path,

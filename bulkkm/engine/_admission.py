@@ -43,9 +43,13 @@ PRIOR_TARGETS: Final = 100.0
 
 
 def default_max_connections() -> int:
-    """The budget for this machine: 2,048, fewer where file descriptors or memory are short."""
+    """The budget for this machine: 2,048, fewer where file descriptors or memory are short.
+
+    A soft limit on open files below what the budget needs (1,024 is a common default) is
+    raised first, as far as the hard limit allows.
+    """
     budget = DEFAULT_MAX_CONNECTIONS
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = _raise_open_files(budget + RESERVED_FILES)
     if soft != resource.RLIM_INFINITY:
         budget = min(budget, soft - RESERVED_FILES)
     try:
@@ -55,6 +59,19 @@ def default_max_connections() -> int:
     if memory > 0:
         budget = min(budget, memory // MEMORY_SHARE // CONNECTION_BYTES)
     return max(budget, MIN_CONNECTIONS)
+
+
+def _raise_open_files(wanted: int) -> int:
+    """Raise this process's soft limit on open files to ``wanted`` (at most the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    except (ValueError, OSError):
+        return soft
+    return raised
 
 
 @dataclasses.dataclass(slots=True)

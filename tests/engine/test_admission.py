@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,7 +152,30 @@ def test_the_default_budget_is_bounded_by_the_machine() -> None:
     """At most 2,048, and within the file descriptors the process may open."""
     import resource  # noqa: PLC0415 -- only this test needs it
 
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     budget = default_max_connections()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert 16 <= budget <= engine.DEFAULT_MAX_CONNECTIONS
     assert soft == resource.RLIM_INFINITY or budget <= max(soft - 256, 16)
+
+
+def test_a_low_soft_limit_on_open_files_is_raised_for_the_budget() -> None:
+    """A soft limit of 1,024 (a common default) is raised toward the hard limit first."""
+    import resource  # noqa: PLC0415 -- only this test needs it
+
+    script = (
+        "import resource\n"
+        "from bulkkm.engine._admission import default_max_connections\n"
+        "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))\n"
+        "budget = default_max_connections()\n"
+        "print(budget, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    budget, soft, hard = (int(word) for word in out.split())
+    wanted = engine.DEFAULT_MAX_CONNECTIONS + 256
+    if hard == resource.RLIM_INFINITY or hard >= wanted:
+        assert (budget, soft) == (engine.DEFAULT_MAX_CONNECTIONS, wanted)  # not 1,024 - 256
+    else:
+        assert (budget, soft) == (max(hard - 256, 16), hard)
