@@ -212,10 +212,14 @@ def _history(address: str, workflow: str) -> tuple[int, int]:
     return int(info["historyLength"]), int(info["historySizeBytes"])
 
 
-def measure(shape: FleetShape, address: str, folder: Path) -> tuple[Timing, Timing]:
+def measure(
+    shape: FleetShape, address: str, folder: Path, *, in_process: bool = True
+) -> tuple[Timing, Timing]:
     """In-process, then Temporal, each on a fresh fleet of ``shape``."""
-    with running_fleet(shape, folder / "in-process") as fleet:
-        local = _apply(fleet.inventory, folder / "in-process.jsonl")
+    local = Timing(seconds=float("nan"), targets=0, exit_code=0)
+    if in_process:
+        with running_fleet(shape, folder / "in-process") as fleet:
+            local = _apply(fleet.inventory, folder / "in-process.jsonl")
     with running_fleet(shape, folder / "temporal") as fleet:
         _with_region(fleet.inventory)
         with worker(address, fleet.inventory, folder / "worker.log") as cpu:
@@ -237,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", action="append", type=_shape, help="CLUSTERSxSVMS")
     parser.add_argument("--repeat", type=int, default=1, help="runs per shape (median)")
     parser.add_argument("--keep", type=Path, help="keep the files (logs, reports) here")
+    parser.add_argument(
+        "--temporal-only",
+        action="store_true",
+        help="no in-process run (to measure the workflow's history at a large size)",
+    )
     args = parser.parse_args(argv)
     shapes = args.shape or [_shape("100x4"), _shape("500x4")]
     with contextlib.ExitStack() as stack:
@@ -251,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         for shape in shapes:
             runs = [
-                measure(shape, address, root / f"{shape.clusters}x{shape.svms}-{n}")
+                measure(
+                    shape,
+                    address,
+                    root / f"{shape.clusters}x{shape.svms}-{n}",
+                    in_process=not args.temporal_only,
+                )
                 for n in range(args.repeat)
             ]
             local = statistics.median(r[0].seconds for r in runs)
@@ -260,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu = statistics.median(r[1].worker_cpu for r in runs) / shape.clusters * 1000
             last = runs[-1][1]
             print(
-                f"{shape.label:>10} {runs[0][0].targets:>8} {local:>10.1f}s {remote:>8.1f}s "
+                f"{shape.label:>10} {runs[0][1].targets:>8} {local:>10.1f}s {remote:>8.1f}s "
                 f"{per:>9.0f} ms {cpu:>6.1f} ms/cluster {last.history_events:>8} "
                 f"{last.history_bytes / 1e6:>7.2f} MB",
                 flush=True,

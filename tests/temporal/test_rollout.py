@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections import Counter
 from collections.abc import Sequence
@@ -175,3 +176,41 @@ async def test_ctrl_c_stops_new_clusters_and_writes_the_whole_report(
         assert sum(len(f.write_log) for f in fleets.values()) == len(
             [t for t in lines if t["type"] == "target" and t["outcome"] == "added"]
         )
+
+
+async def test_a_wave_waiting_for_its_go_ahead_is_answered_by_an_attached_coordinator(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """The asking coordinator killed at the prompt: --attach --confirm-waves asks again; yes."""
+    async with (
+        two_regions(tmp_path, clusters=1, svms=1) as (fleets, inventory),
+        regional_workers(temporal_server, inventory, tmp_path),
+    ):
+        report = tmp_path / "report.jsonl"
+        temporal = ("--temporal", temporal_server, "--report", str(report))
+        async with (
+            terminal(
+                "apply", str(inventory), *temporal, "--waves", "1,100%", "--confirm-waves"
+            ) as first,
+            asyncio.timeout(DEADLINE),
+        ):
+            await first.until(lambda screen: any("start wave 2?" in line for line in screen))
+            started = re.search(r"bulkkm-run-[0-9a-f-]{36}", "".join(first.screen()))
+            assert started is not None
+            workflow = started.group()
+            first.signal(signal.SIGKILL)
+            await first.wait()
+        async with (
+            terminal("apply", "--attach", workflow, *temporal, "--confirm-waves") as second,
+            asyncio.timeout(DEADLINE),
+        ):
+            await second.until(lambda screen: any("start wave 2?" in line for line in screen))
+            second.send("y\n")
+            code = await second.wait()
+        assert code == 0, second.raw.decode(errors="replace")
+        lines = read_report(report)
+        check_report(lines)
+        assert {t["wave"] for t in lines if t["type"] == "target"} == {1, 2}
+        assert set(outcomes(lines)) == {"added"}
+        for fleet in fleets.values():
+            assert set(writes_per_target(fleet.write_log).values()) == {1}
