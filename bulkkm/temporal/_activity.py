@@ -24,6 +24,7 @@ from bulkkm.engine import RunControl
 from bulkkm.engine._run import Run
 from bulkkm.errors import BulkkmError
 from bulkkm.events import ClusterResult, Event, Outcome, TargetResult, Verified
+from bulkkm.ontap import TlsContexts
 from bulkkm.request import RunRequest
 from bulkkm.temporal._claims import identify
 from bulkkm.temporal._inventories import InventoryCache
@@ -85,20 +86,35 @@ class ClusterActivity:
         if strays:
             raise _refused(f"clusters {sorted(strays)} are not in region {self.region} here")
         events: list[Event] = []
-        # ``engine.run`` but with the run's claims given first (see ``_claims``).
+        collect = _Collect(events, task.wave)
         options = _options(request, _approved(task))
-        the_run = Run(clusters, options, [_Collect(events, task.wave)], RunControl())
-        found = await identify(clusters.clusters, the_run.tls)
-        if found:
+        # ``engine.run``, but each cluster claimed in the workflow first (see ``_claims``).
+        tls = TlsContexts()
+        found = await identify(clusters.clusters, tls, options.retry)
+        for name, error in found.failed.items():
+            collect(
+                ClusterResult(
+                    cluster=name,
+                    outcome=Outcome.FAILED,
+                    error=error,
+                    reason="discovery_failed",
+                )
+            )
+        if found.failed:
+            clusters = loaded.only(tuple(n for n in task.clusters if n not in found.failed))
+        the_run = Run(clusters, options, [collect], RunControl())
+        the_run.tls = tls
+        if found.uuids:
             handle = activity.client().get_workflow_handle(workflow_id(task.run_id))
             firsts: dict[str, str] = await handle.execute_update(
-                CLAIM, dict(found), result_type=dict[str, str]
+                CLAIM, found.uuids, result_type=dict[str, str]
             )
-            the_run.claimed.update({found[name]: first for name, first in firsts.items()})
-        try:
-            await the_run.main()
-        finally:
-            await the_run.fanout.drain()
+            the_run.claimed.update({found.uuids[name]: first for name, first in firsts.items()})
+        if clusters.clusters:
+            try:
+                await the_run.main()
+            finally:
+                await the_run.fanout.drain()
         return _done(task, events)
 
 

@@ -13,54 +13,72 @@ in-process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Iterable
 from typing import Final
 
-import structlog
-
 from bulkkm.engine._gate import Gate
-from bulkkm.errors import ErrorCategory, OntapError
+from bulkkm.engine._retrying import retrying
+from bulkkm.errors import OntapError
+from bulkkm.events import ErrorInfo
 from bulkkm.inventory import Cluster
 from bulkkm.ontap import OntapClient, TlsContexts
+from bulkkm.retry import RetryOn, RetryPolicy
 
-__all__ = ["identify"]
+__all__ = ["Identified", "identify"]
 
-log = structlog.get_logger("bulkkm")
-
-ATTEMPTS: Final = 3
-AT_ONCE: Final = 16
-_AGAIN: Final = frozenset({ErrorCategory.TRANSIENT, ErrorCategory.TRANSPORT, ErrorCategory.TIMEOUT})
+AT_ONCE: Final = 64
+"""Clusters identified at once by one activity (a chunk has at most 25)."""
 
 
-async def identify(clusters: Iterable[Cluster], tls: TlsContexts) -> Mapping[str, str]:
-    """Each cluster's uuid by inventory name (read-only; a cluster that will not say: left out).
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Identified:
+    """The clusters' uuids by inventory name, and why the others could not be read."""
 
-    A cluster left out is not claimed: the engine's discovery then meets the same failure
-    and reports it, as it would have anyway.
+    uuids: dict[str, str]
+    failed: dict[str, ErrorInfo]
+
+
+async def identify(
+    clusters: Iterable[Cluster], tls: TlsContexts, policy: RetryPolicy
+) -> Identified:
+    """Each cluster's uuid (read-only), tried as the engine tries its discovery.
+
+    A cluster that will not say, once the retry policy gives up, is one whose discovery
+    failed: the activity reports it so (``discovery_failed``) and leaves it out of the
+    engine's run, so that no cluster is worked without its claim. One that names no uuid
+    is worked unclaimed, as in-process.
     """
     slots = asyncio.Semaphore(AT_ONCE)
+    uuids: dict[str, str] = {}
+    failed: dict[str, ErrorInfo] = {}
 
-    async def one(cluster: Cluster) -> tuple[str, str | None]:
-        async with slots:
-            return cluster.name, await _uuid(cluster, tls)
+    async def one(cluster: Cluster) -> None:
+        retries = RetryOn()
+        async with (
+            slots,
+            OntapClient.connect(
+                cluster, gate=Gate(cluster.limits), read_only=True, tls=tls
+            ) as client,
+        ):
 
-    found = await asyncio.gather(*(one(c) for c in clusters))
-    return {name: uuid for name, uuid in found if uuid is not None}
+            async def attempt(_number: int) -> str | None:
+                return (await client.identity())[1]
 
-
-async def _uuid(cluster: Cluster, tls: TlsContexts) -> str | None:
-    """The cluster's uuid, a few tries over transient failures; None if it will not say."""
-    async with OntapClient.connect(
-        cluster, gate=Gate(cluster.limits), read_only=True, tls=tls
-    ) as client:
-        for attempt in range(1, ATTEMPTS + 1):
             try:
-                _, uuid = await client.identity()
+                uuid = await retrying(attempt, policy=policy, on=retries, report=lambda *_: None)
             except OntapError as exc:
-                if exc.category not in _AGAIN or attempt == ATTEMPTS:
-                    log.info("cluster_not_identified", cluster=cluster.name, error=exc.message)
-                    return None
-                await asyncio.sleep(0.5 * 2 ** (attempt - 1))
-            else:
-                return uuid
-    return None
+                failed[cluster.name] = _error(exc, retries)
+                return
+        if uuid is not None:
+            uuids[cluster.name] = uuid
+
+    await asyncio.gather(*(one(c) for c in clusters))
+    return Identified(uuids=uuids, failed=failed)
+
+
+def _error(exc: OntapError, retries: RetryOn) -> ErrorInfo:
+    """The error the report shows, as the retry policy sees it (as the engine does)."""
+    info = ErrorInfo.from_exception(exc)
+    category = retries.category(exc)
+    return info if category is info.category else dataclasses.replace(info, category=category)

@@ -214,7 +214,12 @@ async def test_one_cluster_listed_in_two_regions_is_written_under_one_name_only(
             "address": f"localhost:{port}",
             "region": "us",
         }
-        data["clusters"].append(alias)
+        # And one the us worker cannot identify (its CA is not the one that signed the
+        # cluster's certificate): a failed discovery, not a cluster worked unclaimed.
+        other = next(c for c in data["clusters"] if c["name"] == "eu-sim-0001")
+        port = str(other["address"]).rpartition(":")[2]
+        untrusted = {**other, "name": "untrusted", "address": f"localhost:{port}", "groups": ["us"]}
+        data["clusters"] += [alias, untrusted]
         inventory.write_text(yaml.safe_dump(data, sort_keys=False))
         logs = {region: tmp_path / f"worker-{region}.log" for region in REGIONS}
         report = tmp_path / "report.jsonl"
@@ -249,6 +254,9 @@ async def test_one_cluster_listed_in_two_regions_is_written_under_one_name_only(
         assert worked
         assert {t["cluster"] for t in worked} == {kept}
         assert {t["outcome"] for t in worked} == {"added"}
+        (failed,) = [line for line in lines if line.get("reason") == "discovery_failed"]
+        assert failed["cluster"] == "untrusted"
+        assert failed["error"]["category"] == "tls"
         # Every key manager of that cluster was written once, under one name.
         writes = [(w.cluster, w.key_manager_uuid, w.server) for w in fleets["eu"].write_log]
         assert len(writes) == len(set(writes))
