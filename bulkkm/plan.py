@@ -452,22 +452,29 @@ def approved_only(
     """A saved plan's changes on one cluster: (still valid, drifted).
 
     Only the additions (and with ``removals``, ``migrate``, the removals) the plan approved
-    are kept; a key manager whose servers are no longer those the plan saw (its fingerprint)
-    is not touched: its approved changes are drifted. Key managers the plan did not change
-    are left out altogether.
+    are kept. A key manager drifted when its servers are no longer those the plan saw (its
+    fingerprint) with some of the approved changes made: a server came that the plan does
+    not add, or one went that it does not remove. Its approved changes are then not made
+    (drifted). Otherwise an approved change already made (a run of this plan killed before
+    it could report it, say) is kept as it is now, present or absent, and a resumed run
+    carries its old line. Key managers the plan did not change are left out altogether.
     """
     live = {km.uuid: km for km in state.key_managers}
     current = {(d.key_manager_uuid, d.server, d.operation): d for d in decisions}
     kept: list[Decision] = []
     drifted: list[Decision] = []
     for uuid, km in approved.clusters.get(cluster, {}).items():
-        same = uuid in live and tuple(sorted(live[uuid].servers)) == km.fingerprint
-        changes = [(server, Operation.ADD, Action.ADD) for server in km.add]
+        seen = set(km.fingerprint)
+        now = set(live[uuid].servers) if uuid in live else None
+        on_course = now is not None and now - seen <= set(km.add) and seen - now <= set(km.remove)
+        changes = [(server, Operation.ADD, (Action.ADD, Action.PRESENT)) for server in km.add]
         if removals:
-            changes += [(server, Operation.REMOVE, Action.REMOVE) for server in km.remove]
-        for server, operation, action in changes:
+            changes += [
+                (server, Operation.REMOVE, (Action.REMOVE, Action.ABSENT)) for server in km.remove
+            ]
+        for server, operation, actions in changes:
             d = current.get((uuid, server, operation))
-            if same and d is not None and d.action is action:
+            if on_course and d is not None and d.action in actions:
                 kept.append(d)
             else:
                 drifted.append(
@@ -476,7 +483,7 @@ def approved_only(
                         svm=km.svm,
                         key_manager_uuid=uuid,
                         desired=DesiredServer(server=server),
-                        action=action,
+                        action=actions[0],
                         operation=operation,
                     )
                 )

@@ -218,6 +218,36 @@ def test_a_key_manager_that_drifted_is_not_touched(live: tuple[LiveKeyManager, .
     ]
 
 
+OLD = "old.example.com:5696"
+
+
+@pytest.mark.parametrize(
+    ("servers_now", "kept", "drifted"),
+    [
+        # NEW added (by a run of this plan killed before its line): NEW2 still goes out.
+        ((OLD, NEW.server), [(NEW.server, "present"), (NEW2.server, "add")], []),
+        # Both added: nothing left to send.
+        ((OLD, NEW.server, NEW2.server), [(NEW.server, "present"), (NEW2.server, "present")], []),
+        # A server the plan does not add came: the key manager drifted.
+        ((OLD, NEW.server, "x.example.com:5696"), [], [NEW.server, NEW2.server]),
+        # The old server went, and the plan does not remove it: drifted.
+        ((NEW.server,), [], [NEW.server, NEW2.server]),
+    ],
+    ids=["half-done", "all-done", "another-came", "old-went"],
+)
+def test_approved_changes_already_made_are_not_drift(
+    servers_now: tuple[str, ...], kept: list[tuple[str, str]], drifted: list[str]
+) -> None:
+    """Servers on the plan's way (its fingerprint, some approved changes made) are still the
+    plan's: what is done is kept as done, the rest goes out; anything else drifted."""
+    now = state(km("svm1", *servers_now))
+    decisions = plan_cluster(cluster(select("svm1", NEW, NEW2)), now)
+    plan = approved((OLD,), NEW.server, NEW2.server)
+    got_kept, got_drifted = approved_only("c1", decisions, now, plan)
+    assert [(d.server, d.action.value) for d in got_kept] == kept
+    assert [d.server for d in got_drifted] == drifted
+
+
 def primaries_along(plan: KeyManagerPlan, present: tuple[str, ...]) -> list[int]:
     """The key manager's primary count after each step."""
     servers = set(present)
