@@ -28,7 +28,6 @@ from bulkkm.inventory import describe, inventory_schema
 from bulkkm.logs import configure_logging, printable, reader_gone
 from bulkkm.planfile import read_plan
 from bulkkm.request import RunRequest, load, prepare
-from bulkkm.runner import run_with_console
 from bulkkm.steps_view import StepsView
 from bulkkm.summary import summarize, summary_json, summary_lines
 
@@ -488,7 +487,9 @@ def _fleet(args: argparse.Namespace) -> int:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise UsageError("--confirm-waves asks on a terminal, and there is none")
         confirm = _confirm_wave
-    run = prepare(request, confirm_wave=confirm)
+    run = prepare(request, confirm_wave=confirm, parse_ahead=True)
+    from bulkkm.runner import run_with_console  # noqa: PLC0415 -- the engine: see prepare
+
     extra: list[Subscriber] = [run.plan_writer] if run.plan_writer is not None else []
     steps = StepsView() if getattr(args, "show_steps", False) else None
     if steps is not None:

@@ -16,22 +16,26 @@ import gc
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import structlog
 
-from bulkkm import engine
 from bulkkm.errors import UsageError
 from bulkkm.events import WaveFinished
-from bulkkm.inventory import Inventory, Rollout, load_inventory
+from bulkkm.inventory import Inventory, ReadAhead, Rollout, load_inventory, read_ahead
 from bulkkm.planfile import PlanWriter, SavedPlan, read_plan
 from bulkkm.report import ReportWriter, load_resume
 from bulkkm.rollout import WaveSize, check_order, parse_waves
 
+if TYPE_CHECKING:
+    from bulkkm import engine
+
 __all__ = ["COMMANDS", "PreparedRun", "RunRequest", "load", "prepare"]
 
 T = TypeVar("T")
-COMMANDS: Final = frozenset(c.value for c in engine.Command)
+COMMANDS: Final = frozenset({"plan", "check", "apply", "migrate"})
+"""The engine's commands (``engine.Command``), named here so that a request can be checked
+without importing the engine (a test keeps them equal)."""
 log = structlog.get_logger("bulkkm")
 
 
@@ -155,13 +159,16 @@ def prepare(
     *,
     confirm_wave: ConfirmWave | None = None,
     clock: Callable[[], datetime] | None = None,
+    parse_ahead: bool = False,
 ) -> PreparedRun:
     """Check everything a run needs and open its outputs; raise before anything is sent.
 
     ``confirm_wave`` is asked between waves when the request says ``confirm_waves``.
+    ``parse_ahead``: parse the inventory's YAML in a child process while the engine is
+    imported (a command line's start, where the engine is not imported yet).
     """
     with _collector_paused():
-        return _prepare(request, confirm_wave=confirm_wave, clock=clock)
+        return _prepare(request, confirm_wave=confirm_wave, clock=clock, parse_ahead=parse_ahead)
 
 
 @contextlib.contextmanager
@@ -186,10 +193,17 @@ def _prepare(
     *,
     confirm_wave: ConfirmWave | None,
     clock: Callable[[], datetime] | None,
+    parse_ahead: bool,
 ) -> PreparedRun:
     """``prepare``'s work."""
     saved = read_plan(Path(request.plan)) if request.plan is not None else None
-    inventory = _inventory_for(request, saved)
+    path = _inventory_path(request, saved)
+    with read_ahead(path) if parse_ahead else contextlib.nullcontext() as ahead:
+        # Imported here, while a child parses the inventory (~0.2 s on a command line's
+        # start, where nothing imported it yet); the options below need it anyway.
+        import bulkkm.engine  # noqa: F401, PLC0415
+
+        inventory = _inventory_for(path, saved, ahead)
     clusters = inventory.filter(request.limit)
     if saved is not None:
         # The plan names its clusters: a set lookup, not each name tried as a glob per cluster.
@@ -230,20 +244,26 @@ def _prepare(
     )
 
 
-def load(path: Path) -> Inventory:
+def load(path: Path, ahead: ReadAhead | None = None) -> Inventory:
     """An inventory, loaded and checked; its warnings go to the log on every run."""
-    inventory = load_inventory(path)
+    inventory = load_inventory(path, ahead=ahead)
     for warning in inventory.warnings:
         log.warning("inventory_warning", message=warning)
     return inventory
 
 
-def _inventory_for(request: RunRequest, saved: SavedPlan | None) -> Inventory:
-    """The inventory named by the request or by its plan, checked against the plan."""
-    if request.inventory is None and saved is None:
+def _inventory_path(request: RunRequest, saved: SavedPlan | None) -> Path:
+    """The inventory named by the request or by its plan."""
+    if request.inventory is not None:
+        return Path(request.inventory)
+    if saved is None:
         raise UsageError("an INVENTORY is needed (or --plan PLAN for apply, --show PLAN for plan)")
-    path = Path(request.inventory) if request.inventory is not None else saved.inventory  # type: ignore[union-attr]
-    inventory = load(path)
+    return saved.inventory
+
+
+def _inventory_for(path: Path, saved: SavedPlan | None, ahead: ReadAhead | None) -> Inventory:
+    """The inventory at ``path``, checked against the plan."""
+    inventory = load(path, ahead)
     if saved is not None and inventory.sha256 != saved.inventory_sha256:
         raise UsageError(
             f"{inventory.path} changed since the plan was made (sha256 differs); make a new plan"
@@ -260,6 +280,8 @@ def _options(
     confirm_wave: ConfirmWave | None,
 ) -> engine.Options:
     """The engine's options from the request, then the inventory's ``rollout:``."""
+    from bulkkm import engine  # noqa: PLC0415 -- see _prepare
+
     writes = engine.Command(request.command).writes
     # Waves, pauses and thresholds shape a rollout's writes; plan and check read everything.
     rollout = inventory.rollout if writes else Rollout()

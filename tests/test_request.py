@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bulkkm.engine import Command
 from bulkkm.errors import UsageError
 from bulkkm.events import WaveFinished
-from bulkkm.request import RunRequest, prepare
+from bulkkm.request import COMMANDS, RunRequest, prepare
 
 INVENTORY = """\
     version: 1
@@ -38,6 +39,11 @@ def inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "fleet.yaml"
     path.write_text(textwrap.dedent(INVENTORY))
     return path
+
+
+def test_the_commands_a_request_takes_are_the_engine_s() -> None:
+    """``COMMANDS`` (checked without importing the engine) names exactly its commands."""
+    assert {c.value for c in Command} == COMMANDS
 
 
 async def never(_: WaveFinished) -> bool:

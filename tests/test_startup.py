@@ -121,3 +121,12 @@ def test_toml_inventory_loads_tomllib_and_not_yaml(tmp_path: Path) -> None:
     assert code == 0
     assert "tomllib" in modules
     assert "yaml" not in modules
+
+
+def test_validate_imports_no_engine(closed_fleet: Path, tmp_path: Path) -> None:
+    """The command line imports the engine (and aiohttp) only for a run: ``prepare`` imports it
+    while a child parses the inventory, so nothing at start-up may import it before."""
+    code, modules = _run(tmp_path, "validate", closed_fleet)
+    assert code == 0
+    assert "bulkkm.engine" not in modules
+    assert "aiohttp" not in modules

@@ -1,11 +1,13 @@
 """The inventory: a fleet file read, checked and resolved into frozen values.
 
-``load_inventory`` reports every problem of a file at once (``InventoryError``);
+``load_inventory`` reports every problem of a file at once (``InventoryError``), its YAML
+parsed ahead in a child process if ``read_ahead`` started one;
 ``inventory_schema`` is the format as JSON Schema; ``describe`` is what ``validate`` prints.
 """
 
 from __future__ import annotations
 
+from bulkkm.inventory._ahead import ReadAhead, read_ahead
 from bulkkm.inventory._describe import describe
 from bulkkm.inventory._load import load_inventory
 from bulkkm.inventory._model import (
@@ -25,6 +27,7 @@ __all__ = [
     "DesiredServer",
     "Inventory",
     "Limits",
+    "ReadAhead",
     "Rollout",
     "SelectorKind",
     "SvmSelector",
@@ -32,4 +35,5 @@ __all__ = [
     "describe",
     "inventory_schema",
     "load_inventory",
+    "read_ahead",
 ]

@@ -9,11 +9,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from bulkkm.errors import InventoryError
+from bulkkm.inventory._ahead import ReadAhead
 from bulkkm.inventory._issues import Issues
 from bulkkm.inventory._model import Inventory
 from bulkkm.inventory._parse import parse_document
 from bulkkm.inventory._resolve import resolve
-from bulkkm.inventory._source import read_source
+from bulkkm.inventory._source import Source, read_source, source_of
 
 __all__ = ["load_inventory"]
 
@@ -35,18 +36,29 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_inventory(path: Path, *, environ: Mapping[str, str] | None = None) -> Inventory:
+def load_inventory(
+    path: Path, *, environ: Mapping[str, str] | None = None, ahead: ReadAhead | None = None
+) -> Inventory:
     """Load the inventory at ``path``, secrets resolved from ``environ`` (default os.environ).
 
-    Raises ``InventoryError`` carrying every problem found in the file.
+    ``ahead``: the file as ``read_ahead`` started parsing it (for ``path``). Raises
+    ``InventoryError`` carrying every problem found in the file.
     """
+    environ = os.environ if environ is None else environ
     with _collector_paused():
-        return _load(path, os.environ if environ is None else environ)
+        if ahead is None:
+            return _load(path, read_source(path), environ)
+        parsed = ahead.source()
+        if parsed is not None:
+            with contextlib.suppress(InventoryError):
+                return _load(path, parsed, environ)
+        # The child could not take it, or the file has problems: they are found again here,
+        # from the same bytes, with the lines the child's data does not carry.
+        return _load(path, source_of(path, ahead.raw), environ)
 
 
-def _load(path: Path, environ: Mapping[str, str]) -> Inventory:
-    """Read, check and resolve; raise with every problem found."""
-    source = read_source(path)
+def _load(path: Path, source: Source, environ: Mapping[str, str]) -> Inventory:
+    """Check and resolve; raise with every problem found."""
     issues = Issues()
     for key_path, line in source.duplicates:
         issues.add(

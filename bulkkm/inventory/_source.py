@@ -11,7 +11,7 @@ from bulkkm.errors import InventoryError, Problem
 from bulkkm.inventory._format import KeyPath
 from bulkkm.inventory._issues import describe_type
 
-__all__ = ["Source", "read_source"]
+__all__ = ["Source", "read_source", "source_of"]
 
 
 def _no_line(_: KeyPath) -> int | None:
@@ -36,16 +36,25 @@ def read_source(path: Path) -> Source:
     Raises ``InventoryError`` with a single problem when the file cannot be read, is not
     valid YAML or TOML, is empty, or does not hold a mapping.
     """
-    file = str(path)
-
-    def fail(message: str, line: int | None = None) -> InventoryError:
-        """The error for a file that cannot be read as an inventory at all."""
-        return InventoryError((Problem(file=file, line=line, key_path="", message=message),))
-
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise fail(f"cannot read the file: {exc.strerror or exc}") from None
+        raise _failure(path, f"cannot read the file: {exc.strerror or exc}") from None
+    return source_of(path, raw)
+
+
+def _failure(path: Path, message: str, line: int | None = None) -> InventoryError:
+    """The error for a file that cannot be read as an inventory at all."""
+    return InventoryError((Problem(file=str(path), line=line, key_path="", message=message),))
+
+
+def source_of(path: Path, raw: bytes) -> Source:
+    """``read_source`` of the bytes ``raw`` already read from ``path``."""
+
+    def fail(message: str, line: int | None = None) -> InventoryError:
+        """The error for a file that cannot be read as an inventory at all."""
+        return _failure(path, message, line)
+
     digest = hashlib.sha256(raw).hexdigest()
     try:
         text = raw.decode("utf-8-sig")
