@@ -213,7 +213,7 @@ def _parser() -> _Parser:
             type=_count(1, 1_000_000),
             metavar="N",
             help="connections open at once, across clusters: a cluster holds its concurrency "
-            "of them while it works (default: sized for the machine, at most 2048)",
+            "of them while it works (default: sized for the machine, at most 4096)",
         )
         return p
 

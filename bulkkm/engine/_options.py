@@ -65,7 +65,7 @@ class Options:
     retry: RetryPolicy = RetryPolicy()
     max_connections: int | None = None
     """The connections open at once (``--max-connections``; None: sized for the machine,
-    2,048 where it allows). A cluster holds its ``concurrency`` of them while active, so
+    4,096 where it allows). A cluster holds its ``concurrency`` of them while active, so
     this sets how many clusters progress at once; the rest wait their turn, in rollout
     order."""
     active_clusters: int | None = None

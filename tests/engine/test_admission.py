@@ -149,7 +149,7 @@ async def test_small_clusters_fill_the_connection_budget() -> None:
 
 
 def test_the_default_budget_is_bounded_by_the_machine() -> None:
-    """At most 2,048, and within the file descriptors the process may open."""
+    """At most 4,096, and within the file descriptors the process may open."""
     import resource  # noqa: PLC0415 -- only this test needs it
 
     budget = default_max_connections()
