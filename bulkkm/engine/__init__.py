@@ -7,6 +7,7 @@ to its subscribers: it never prints, so any front end (the CLI, a service) can d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from bulkkm.engine._admission import DEFAULT_MAX_CONNECTIONS, default_max_connections
@@ -49,7 +50,9 @@ async def run(
 
     Async subscribers get a short while to finish their queues once the run is over.
     """
-    the_run = Run(inventory, options, subscribers, control or RunControl())
+    control = control or RunControl()
+    control.attach(asyncio.get_running_loop())
+    the_run = Run(inventory, options, subscribers, control)
     try:
         return await the_run.main()
     finally:

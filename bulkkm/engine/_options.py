@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -98,12 +99,30 @@ class Options:
 
 
 class RunControl:
-    """Stops a run from outside it: the CLI's signal handlers call ``interrupt``."""
+    """Stops a run from outside it: the CLI's signal handlers call ``interrupt``, the
+    service (whose engine runs on a loop of its own, in another thread) too."""
 
     def __init__(self) -> None:
         """Not stopped."""
         self.interrupted = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The run works on ``loop``: an interrupt from another thread is handed to it."""
+        self._loop = loop
 
     def interrupt(self) -> None:
-        """Start no new work; in-flight requests get the grace period, then are cancelled."""
-        self.interrupted.set()
+        """Start no new work; in-flight requests get the grace period, then are cancelled.
+
+        From any thread: off the run's own loop, the interrupt is passed to it.
+        """
+        loop = self._loop
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or loop is here:
+            self.interrupted.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # its loop has closed: the run is over
+                loop.call_soon_threadsafe(self.interrupted.set)

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar, cast
 
 import structlog
 
+from bulkkm import loop as loops
 from bulkkm.codec import timestamp
 from bulkkm.engine import RunControl
 from bulkkm.errors import BulkkmError, InventoryError
@@ -109,6 +112,9 @@ class RunFiles:
         return self.folder / "events.jsonl"
 
 
+T = TypeVar("T")
+
+
 class LiveCounts:
     """A sync subscriber: outcomes so far, for ``GET /runs/{id}`` while the run runs."""
 
@@ -126,6 +132,46 @@ class LiveCounts:
                 self.clusters_failed += 1
             case TargetsKnown() | _:
                 pass
+
+
+async def on_its_own_loop(work: Coroutine[object, object, T], control: RunControl) -> T:
+    """Run an engine run's coroutine on a loop of its own, in a thread of its own.
+
+    The engine's CPU work (TLS handshakes, JSON, events) then no longer holds up the API:
+    the two threads share the interpreter, which switches between them every few
+    milliseconds, where on one loop a request waited for a whole turn of the engine's work
+    (seconds in a large run). If the service stops while it runs, the engine is interrupted
+    and awaited: when this returns or raises, the run's report and journal are complete.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()  # the run's log context goes along
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if not done.done():
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(cast(T, result))
+
+    def thread() -> None:
+        try:
+            result = context.run(loops.run, work)
+        except BaseException as exc:  # handed to the awaiting task, whatever it is
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=thread, name="bulkkm-engine", daemon=True).start()
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        control.interrupt()
+        with contextlib.suppress(Exception):
+            await done
+        raise
 
 
 class _Active:
@@ -436,6 +482,26 @@ class RunManager:
         if record.state in TERMINAL:
             self._changes.pop(record.id, None)
 
+    def _waker(self, run_id: str) -> Callable[[], None]:
+        """``_wake`` for the run's journal, called on the engine's thread: handed to this
+        loop, at most one at a time (the woken read every line written by then)."""
+        loop = asyncio.get_running_loop()
+        pending = False
+
+        def woken() -> None:
+            nonlocal pending
+            pending = False
+            self._wake(run_id)
+
+        def wake() -> None:
+            nonlocal pending
+            if not pending:
+                pending = True
+                with contextlib.suppress(RuntimeError):  # the service's loop has closed
+                    loop.call_soon_threadsafe(woken)
+
+        return wake
+
     def _wake(self, run_id: str) -> None:
         """Wake whoever watches a run."""
         changes = self._changes.get(run_id)
@@ -498,7 +564,7 @@ class RunManager:
             await self._end(record, RunState.FAILED, error=printable(str(exc)))
             return
         try:
-            journal = Journal.open(files.events, lambda: self._wake(record.id))
+            journal = Journal.open(files.events, self._waker(record.id))
         except OSError as exc:
             if prepared.report is not None:
                 prepared.report.close()
@@ -511,12 +577,15 @@ class RunManager:
         if writer is not None:
             extra.append(writer)
         try:
-            summary = await run_headless(
-                prepared.clusters,
-                prepared.options,
-                report=prepared.report,
-                extra=extra,
-                control=active.control,
+            summary = await on_its_own_loop(
+                run_headless(
+                    prepared.clusters,
+                    prepared.options,
+                    report=prepared.report,
+                    extra=extra,
+                    control=active.control,
+                ),
+                active.control,
             )
         finally:
             journal.close()
