@@ -25,6 +25,9 @@ from typing import BinaryIO, Final
 
 import orjson
 import structlog
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
@@ -62,6 +65,7 @@ from bulkkm.temporal._wire import (
     ClusterJob,
     Progress,
     RolloutInput,
+    task_queue,
     unpack,
     workflow_id,
 )
@@ -157,6 +161,8 @@ async def start(
     for part in parts[1:]:
         await handle.signal(SIDE, part)
     say(f"workflow {handle.id} started (re-attach with --attach {handle.id})")
+    for line in await _unpolled(client, namespace, jobs):
+        log.warning("no_worker", note=line)
     try:
         async with display:
             code = await _follow(handle, fanout, tally, started, confirm=confirm, display=display)
@@ -164,6 +170,29 @@ async def start(
         report.close()
     display.summary(Path(request.report))
     return code
+
+
+async def _unpolled(client: Client, namespace: str, jobs: list[list[ClusterJob]]) -> list[str]:
+    """What no worker polls for (a region's clusters, the workflow): they wait until one does.
+
+    Temporal keeps the work queued, so a worker started later picks it up; the operator
+    should know why nothing moves. Pollers seen in the last minutes count.
+    """
+    regions = Counter(job.region for wave in jobs for job in wave)
+    queues = [(WORKFLOW_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, 0)] + [
+        (task_queue(region), TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, count)
+        for region, count in sorted(regions.items())
+    ]
+    lines = []
+    for name, kind, clusters in queues:
+        request = DescribeTaskQueueRequest(
+            namespace=namespace, task_queue=TaskQueue(name=name), task_queue_type=kind
+        )
+        answer = await client.workflow_service.describe_task_queue(request)
+        if not answer.pollers:
+            what = f"its clusters ({clusters}) wait" if clusters else "the rollout waits"
+            lines.append(f"no worker polls task queue {name}: {what} until one does")
+    return lines
 
 
 def _side_parts(approved: ApprovedPlan | None) -> list[dict[str, str]]:
@@ -379,9 +408,7 @@ async def _follow(
                     handle, page, tally, confirm=confirm, display=display, interrupted=interrupted
                 )
             elif not page.done:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_SECONDS):
-                        await interrupted.wait()
+                await _pause(interrupted)
     targets = TargetsKnown(targets=tally.targets)
     fanout.publish(targets)
     if report_path is not None:
@@ -398,6 +425,16 @@ async def _follow(
     )
     fanout.publish(summary)
     return summary.exit_code
+
+
+async def _pause(interrupted: asyncio.Event) -> None:
+    """Wait before the next poll; an interrupt (the first) cuts it short."""
+    if interrupted.is_set():
+        await asyncio.sleep(POLL_SECONDS)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(POLL_SECONDS):
+            await interrupted.wait()
 
 
 def _publish(fanout: Fanout, tally: _Tally, events: list[Event]) -> None:
@@ -442,6 +479,13 @@ def _interrupts(interrupted: asyncio.Event, workflow: str) -> Iterator[None]:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+            # The report is whole by now; an interrupt while the summary prints just leaves.
+            signal.signal(sig, _leave_on_signal)
+
+
+def _leave_on_signal(_sig: int, _frame: object) -> None:
+    """After the rollout's end: leave at once, as interrupted."""
+    leave(EXIT_INTERRUPTED)
 
 
 async def _answer(

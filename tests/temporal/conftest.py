@@ -38,6 +38,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _server_ports() -> tuple[int, int, int]:
+    """Free ports for gRPC, HTTP and metrics, far apart.
+
+    The dev server's own services listen on the ports just above the gRPC one, and the
+    kernel hands out free ports in sequence: adjacent picks collide ("address in use").
+    """
+    chosen: list[int] = []
+    while len(chosen) < 3:
+        port = _free_port()
+        if all(abs(port - other) > 20 for other in chosen):
+            chosen.append(port)
+    return chosen[0], chosen[1], chosen[2]
+
+
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``temporal server start-dev --headless`` on a free port; its HOST:PORT once it answers."""
@@ -60,7 +74,7 @@ def _start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The dev server, answering; tried again on other ports if one was taken meanwhile."""
     assert TEMPORAL is not None
     for attempt in range(3):
-        port, http, metrics = _free_port(), _free_port(), _free_port()
+        port, http, metrics = _server_ports()
         address = f"127.0.0.1:{port}"
         log = folder / f"server-{attempt}.log"
         with log.open("wb") as sink:

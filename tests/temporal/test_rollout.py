@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from bulkkm.simulator import WriteRecord
 from tests.cli import bulkkm, read_report, start, terminal
 from tests.invariants import check_report, outcomes
-from tests.temporal.conftest import regional_workers, two_regions
+from tests.temporal.conftest import regional_workers, two_regions, worker
 
 DEADLINE = 90.0
 
@@ -78,9 +81,13 @@ async def test_a_saved_plan_runs_only_its_additions_and_skips_drifted_key_manage
         plan = tmp_path / "plan.json"
         made = await bulkkm("plan", str(inventory), "--out", str(plan), "-q")
         assert made.code == 0, made.err
-        # Drift: eu-sim-0000 gets its servers from another run after the plan was made.
+        # Drift: eu-sim-0000 gets another server from another run after the plan was made.
+        other = tmp_path / "other.yaml"
+        other.write_text(
+            inventory.read_text().replace("kms-new.example.com", "kms-other.example.com")
+        )
         drift = await bulkkm(
-            "apply", str(inventory), "--limit", "eu-sim-0000", "--report",
+            "apply", str(other), "--limit", "eu-sim-0000", "--report",
             str(tmp_path / "drift.jsonl"),
         )  # fmt: skip
         assert drift.code == 0, drift.err
@@ -214,3 +221,49 @@ async def test_a_wave_waiting_for_its_go_ahead_is_answered_by_an_attached_coordi
         assert set(outcomes(lines)) == {"added"}
         for fleet in fleets.values():
             assert set(writes_per_target(fleet.write_log).values()) == {1}
+
+
+async def test_a_region_without_a_worker_is_named_and_a_second_ctrl_c_leaves(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """No worker for one region: the coordinator says so; Ctrl-C twice leaves, the report cut."""
+    async with two_regions(tmp_path, clusters=1, svms=1) as (_, inventory):
+        # A region no test ever served: the server lists pollers seen in the last minutes.
+        lonely = f"lonely-{uuid.uuid4().hex[:8]}"
+        data = yaml.safe_load(inventory.read_text())
+        data["groups"]["us"]["region"] = lonely
+        inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+        log = tmp_path / "worker-eu.log"
+        async with worker(temporal_server, "eu", inventory, log), asyncio.timeout(DEADLINE):
+            while b"worker_started" not in log.read_bytes():  # noqa: ASYNC110 -- its log file
+                await asyncio.sleep(0.05)
+            await _leave_twice(temporal_server, inventory, tmp_path / "report.jsonl", lonely)
+
+
+async def _leave_twice(address: str, inventory: Path, report: Path, lonely: str) -> None:
+    """The coordinator names the region nobody serves; two SIGINTs: exit 130, report cut."""
+    coordinator = await start(
+        "apply", str(inventory), "--temporal", address, "--report", str(report),
+    )  # fmt: skip
+    assert coordinator.stderr is not None
+    said = b""
+    async with asyncio.timeout(DEADLINE):
+        while f"no worker polls task queue bulkkm-{lonely}".encode() not in said:
+            line = await coordinator.stderr.readline()
+            assert line, said.decode()
+            said += line
+        # The eu cluster done, the lonely one in flight (handed to Temporal, never started).
+        while not wave_one_written(report):  # noqa: ASYNC110 -- a file another process writes
+            await asyncio.sleep(0.05)
+        coordinator.send_signal(signal.SIGINT)
+        while b'"interrupt"' not in said:
+            said += await coordinator.stderr.readline()
+        coordinator.send_signal(signal.SIGINT)
+        said += await coordinator.stderr.read()
+        await coordinator.wait()
+    assert coordinator.returncode == 130, said.decode()
+    assert b"--attach bulkkm-run-" in said
+    assert "its clusters (1) wait until one does" in said.decode()
+    lines = read_report(report)
+    assert lines[0]["type"] == "run"
+    assert lines[-1]["type"] != "summary"  # cut: --attach completes it
