@@ -28,7 +28,7 @@ from bulkkm.ontap import TlsContexts
 from bulkkm.request import RunRequest
 from bulkkm.temporal._claims import identify
 from bulkkm.temporal._inventories import InventoryCache
-from bulkkm.temporal._wire import ACTIVITY, CLAIM, ChunkDone, ChunkTask, pack, workflow_id
+from bulkkm.temporal._wire import ACTIVITY, BEGIN, CLAIM, ChunkDone, ChunkTask, pack, workflow_id
 
 __all__ = ["ClusterActivity"]
 
@@ -71,6 +71,12 @@ class ClusterActivity:
         """The engine over an inventory of these clusters, its events collected."""
         if task.region != self.region:
             raise _refused(f"clusters of region {task.region} sent to {self.region}")
+        handle = activity.client().get_workflow_handle(workflow_id(task.run_id))
+        if not await handle.execute_update(BEGIN, task.clusters[0], result_type=bool):
+            # The rollout stopped while this chunk waited for a worker: the workflow took it
+            # back and reports its clusters skipped; nothing is sent.
+            log.info("chunk_not_begun", clusters=len(task.clusters))
+            return ChunkDone(clusters=task.clusters, wave=task.wave, skipped="stopped")
         try:
             request = RunRequest.from_json(orjson.loads(task.request_json))
             loaded = self.inventories.get(task.inventory_sha256)
@@ -105,7 +111,6 @@ class ClusterActivity:
         the_run = Run(clusters, options, [collect], RunControl())
         the_run.tls = tls
         if found.uuids:
-            handle = activity.client().get_workflow_handle(workflow_id(task.run_id))
             firsts: dict[str, str] = await handle.execute_update(
                 CLAIM, found.uuids, result_type=dict[str, str]
             )

@@ -15,6 +15,7 @@ import orjson
 
 __all__ = [
     "ACTIVITY",
+    "BEGIN",
     "CHUNK",
     "CLAIM",
     "HALT",
@@ -30,6 +31,7 @@ __all__ = [
     "ClusterJob",
     "Progress",
     "RolloutInput",
+    "chunk_key",
     "pack",
     "task_queue",
     "unpack",
@@ -38,6 +40,8 @@ __all__ = [
 
 ACTIVITY: Final = "bulkkm-clusters"
 """One activity works a chunk of a region's clusters of one wave."""
+BEGIN: Final = "begin"
+"""The workflow's update: may this chunk begin (no once the rollout stopped)?"""
 CLAIM: Final = "claim"
 """The workflow's update: cluster uuids by inventory name -> the names claimed first by others."""
 SIDE: Final = "side"
@@ -71,6 +75,11 @@ def unpack(text: str) -> list[dict[str, object]]:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise TypeError("packed items are not a list of objects")
     return items
+
+
+def chunk_key(jobs: list[ClusterJob]) -> str:
+    """A chunk's name in its run (a cluster is in one chunk of a run: its first one's)."""
+    return jobs[0].name
 
 
 def task_queue(region: str) -> str:

@@ -29,6 +29,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from bulkkm.temporal._wire import (
         ACTIVITY,
+        BEGIN,
         CLAIM,
         HALT,
         PAGE_CHARS,
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         ClusterJob,
         Progress,
         RolloutInput,
+        chunk_key,
         task_queue,
     )
 
@@ -75,6 +77,25 @@ class Rollout:
         self._waves = 0
         self._asking: int | None = None
         self._answer: bool | None = None
+        self._waiting: dict[str, asyncio.Task[ChunkDone]] = {}
+        """Chunks handed to Temporal whose activity has not begun (no worker took it yet)."""
+        self._begun: set[str] = set()
+        self._taken_back: set[str] = set()
+
+    @workflow.update(name=BEGIN)
+    def begin(self, chunk: str) -> bool:
+        """An activity asks to begin its chunk: no once the rollout stopped (unless begun).
+
+        Like a cluster waiting for admission in-process, a chunk no worker has begun is not
+        started after a stop: its clusters are ``skipped``.
+        """
+        if chunk in self._begun:
+            return True  # a retried attempt of a chunk in flight
+        if self._stop is not None:
+            return False
+        self._begun.add(chunk)
+        self._waiting.pop(chunk, None)
+        return True
 
     @workflow.signal(name=SIDE)
     def side(self, part: dict[str, str]) -> None:
@@ -87,6 +108,14 @@ class Rollout:
         """Start no new cluster (the coordinator's Ctrl-C); those in flight finish."""
         if self._stop is None:
             self._stop = reason
+        self._drop_waiting()
+
+    def _drop_waiting(self) -> None:
+        """After a stop: the chunks no worker has begun are taken back (their clusters skipped)."""
+        for key, task in self._waiting.items():
+            self._taken_back.add(key)
+            task.cancel()
+        self._waiting.clear()
 
     @workflow.signal(name=PROCEED)
     def proceed(self, answer: Answer) -> None:
@@ -184,7 +213,9 @@ class Rollout:
             ):
                 chunk = pending.popleft()
                 in_flight += len(chunk)
-                running.add(asyncio.ensure_future(self._chunk(spec, chunk)))
+                task = asyncio.ensure_future(self._chunk(spec, chunk))
+                self._waiting[chunk_key(chunk)] = task
+                running.add(task)
             if self._stop is not None and pending:
                 for chunk in pending:
                     self._skip(chunk, self._stop)
@@ -200,6 +231,8 @@ class Rollout:
                 failures += done.failures
                 targets += done.targets
                 self._count(spec, done)
+            if self._stop is not None:
+                self._drop_waiting()
         return failures, targets
 
     def _count(self, spec: RolloutInput, done: ChunkDone) -> None:
@@ -237,16 +270,16 @@ class Rollout:
             approved={n: self._side[n] for n in names if n in self._side},
         )
         try:
-            done: ChunkDone = await workflow.execute_activity(
-                ACTIVITY,
-                task,
-                task_queue=task_queue(task.region),
-                start_to_close_timeout=timedelta(hours=12),
-                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout),
-                retry_policy=_RETRIES,
-                result_type=ChunkDone,
-            )
-        except ActivityError as exc:
+            return await self._activity(spec, task)
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if chunk_key(jobs) in self._taken_back:
+                # Taken back after a stop, before any worker began it (``_drop_waiting``):
+                # its clusters were never started. The cancellation is ours, and ends here.
+                return ChunkDone(
+                    clusters=names, wave=task.wave, skipped=self._stop or "interrupted"
+                )
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             cause = exc.cause if exc.cause is not None else exc
             return ChunkDone(
                 clusters=names,
@@ -255,6 +288,20 @@ class Rollout:
                 failures=len(names),
                 targets=len(names),
             )
+        finally:
+            self._waiting.pop(chunk_key(jobs), None)
+
+    async def _activity(self, spec: RolloutInput, task: ChunkTask) -> ChunkDone:
+        """The chunk's activity, on its region's task queue, retried as ``_RETRIES`` says."""
+        done: ChunkDone = await workflow.execute_activity(
+            ACTIVITY,
+            task,
+            task_queue=task_queue(task.region),
+            start_to_close_timeout=timedelta(hours=12),
+            heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout),
+            retry_policy=_RETRIES,
+            result_type=ChunkDone,
+        )
         return done
 
 
