@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import os
 import signal
 import uuid
@@ -30,6 +31,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from bulkkm import codec, engine
 from bulkkm.engine._run import VERSION
@@ -76,6 +78,16 @@ _Say = Callable[[str], None]
 log = structlog.get_logger("bulkkm")
 
 POLL_SECONDS: Final = 0.25
+QUERY_PATIENCE: Final = 3
+"""Failed progress queries in a row after which the operator is told (they go on)."""
+_AGAIN: Final = frozenset(
+    {
+        RPCStatusCode.CANCELLED,  # the SDK's own deadline ("Timeout expired")
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 EXIT_INTERRUPTED: Final = 130
 _TARGETS_NULL: Final = b'"targets":null'
 
@@ -395,7 +407,7 @@ async def _follow(
             if interrupted.is_set() and not halted:
                 halted = True
                 await handle.signal(HALT, "interrupted")
-            page: Progress = await handle.query("progress", at, result_type=Progress)
+            page = await _progress(handle, at)
             for done in page.done:
                 _publish(fanout, tally, _events(done))
             at += len(page.done)
@@ -425,6 +437,25 @@ async def _follow(
     )
     fanout.publish(summary)
     return summary.exit_code
+
+
+async def _progress(handle: WorkflowHandle[object, object], at: int) -> Progress:
+    """The workflow's ``progress`` from ``at``, asked again while the server or the worker
+    is slow to answer (a query waits for a worker busy with the rollout's own work)."""
+    wait = POLL_SECONDS
+    for attempt in itertools.count(1):
+        try:
+            page: Progress = await handle.query("progress", at, result_type=Progress)
+        except RPCError as exc:
+            if exc.status not in _AGAIN:
+                raise
+            if attempt == QUERY_PATIENCE:
+                log.warning("workflow_slow_to_answer", attempts=attempt, error=exc.message)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
+        else:
+            return page
+    raise AssertionError("unreachable")
 
 
 async def _pause(interrupted: asyncio.Event) -> None:
