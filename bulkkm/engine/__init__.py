@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 
 from bulkkm.engine._admission import DEFAULT_MAX_CONNECTIONS, default_max_connections
+from bulkkm.engine._collector import fewer_collections
 from bulkkm.engine._options import (
     ApprovedKeyManager,
     ApprovedPlan,
@@ -52,8 +53,9 @@ async def run(
     """
     control = control or RunControl()
     control.attach(asyncio.get_running_loop())
-    the_run = Run(inventory, options, subscribers, control)
-    try:
-        return await the_run.main()
-    finally:
-        await the_run.fanout.drain()
+    with fewer_collections():
+        the_run = Run(inventory, options, subscribers, control)
+        try:
+            return await the_run.main()
+        finally:
+            await the_run.fanout.drain()
