@@ -204,7 +204,7 @@ class Lanes:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                async with asyncio.timeout(min(self.connect_seconds or 1.0, MAX_PATIENCE)):
+                async with asyncio.timeout(min(self.connect_seconds or MAX_PATIENCE, MAX_PATIENCE)):
                     await waiter
             except TimeoutError:
                 pass
