@@ -29,7 +29,7 @@ import structlog
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -67,6 +67,7 @@ from bulkkm.temporal._wire import (
     ClusterJob,
     Progress,
     RolloutInput,
+    pack_waves,
     task_queue,
     unpack,
     workflow_id,
@@ -78,8 +79,9 @@ _Say = Callable[[str], None]
 log = structlog.get_logger("bulkkm")
 
 POLL_SECONDS: Final = 0.25
-QUERY_PATIENCE: Final = 3
-"""Failed progress queries in a row after which the operator is told (they go on)."""
+QUERY_PATIENCE: Final = 10
+"""Failed progress queries in a row after which the operator is told, and told again (they
+go on: 10 are about 40 seconds)."""
 _AGAIN: Final = frozenset(
     {
         RPCStatusCode.CANCELLED,  # the SDK's own deadline ("Timeout expired")
@@ -151,7 +153,7 @@ async def start(
         run_id=run_id,
         request_json=orjson.dumps(request.to_json()).decode(),
         inventory_sha256=prepared.inventory.sha256,
-        waves=jobs,
+        jobs=pack_waves(jobs),
         rolling=opts.waves is not None,
         max_failures=opts.max_failures,
         max_fail_percent=opts.max_fail_percent,
@@ -446,11 +448,13 @@ async def _progress(handle: WorkflowHandle[object, object], at: int) -> Progress
     for attempt in itertools.count(1):
         try:
             page: Progress = await handle.query("progress", at, result_type=Progress)
-        except RPCError as exc:
-            if exc.status not in _AGAIN:
+        except (RPCError, WorkflowQueryFailedError) as exc:
+            # A query also fails while the workflow's task fails (Temporal retries the task:
+            # a worker too busy to run it in time, or a bug the operator must see).
+            if isinstance(exc, RPCError) and exc.status not in _AGAIN:
                 raise
-            if attempt == QUERY_PATIENCE:
-                log.warning("workflow_slow_to_answer", attempts=attempt, error=exc.message)
+            if attempt % QUERY_PATIENCE == 0:
+                log.warning("workflow_slow_to_answer", attempts=attempt, error=str(exc))
             await asyncio.sleep(wait)
             wait = min(wait * 2, 5.0)
         else:

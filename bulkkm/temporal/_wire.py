@@ -33,8 +33,10 @@ __all__ = [
     "RolloutInput",
     "chunk_key",
     "pack",
+    "pack_waves",
     "task_queue",
     "unpack",
+    "unpack_waves",
     "workflow_id",
 ]
 
@@ -77,6 +79,20 @@ def unpack(text: str) -> list[dict[str, object]]:
     return items
 
 
+def pack_waves(waves: list[list[ClusterJob]]) -> str:
+    """The waves' clusters as one compressed text (``unpack_waves`` reads it back)."""
+    return pack([[[j.name, j.region, j.wave] for j in wave] for wave in waves])
+
+
+def unpack_waves(text: str) -> list[list[ClusterJob]]:
+    """``pack_waves`` undone."""
+    rows = orjson.loads(zlib.decompress(base64.b64decode(text)))
+    return [
+        [ClusterJob(name=str(name), region=str(region), wave=wave) for name, region, wave in wave]
+        for wave in rows
+    ]
+
+
 def chunk_key(jobs: list[ClusterJob]) -> str:
     """A chunk's name in its run (a cluster is in one chunk of a run: its first one's)."""
     return jobs[0].name
@@ -110,7 +126,9 @@ class RolloutInput:
     """``RunRequest.to_json`` as text: paths and options, never a secret."""
     inventory_sha256: str
     """Workers refuse a cluster when their own inventory differs."""
-    waves: list[list[ClusterJob]]
+    jobs: str
+    """The clusters cut into waves, ``pack_waves``ed: one text, not 10,000 values the
+    workflow's converter would type-check one by one (seconds: a deadlock to Temporal)."""
     rolling: bool
     """Whether ``--waves`` is on (each wave's failure percentage can stop the rollout)."""
     max_failures: int | None = None

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
         chunk_key,
         task_queue,
+        unpack_waves,
     )
 
 __all__ = ["Rollout"]
@@ -159,11 +160,12 @@ class Rollout:
     @workflow.run
     async def run(self, spec: RolloutInput) -> str | None:
         """Every wave to its end, or until a threshold stops the rollout; returns the stop."""
-        self._total = sum(len(wave) for wave in spec.waves)
-        self._waves = len(spec.waves) if spec.rolling else 0
+        waves = unpack_waves(spec.jobs)
+        self._total = sum(len(wave) for wave in waves)
+        self._waves = len(waves) if spec.rolling else 0
         if spec.side_parts:
             await self._receive(spec)
-        for number, wave in enumerate(spec.waves):
+        for number, wave in enumerate(waves):
             if number and self._stop is None:
                 if spec.pause_between_waves > 0:
                     with contextlib.suppress(TimeoutError):  # a halt ends the pause

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("temporalio", reason="the temporal extra is not installed")
 
-from bulkkm.temporal._wire import CHUNK, ClusterJob, pack, unpack
+from bulkkm.temporal._wire import CHUNK, ClusterJob, pack, pack_waves, unpack, unpack_waves
 from bulkkm.temporal._workflow import _chunks
 
 
@@ -44,3 +44,12 @@ def test_packed_events_come_back_whole() -> None:
     text = pack(list(events))
     assert unpack(text) == events
     assert len(text) < len(str(events)) / 5
+
+
+def test_the_waves_go_to_the_workflow_as_one_text_and_come_back_whole() -> None:
+    """10,000 clusters in waves: packed as one text (no per-value conversion), read back."""
+    waves = [
+        [ClusterJob(name=j.name, region=j.region, wave=n) for j in jobs(count)]
+        for n, count in enumerate((1, 999, 9_000), 1)
+    ]
+    assert unpack_waves(pack_waves(waves)) == waves
