@@ -10,8 +10,7 @@ decides what the in-process engine decides between clusters: stop after
 (without).
 
 History stays within Temporal's limits (51,200 events, 50 MB) at 10,000 clusters x 20
-SVMs: measured 274 events and 1.2 MB at 1,000 x 20 (``python -m bench.temporal``), and it
-grows with the clusters: about 2,700 events and 12 MB at 10,000 x 20 (results compressed
+SVMs: measured 3,549 events and 11.6 MB (``python -m bench.temporal``; results compressed
 about 7 to 1).
 """
 
