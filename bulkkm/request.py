@@ -30,7 +30,7 @@ from bulkkm.rollout import WaveSize, check_order, parse_waves
 if TYPE_CHECKING:
     from bulkkm import engine
 
-__all__ = ["COMMANDS", "PreparedRun", "RunRequest", "load", "prepare"]
+__all__ = ["COMMANDS", "ConfirmWave", "PreparedRun", "RunRequest", "load", "prepare"]
 
 T = TypeVar("T")
 COMMANDS: Final = frozenset({"plan", "check", "apply", "migrate"})
