@@ -135,8 +135,8 @@ class RolloutInput:
     max_fail_percent: float | None = None
     pause_between_waves: float = 0.0
     parallel: int = 512
-    """Clusters in flight at once, across regions (as many as the in-process engine's
-    default connection budget lets progress at once: 2,048 connections / 4)."""
+    """Clusters in flight at once, across regions (what the in-process engine's former
+    default budget let progress at once, 2,048 connections / 4; its default is 4,096 now)."""
     chunk: int = CHUNK
     heartbeat_timeout: float = 30.0
     """A worker silent this long is taken for dead: its cluster goes to another worker."""
