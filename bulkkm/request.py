@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import structlog
 
+from bulkkm import collector
 from bulkkm.errors import UsageError
 from bulkkm.events import WaveFinished
 from bulkkm.inventory import Inventory, ReadAhead, Rollout, load_inventory, read_ahead
@@ -167,25 +167,8 @@ def prepare(
     ``parse_ahead``: parse the inventory's YAML in a child process while the engine is
     imported (a command line's start, where the engine is not imported yet).
     """
-    with _collector_paused():
+    with collector.paused():
         return _prepare(request, confirm_wave=confirm_wave, clock=clock, parse_ahead=parse_ahead)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a run is prepared.
-
-    A saved plan and an inventory of thousands of clusters are hundreds of thousands of new
-    objects without a cycle among them: each full collection they set off walks all of them
-    and frees nothing (~50 ms for a plan of 5,000 clusters). Reference counting frees as usual.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _prepare(

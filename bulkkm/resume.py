@@ -41,21 +41,26 @@ class Resume:
 
         An addition is confirmed when the server is there now, a removal when it is gone.
         """
-        old = self.targets.get((decision.cluster, decision.svm, decision.server))
-        if old is None or old.key_manager_uuid != decision.key_manager_uuid:
+        done = Action.ABSENT if decision.operation is Operation.REMOVE else Action.PRESENT
+        return self.confirmed(
+            (decision.cluster, decision.svm, decision.server),
+            decision.key_manager_uuid,
+            decision.operation,
+            done_now=decision.action is done,
+        )
+
+    def confirmed(
+        self, key: TargetKey, key_manager_uuid: str | None, operation: Operation, *, done_now: bool
+    ) -> TargetResult | None:
+        """The old line of ``key``, if it did ``operation`` on that same key manager and the
+        cluster shows it done now (``done_now``: the server there, or gone); else None."""
+        old = self.targets.get(key)
+        if old is None or old.key_manager_uuid != key_manager_uuid or not done_now:
             return None
-        if decision.operation is Operation.REMOVE:
-            confirmed = (
-                old.action is Operation.REMOVE
-                and old.outcome in REMOVED
-                and decision.action is Action.ABSENT
-            )
+        if operation is Operation.REMOVE:
+            confirmed = old.action is Operation.REMOVE and old.outcome in REMOVED
         else:
-            confirmed = (
-                old.action is not Operation.REMOVE
-                and old.outcome in DONE
-                and decision.action is Action.PRESENT
-            )
+            confirmed = old.action is not Operation.REMOVE and old.outcome in DONE
         return old if confirmed else None
 
     def of_cluster(self, cluster: str) -> tuple[TargetResult, ...]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from bulkkm.collector import fewer_collections
 from bulkkm.engine._admission import DEFAULT_MAX_CONNECTIONS, default_max_connections
-from bulkkm.engine._collector import fewer_collections
 from bulkkm.engine._options import (
     ApprovedKeyManager,
     ApprovedPlan,

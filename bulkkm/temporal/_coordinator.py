@@ -52,7 +52,7 @@ from bulkkm.fanout import Fanout
 from bulkkm.plan import ApprovedPlan, Operation
 from bulkkm.report import ReportWriter, load_resume, read_lines
 from bulkkm.request import ConfirmWave, PreparedRun, RunRequest, prepare
-from bulkkm.resume import DONE, REMOVED, Resume
+from bulkkm.resume import Resume
 from bulkkm.rollout import order_clusters, split_waves
 from bulkkm.temporal._view import Display, leave
 from bulkkm.temporal._wire import (
@@ -356,22 +356,16 @@ def _carried(resume: Resume, event: TargetResult) -> TargetResult:
     (``present`` for an addition, ``absent`` for a removal, nothing sent: no attempt) is
     what the in-process engine carries over (``Resume.carried``): the same rule, here.
     """
-    old = resume.targets.get((event.cluster, event.svm, event.server))
-    if old is None or old.key_manager_uuid != event.key_manager_uuid or event.attempts:
+    if event.attempts:
         return event
-    if event.action is Operation.REMOVE:
-        confirmed = (
-            old.action is Operation.REMOVE
-            and old.outcome in REMOVED
-            and event.outcome is Outcome.ABSENT
-        )
-    else:
-        confirmed = (
-            old.action is not Operation.REMOVE
-            and old.outcome in DONE
-            and event.outcome is Outcome.PRESENT
-        )
-    return dataclasses.replace(old, carried_over=True, wave=event.wave) if confirmed else event
+    removal = event.action is Operation.REMOVE
+    old = resume.confirmed(
+        (event.cluster, event.svm, event.server),
+        event.key_manager_uuid,
+        Operation.REMOVE if removal else Operation.ADD,
+        done_now=event.outcome is (Outcome.ABSENT if removal else Outcome.PRESENT),
+    )
+    return event if old is None else dataclasses.replace(old, carried_over=True, wave=event.wave)
 
 
 def _identity(line: Mapping[str, object]) -> tuple[object, ...]:

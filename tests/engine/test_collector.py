@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from bulkkm.engine._collector import RUN_THRESHOLDS, fewer_collections
+from bulkkm.collector import RUN_THRESHOLDS, fewer_collections
 
 
 def test_a_run_sets_the_thresholds_and_restores_them() -> None:
