@@ -217,8 +217,8 @@ async def test_saved_plan_is_shown_and_applied(tmp_path: Path) -> None:
 
 
 async def test_an_approved_plan_killed_then_resumed_carries_what_it_added(tmp_path: Path) -> None:
-    """apply --plan killed by SIGKILL, then apply --plan --resume (the service's retry): what
-    the first run added is carried, not taken for drift; the rest is added; nothing twice."""
+    """apply --plan killed by SIGKILL, then apply --plan --resume of the same plan: what the
+    first run added is carried, not taken for drift; the rest is added; nothing twice."""
     spec = fleet_spec(clusters=12, svms=4, seed=31, faults=Faults(latency=0.02), initial_servers=1)
     async with SimulatedFleet(spec) as fleet:
         path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
