@@ -133,6 +133,7 @@ class PlanWriter:
         self.clusters: list[PlannedCluster] = []
         self.not_discovered: list[str] = []
         self.windows = {c.name: c.window for c in inventory.clusters}
+        self.order = {c.name: at for at, c in enumerate(inventory.clusters)}
 
     @classmethod
     def create(
@@ -188,6 +189,10 @@ class PlanWriter:
             ),
         )
 
+    def _place(self, cluster: str) -> int:
+        """Where ``cluster`` stands in the inventory (any other after every one of it)."""
+        return self.order.get(cluster, len(self.order))
+
     def _write(self) -> None:
         """The plan file, in one write to the file opened (and locked) at the start."""
         plan = SavedPlan(
@@ -195,8 +200,10 @@ class PlanWriter:
             created_at=timestamp(datetime.now(UTC)),
             inventory=self.inventory.path.resolve(),
             inventory_sha256=self.inventory.sha256,
-            clusters=tuple(self.clusters),
-            not_discovered=tuple(self.not_discovered),
+            # In the inventory's order, not the order discovery happened to finish in: the
+            # same fleet gives the same plan to review.
+            clusters=tuple(sorted(self.clusters, key=lambda c: self._place(c.name))),
+            not_discovered=tuple(sorted(self.not_discovered, key=self._place)),
         )
         body = {"format": FORMAT, **dataclasses.asdict(plan), "inventory": str(plan.inventory)}
         with self.file:

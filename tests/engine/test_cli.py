@@ -216,6 +216,19 @@ async def test_saved_plan_is_shown_and_applied(tmp_path: Path) -> None:
     assert outcomes(read_report(report))["added"] == additions
 
 
+async def test_a_saved_plan_lists_clusters_in_the_inventory_s_order(tmp_path: Path) -> None:
+    """Discovery finishes in any order (answers jittered): the plan file keeps the fleet's."""
+    spec = fleet_spec(clusters=12, svms=1, seed=8, initial_servers=0, faults=Faults(jitter=0.1))
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        plan = tmp_path / "plan.json"
+        code, _, err = await bulkkm("plan", str(path), "--out", str(plan), "-q")
+        assert code == 0, err
+    names = [cluster.name for cluster in load_inventory(path).clusters]
+    planned = [cluster["name"] for cluster in orjson.loads(plan.read_bytes())["clusters"]]
+    assert planned == names
+
+
 async def test_an_approved_plan_killed_then_resumed_carries_what_it_added(tmp_path: Path) -> None:
     """apply --plan killed by SIGKILL, then apply --plan --resume of the same plan: what the
     first run added is carried, not taken for drift; the rest is added; nothing twice."""
