@@ -353,6 +353,13 @@ def _error(error: ErrorInfo | None) -> Json:
     }
 
 
+def _verify_outcome(event: Verified) -> str:
+    """A ``verify`` line's outcome: ``passed``, ``failed``, or how a stop ended it first."""
+    if event.passed:
+        return "passed"
+    return (event.stopped or Outcome.FAILED).value
+
+
 def run_line(event: RunStarted, *, resumed_from_report: str | None = None) -> dict[str, Json]:
     """The report's ``run`` line; ``targets`` is null until every cluster is discovered."""
     return {
@@ -410,7 +417,7 @@ def report_line(event: Event) -> dict[str, Json] | None:
                 "svm": None if event.svm is None else redact(event.svm),
                 "key_manager_uuid": event.key_manager_uuid,
                 "servers": {server: dict(nodes) for server, nodes in event.servers.items()},
-                "outcome": "passed" if event.passed else "failed",
+                "outcome": _verify_outcome(event),
                 "reason": event.reason,
                 "wave": event.wave,
                 "duration_ms": event.duration_ms,

@@ -201,8 +201,13 @@ class Verified(Stamp):
     passed: bool
     duration_ms: int
     reason: str | None = None
-    """Why it failed: ``replacement_unreachable``, ``verify_timeout``, ``keys_not_restored``."""
+    """Why it failed: ``replacement_unreachable``, ``verify_timeout``, ``keys_not_restored``;
+    or, stopped before its end, the stop's reason (``interrupted``, ``max_failures`` …)."""
     wave: int | None = None
+    stopped: Outcome | None = None
+    """Set when the run stopped the verification before its end: how the stop ends work, as
+    it ends targets (``cancelled`` when interrupted, ``skipped`` for a threshold or a window),
+    so that an unfinished verification is not counted ``failed``."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

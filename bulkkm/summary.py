@@ -123,9 +123,10 @@ class Summary:
     stop_reason: str | None
     duration_ms: int | None
     verified: dict[str, int] = dataclasses.field(default_factory=dict)
-    """``migrate``: key managers whose verification ``passed`` or ``failed``."""
+    """``migrate``: key managers whose verification ``passed`` or ``failed``, or that the run
+    stopped before it ended (``cancelled`` when interrupted, ``skipped``)."""
     verify_failures: tuple[str, ...] = ()
-    """``cluster/svm: reason`` of each verification that failed."""
+    """``cluster/svm: reason`` of each verification that failed (not of those stopped)."""
 
     @property
     def outcomes(self) -> dict[str, int]:
@@ -184,10 +185,10 @@ class Aggregator:
             self._verify(line)
 
     def _verify(self, line: Mapping[str, object]) -> None:
-        """A key manager's verification: passed, or failed and why."""
+        """A key manager's verification: passed, failed and why, or stopped before its end."""
         outcome = str(line.get("outcome"))
         self._verified[outcome] += 1
-        if outcome != "passed":
+        if outcome == "failed":
             where = f"{line.get('cluster')}/{line.get('svm') or '(cluster)'}"
             self._verify_failures.append(f"{where}: {line.get('reason') or 'failed'}")
 

@@ -293,3 +293,32 @@ def test_a_migration_counts_removals_and_verifications() -> None:
     text = "\n".join(summary_lines(result, report=Path("m.jsonl")))
     assert "key managers verified: passed 1, failed 1" in text
     assert "bulkkm migrate f.yaml --report m-2.jsonl --resume m.jsonl" in text
+
+
+def test_a_verification_the_run_stopped_is_counted_cancelled_not_failed() -> None:
+    """Verify lines ``cancelled`` (interrupted) are counted as such, not listed as failures."""
+    lines: list[dict[str, object]] = [
+        {"type": "run", "run_id": "r", "command": "migrate", "inventory": "f.yaml"},
+        {"type": "verify", "cluster": "c1", "svm": "s1", "outcome": "passed"},
+        {
+            "type": "verify",
+            "cluster": "c1",
+            "svm": "s2",
+            "outcome": "cancelled",
+            "reason": "interrupted",
+        },
+        {
+            "type": "verify",
+            "cluster": "c2",
+            "svm": None,
+            "outcome": "cancelled",
+            "reason": "interrupted",
+        },
+        {"type": "summary", "exit_code": 130, "stop_reason": "interrupted"},
+    ]
+    result = aggregate(lines)
+    assert result.verified == {"passed": 1, "cancelled": 2}
+    assert result.verify_failures == ()
+    text = summary_lines(result, report=Path("m.jsonl"))
+    assert "key managers verified: passed 1, cancelled 2" in text
+    assert not any("failed" in line for line in text)

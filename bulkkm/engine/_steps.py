@@ -13,7 +13,9 @@ The rules, whatever the cluster answers:
   ``verify_timeout``; with ``verify_keys`` the keys are then restored from each new server
   and every key must read ``restored`` on every node. One ``Verified`` event per
   verification. One that does not pass ends the migration of its key manager: its remaining
-  targets are ``blocked`` (``replacement_unreachable``), its old servers kept.
+  targets are ``blocked`` (``replacement_unreachable``), its old servers kept. A verification
+  the run stops before its end (Ctrl-C, a threshold, a window) ends as the stop ends targets
+  (``cancelled``, ``skipped``), not ``failed``.
 - ``Remove``: one DELETE, retried on transient refusals (65536600, 2621573). A DELETE whose
   fate is unknown (a lost answer, a 5xx) is settled by reading the server back before
   anything else is sent: gone is ``removed``. 65536843 is ``absent``. 65536700 is
@@ -236,7 +238,10 @@ class KeyManagerSteps:
         except OntapError as exc:
             reason, detail = "verify_failed", f"the verification could not read: {exc.message}"
         except Stopped as stop:
-            self._verified(seen, started, stop.reason)
+            self._verified(seen, started, stop.reason, stopped=stop.outcome)
+            raise
+        except asyncio.CancelledError:
+            self._verified(seen, started, "interrupted", stopped=Outcome.CANCELLED)
             raise
         self._verified(seen, started, reason)
         if reason is not None:
@@ -284,8 +289,15 @@ class KeyManagerSteps:
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, POLL_MAX)
 
-    def _verified(self, seen: Connectivity, started: float, reason: str | None) -> None:
-        """Emit the verification's one ``Verified`` event."""
+    def _verified(
+        self,
+        seen: Connectivity,
+        started: float,
+        reason: str | None,
+        *,
+        stopped: Outcome | None = None,
+    ) -> None:
+        """Emit the verification's one ``Verified`` event (``stopped``: the run ended it first)."""
         elapsed = asyncio.get_running_loop().time() - started
         self.host.emit(
             Verified(
@@ -297,6 +309,7 @@ class KeyManagerSteps:
                 duration_ms=round(elapsed * 1000),
                 reason=reason,
                 wave=self.host.wave,
+                stopped=stopped,
             )
         )
 

@@ -370,3 +370,46 @@ async def test_an_approved_plan_migrates_exactly_and_skips_what_drifted(tmp_path
     }
     where = ("sim-0001", drifted.svm.name if drifted.svm else None)
     assert servers_of(key_managers(fleet.state())[where]) >= OLD_NORMALIZED  # kept
+
+
+async def test_ctrl_c_during_verification_counts_it_cancelled_not_failed(tmp_path: Path) -> None:
+    """SIGINT while the new servers are being verified (the real CLI): exit 130, every old server
+    kept, and the summary, the report and ``report summarize`` count those verifications
+    cancelled, none failed."""
+    spec = fleet_spec(
+        clusters=2,
+        svms=2,
+        seed=38,
+        headroom=2,
+        initial_servers=2,
+        faults=Faults(connect_delay=60.0),  # the new servers stay "unknown" past the signal
+    )
+    async with asyncio.timeout(90), SimulatedFleet(spec) as fleet:
+        inventory = migration_inventory(fleet, tmp_path)
+        managers = len(key_managers(fleet.state()))
+        report = tmp_path / "m.jsonl"
+        process = await start(
+            "migrate", str(inventory.path), "--report", str(report), "--verify-timeout", "120"
+        )
+        while len({r.key_manager_uuid for r in fleet.verify_log}) < managers:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # until every key manager's verification is polling
+        process.send_signal(signal.SIGINT)
+        out, err = await process.communicate()
+        summarized = await bulkkm("report", "summarize", str(report))
+        after = fleet.state()
+        deletes = [w for w in fleet.write_log if w.method == "DELETE"]
+    assert process.returncode == 130, err.decode()
+    lines = read_report(report)
+    check_report(lines)
+    verified = [line for line in lines if line["type"] == "verify"]
+    assert len(verified) == managers
+    assert {(line["outcome"], line["reason"]) for line in verified} == {
+        ("cancelled", "interrupted")
+    }
+    expected = f"key managers verified: cancelled {managers}"
+    for text in (out.decode(), summarized.out):
+        assert expected in text.splitlines(), text
+        assert "failed" not in text, text
+    assert not deletes
+    for where, km in key_managers(after).items():
+        assert servers_of(km) == NEW_NORMALIZED | OLD_NORMALIZED, where
