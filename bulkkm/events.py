@@ -39,6 +39,7 @@ __all__ = [
     "TargetKey",
     "TargetResult",
     "TargetsKnown",
+    "TemporalRun",
     "Verified",
     "WaveFinished",
     "WaveStarted",
@@ -102,6 +103,19 @@ class ErrorInfo:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TemporalRun:
+    """Where a ``--temporal`` run went: its server, namespace and rollout workflow.
+
+    Recorded so that the run can be continued the way it ran (``--temporal``, ``--attach``).
+    """
+
+    address: str
+    """``HOST:PORT`` of the Temporal server."""
+    namespace: str
+    workflow_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(Stamp):
     """The run's identity: the report's ``run`` line."""
 
@@ -118,6 +132,8 @@ class RunStarted(Stamp):
     ignore_windows: bool = False
     plan_id: str | None = None
     """The approved plan this run executes."""
+    temporal: TemporalRun | None = None
+    """``--temporal``: the server and workflow the run goes through (None: in-process)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from bulkkm.events import TemporalRun
 from bulkkm.report import read_lines
 
 __all__ = [
@@ -127,6 +128,8 @@ class Summary:
     stopped before it ended (``cancelled`` when interrupted, ``skipped``)."""
     verify_failures: tuple[str, ...] = ()
     """``cluster/svm: reason`` of each verification that failed (not of those stopped)."""
+    temporal: TemporalRun | None = None
+    """The Temporal server and workflow of a ``--temporal`` run, from the run line."""
 
     @property
     def outcomes(self) -> dict[str, int]:
@@ -264,6 +267,7 @@ class Aggregator:
             duration_ms=_int(summary.get("duration_ms")),
             verified=dict(self._verified),
             verify_failures=tuple(self._verify_failures),
+            temporal=_temporal(run.get("temporal")),
         )
 
 
@@ -275,6 +279,17 @@ def _str(value: object) -> str | None:
 def _int(value: object) -> int | None:
     """An integer field, or None."""
     return value if isinstance(value, int) else None
+
+
+def _temporal(value: object) -> TemporalRun | None:
+    """The run line's ``temporal`` object, or None (an in-process run, or a report before it)."""
+    if not isinstance(value, Mapping):
+        return None
+    fields = [value.get(key) for key in ("address", "namespace", "workflow_id")]
+    if not all(isinstance(field, str) and field for field in fields):
+        return None
+    address, namespace, workflow = map(str, fields)
+    return TemporalRun(address=address, namespace=namespace, workflow_id=workflow)
 
 
 def _code(error: object) -> str | None:
@@ -335,14 +350,27 @@ def next_report_name(report: Path, exists: Mapping[Path, bool] | None = None) ->
 
 
 def resume_command(result: Summary, report: Path) -> str | None:
-    """``bulkkm apply INVENTORY --report NEW --resume REPORT`` when something is left to do."""
+    """``bulkkm apply INVENTORY --report NEW --resume REPORT`` when something is left to do.
+
+    A ``--temporal`` run is continued the way it ran, through its Temporal server: resumed
+    with ``--temporal`` (and ``--namespace``), or, when its report has no summary line (the
+    coordinator left; the workflow goes on without it), re-attached to finish that report.
+    """
     if not result.left_to_do or result.inventory is None:
         return None
-    new = next_report_name(report)
     command = result.command or "apply"
-    return shlex.join(
-        ["bulkkm", command, result.inventory, "--report", str(new), "--resume", str(report)]
-    )
+    temporal = result.temporal
+    server: list[str] = []
+    if temporal is not None:
+        server = ["--temporal", temporal.address]
+        if temporal.namespace != "default":  # the CLI's default namespace
+            server += ["--namespace", temporal.namespace]
+        if not result.complete:
+            attach = ["--attach", temporal.workflow_id, "--report", str(report)]
+            return shlex.join(["bulkkm", command, *server, *attach])
+    new = next_report_name(report)
+    resume = ["--report", str(new), "--resume", str(report)]
+    return shlex.join(["bulkkm", command, result.inventory, *server, *resume])
 
 
 def _cut(rows: list[str], every: bool, hint: str, cut: int = CUT) -> list[str]:
@@ -451,7 +479,12 @@ def _ending(result: Summary, report: Path | None) -> list[str]:
         command = resume_command(result, report)
         if command is not None:
             lines.append(f"to finish the job: {command}")
-            if "limit" in result.clusters_not_done:
+            if result.temporal is not None and not result.complete:
+                lines.append(
+                    "  (its workflow goes on without a coordinator: --attach writes the rest "
+                    "of this report)"
+                )
+            elif "limit" in result.clusters_not_done:
                 lines.append("  (add the same --limit to stay within this run's clusters)")
             if result.problems and all(p.outcome == "blocked" for p in result.problems):
                 lines.append("  (blocked targets stay blocked until their precondition is fixed)")
@@ -484,6 +517,7 @@ def summary_json(result: Summary) -> dict[str, object]:
         "slowest_clusters": [list(item) for item in result.slowest],
         "verified": result.verified,
         "verify_failures": list(result.verify_failures),
+        "temporal": None if result.temporal is None else dataclasses.asdict(result.temporal),
         "exit_code": result.exit_code,
         "stop_reason": result.stop_reason,
         "duration_ms": result.duration_ms,

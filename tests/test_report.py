@@ -176,9 +176,11 @@ def test_run_line_keeps_its_keys_and_room_for_the_target_count(tmp_path: Path) -
         "waves",
         "ignore_windows",
         "plan_id",
+        "temporal",
         "targets",
     ]
     assert run["targets"] == 20000
+    assert run["temporal"] is None  # in-process
     assert run["resumed_from_report"] == str(Path("old.jsonl").resolve())
     assert len(path.read_bytes()) == len(raw)
 

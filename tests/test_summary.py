@@ -322,3 +322,39 @@ def test_a_verification_the_run_stopped_is_counted_cancelled_not_failed() -> Non
     text = summary_lines(result, report=Path("m.jsonl"))
     assert "key managers verified: passed 1, cancelled 2" in text
     assert not any("failed" in line for line in text)
+
+
+TEMPORAL = {
+    "address": "temporal.example.com:7233",
+    "namespace": "ops",
+    "workflow_id": "bulkkm-run-r2",
+}
+
+
+def test_a_temporal_run_is_resumed_through_the_same_server_and_namespace() -> None:
+    """A ``--temporal`` run left work undone: the command resumes it on the regional workers."""
+    lines = [{**RUN, "temporal": TEMPORAL}, *interrupted_run()[1:]]
+    text = summary_lines(aggregate(lines), report=Path("r.jsonl"))
+    expected = (
+        "bulkkm apply fleet.yaml --temporal temporal.example.com:7233 --namespace ops "
+        "--report r-2.jsonl --resume r.jsonl"
+    )
+    assert f"to finish the job: {expected}" in text
+    default = {**TEMPORAL, "namespace": "default"}
+    lines = [{**RUN, "temporal": default}, *interrupted_run()[1:]]
+    text = summary_lines(aggregate(lines), report=Path("r.jsonl"))
+    assert any(line.endswith("--resume r.jsonl") and "--namespace" not in line for line in text)
+
+
+def test_a_cut_temporal_report_is_finished_by_attaching_to_its_workflow() -> None:
+    """No summary line on a ``--temporal`` run: its workflow goes on, so --attach, not a new run."""
+    lines = [{**RUN, "temporal": TEMPORAL}, *interrupted_run()[1:-1]]
+    result = aggregate(lines)
+    assert not result.complete
+    text = summary_lines(result, report=Path("r.jsonl"))
+    expected = (
+        "bulkkm apply --temporal temporal.example.com:7233 --namespace ops "
+        "--attach bulkkm-run-r2 --report r.jsonl"
+    )
+    assert f"to finish the job: {expected}" in text
+    assert summary_json(result)["temporal"] == TEMPORAL

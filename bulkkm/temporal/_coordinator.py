@@ -46,6 +46,7 @@ from bulkkm.events import (
     RunStarted,
     TargetResult,
     TargetsKnown,
+    TemporalRun,
     WaveFinished,
 )
 from bulkkm.fanout import Fanout
@@ -145,6 +146,9 @@ async def start(
             waves=tuple(str(w) for w in opts.waves) if opts.waves else None,
             ignore_windows=opts.ignore_windows,
             plan_id=opts.approved.plan_id if opts.approved else None,
+            temporal=TemporalRun(
+                address=address, namespace=namespace, workflow_id=workflow_id(run_id)
+            ),
         )
     )
     for name in opts.skipped_clusters:

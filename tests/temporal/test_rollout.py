@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shlex
 import signal
 import uuid
 from collections import Counter
@@ -183,6 +184,51 @@ async def test_ctrl_c_stops_new_clusters_and_writes_the_whole_report(
         assert sum(len(f.write_log) for f in fleets.values()) == len(
             [t for t in lines if t["type"] == "target" and t["outcome"] == "added"]
         )
+
+
+async def test_the_command_to_finish_an_interrupted_rollout_runs_on_the_regional_workers(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """Ctrl-C between waves: "to finish the job" (closing summary and ``report summarize``)
+    goes through the same Temporal server; run as printed, it finishes the fleet there."""
+    async with (
+        two_regions(tmp_path, clusters=2, svms=1) as (fleets, inventory),
+        regional_workers(temporal_server, inventory, tmp_path),
+    ):
+        report = tmp_path / "report.jsonl"
+        coordinator = await start(
+            "apply", str(inventory), "--temporal", temporal_server, "--report", str(report),
+            "--waves", "1,100%", "--pause-between-waves", "600",
+        )  # fmt: skip
+        async with asyncio.timeout(DEADLINE):
+            while not wave_one_written(report):  # noqa: ASYNC110 -- a file another process writes
+                await asyncio.sleep(0.1)
+            coordinator.send_signal(signal.SIGINT)
+            out, err = await coordinator.communicate()
+        assert coordinator.returncode == 130, err.decode()
+        prefix = "to finish the job: "
+        (command,) = [
+            line.removeprefix(prefix)
+            for line in out.decode().splitlines()
+            if line.startswith(prefix)
+        ]
+        summarized = await bulkkm("report", "summarize", str(report))
+        assert prefix + command in summarized.out.splitlines()
+        args = shlex.split(command)
+        assert args[:2] == ["bulkkm", "apply"]
+        assert args[args.index("--temporal") + 1] == temporal_server
+        assert args[args.index("--resume") + 1] == str(report)
+        done = await bulkkm(*args[1:], deadline=DEADLINE)
+        assert done.code == 0, done.err
+        lines = read_report(Path(args[args.index("--report") + 1]))
+        check_report(lines)
+        assert f"workflow bulkkm-run-{lines[0]['run_id']} started" in done.err
+        assert lines[0]["temporal"]["address"] == temporal_server
+        assert set(outcomes(lines)) == {"added"}
+        first = [line for line in read_report(report) if line["type"] == "target"]
+        assert sum(1 for line in lines if line.get("carried_over")) == len(first)
+        for fleet in fleets.values():
+            assert set(writes_per_target(fleet.write_log).values()) == {1}
 
 
 async def test_a_wave_waiting_for_its_go_ahead_is_answered_by_an_attached_coordinator(
