@@ -378,6 +378,7 @@ def run_line(event: RunStarted, *, resumed_from_report: str | None = None) -> di
         "ignore_windows": event.ignore_windows,
         "plan_id": event.plan_id,
         "temporal": None if event.temporal is None else value_json(event.temporal),
+        "options": list(event.options),
         "targets": None,
     }
 

@@ -134,6 +134,9 @@ class RunStarted(Stamp):
     """The approved plan this run executes."""
     temporal: TemporalRun | None = None
     """``--temporal``: the server and workflow the run goes through (None: in-process)."""
+    options: tuple[str, ...] = ()
+    """The options that shape the run, as flags (``--plan P --waves 1,10%``): the command
+    that finishes the run repeats them."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -77,6 +77,28 @@ class RunRequest:
         if self.max_connections is not None and self.max_connections < 1:
             raise UsageError("max_connections must be 1 or more")
 
+    def flags(self) -> tuple[str, ...]:
+        """The options that shape this run, as command-line flags (``--plan P --waves 1,10%``).
+
+        What the command that finishes the run must repeat to run the same way: an approved
+        plan, waves, thresholds, ``--limit``... Not the files of this one run (its report,
+        the report it resumed) nor the inventory (the command's argument).
+        """
+        flags: list[str] = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in _OF_THIS_RUN or value == field.default:
+                continue
+            flag = "--" + field.name.replace("_", "-")
+            if value is True:
+                flags.append(flag)
+                continue
+            for item in value if isinstance(value, tuple) else (value,):
+                text = _flag_value(item)
+                # ``--limit -x`` would read as another option: ``--limit=-x`` cannot.
+                flags += [f"{flag}={text}"] if text.startswith("-") else [flag, text]
+        return tuple(flags)
+
     def to_json(self) -> dict[str, object]:
         """The request as a JSON object (only fields that differ from their default)."""
         body: dict[str, object] = {"command": self.command}
@@ -97,6 +119,17 @@ class RunRequest:
         if "command" not in values:
             raise UsageError("run request: command is missing")
         return cls(**values)  # type: ignore[arg-type]
+
+
+_OF_THIS_RUN: Final = frozenset({"command", "inventory", "report", "out", "overwrite", "resume"})
+"""Request fields that ``RunRequest.flags`` leaves out: the command, and this run's files."""
+
+
+def _flag_value(value: object) -> str:
+    """A flag's value as typed: ``5`` for 5.0, every digit of any other number."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 def _field(name: str, value: object) -> object:
@@ -311,6 +344,7 @@ def _options(
         verify_keys=request.verify_keys,
         max_connections=request.max_connections,
         skipped_clusters=_left_out(inventory, clusters),
+        flags=request.flags(),
     )
 
 

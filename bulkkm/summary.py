@@ -130,6 +130,9 @@ class Summary:
     """``cluster/svm: reason`` of each verification that failed (not of those stopped)."""
     temporal: TemporalRun | None = None
     """The Temporal server and workflow of a ``--temporal`` run, from the run line."""
+    options: tuple[str, ...] | None = None
+    """The flags that shaped the run (``--plan P --waves 1,10%``), from the run line; None
+    in a report written before the run line had them."""
 
     @property
     def outcomes(self) -> dict[str, int]:
@@ -268,6 +271,7 @@ class Aggregator:
             verified=dict(self._verified),
             verify_failures=tuple(self._verify_failures),
             temporal=_temporal(run.get("temporal")),
+            options=_options(run.get("options")),
         )
 
 
@@ -290,6 +294,13 @@ def _temporal(value: object) -> TemporalRun | None:
         return None
     address, namespace, workflow = map(str, fields)
     return TemporalRun(address=address, namespace=namespace, workflow_id=workflow)
+
+
+def _options(value: object) -> tuple[str, ...] | None:
+    """The run line's ``options`` (flags); None in a report from before them, or if malformed."""
+    if not isinstance(value, list) or not all(isinstance(flag, str) for flag in value):
+        return None
+    return tuple(value)
 
 
 def _code(error: object) -> str | None:
@@ -352,6 +363,9 @@ def next_report_name(report: Path, exists: Mapping[Path, bool] | None = None) ->
 def resume_command(result: Summary, report: Path) -> str | None:
     """``bulkkm apply INVENTORY --report NEW --resume REPORT`` when something is left to do.
 
+    With the options that shaped the run (an approved ``--plan``, ``--waves``, thresholds,
+    ``--limit``...), so that the rest runs as the start did: without them, the rest of a
+    rollout in waves would go to every cluster at once, or past what the plan approved.
     A ``--temporal`` run is continued the way it ran, through its Temporal server: resumed
     with ``--temporal`` (and ``--namespace``), or, when its report has no summary line (the
     coordinator left; the workflow goes on without it), re-attached to finish that report.
@@ -370,7 +384,8 @@ def resume_command(result: Summary, report: Path) -> str | None:
             return shlex.join(["bulkkm", command, *server, *attach])
     new = next_report_name(report)
     resume = ["--report", str(new), "--resume", str(report)]
-    return shlex.join(["bulkkm", command, result.inventory, *server, *resume])
+    options = result.options or ()
+    return shlex.join(["bulkkm", command, result.inventory, *server, *options, *resume])
 
 
 def _cut(rows: list[str], every: bool, hint: str, cut: int = CUT) -> list[str]:
@@ -484,7 +499,8 @@ def _ending(result: Summary, report: Path | None) -> list[str]:
                     "  (its workflow goes on without a coordinator: --attach writes the rest "
                     "of this report)"
                 )
-            elif "limit" in result.clusters_not_done:
+            elif "limit" in result.clusters_not_done and result.options is None:
+                # A report from before the run line kept the run's flags (--limit among them).
                 lines.append("  (add the same --limit to stay within this run's clusters)")
             if result.problems and all(p.outcome == "blocked" for p in result.problems):
                 lines.append("  (blocked targets stay blocked until their precondition is fixed)")
@@ -518,6 +534,7 @@ def summary_json(result: Summary) -> dict[str, object]:
         "verified": result.verified,
         "verify_failures": list(result.verify_failures),
         "temporal": None if result.temporal is None else dataclasses.asdict(result.temporal),
+        "options": None if result.options is None else list(result.options),
         "exit_code": result.exit_code,
         "stop_reason": result.stop_reason,
         "duration_ms": result.duration_ms,

@@ -177,6 +177,7 @@ def test_run_line_keeps_its_keys_and_room_for_the_target_count(tmp_path: Path) -
         "ignore_windows",
         "plan_id",
         "temporal",
+        "options",
         "targets",
     ]
     assert run["targets"] == 20000

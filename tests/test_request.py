@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -69,6 +70,35 @@ requests = st.builds(
 def test_a_request_survives_json(request: RunRequest) -> None:
     """What a service stores and a worker receives is the request itself."""
     assert RunRequest.from_json(orjson.loads(orjson.dumps(request.to_json()))) == request
+
+
+names = st.from_regex(r"[a-z][a-z0-9_.-]{0,10}", fullmatch=True)
+shaped = st.builds(
+    RunRequest,
+    command=st.sampled_from(("apply", "migrate")),
+    plan=st.none() | names,
+    limit=st.lists(st.from_regex(r"[-a-z0-9*?]{1,8}", fullmatch=True), max_size=3).map(tuple),
+    dry_run=st.booleans(),
+    max_failures=st.none() | st.integers(0, 1000),
+    max_fail_percent=st.none() | st.floats(0, 100),
+    waves=st.none() | st.sampled_from(("1,10%,100%", "2,100%", "50%")),
+    wave_order=st.none() | st.sampled_from(("inventory", "name", "random:7")),
+    pause_between_waves=st.none() | st.floats(0, 3600),
+    confirm_waves=st.booleans(),
+    ignore_windows=st.booleans(),
+    max_connections=st.none() | st.integers(1, 10_000),
+)
+
+
+@given(shaped)
+def test_a_request_s_flags_give_it_back_through_the_command_line(request: RunRequest) -> None:
+    """``flags`` (what "to finish the job" repeats) parse back to the same options, whatever
+    they are: a glob that starts with a dash, a percentage with many digits."""
+    from bulkkm import cli  # noqa: PLC0415 -- the parser, as a person's command line meets it
+
+    argv = [request.command, "fleet.yaml", *request.flags(), "--report", "r.jsonl"]
+    again = cli._request(cli._parser().parse_args(argv))
+    assert again == dataclasses.replace(request, inventory="fleet.yaml", report="r.jsonl")
 
 
 @pytest.mark.parametrize(

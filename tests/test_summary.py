@@ -358,3 +358,33 @@ def test_a_cut_temporal_report_is_finished_by_attaching_to_its_workflow() -> Non
     )
     assert f"to finish the job: {expected}" in text
     assert summary_json(result)["temporal"] == TEMPORAL
+
+
+def test_the_command_to_finish_a_run_repeats_the_options_that_shaped_it() -> None:
+    """An approved plan, waves, thresholds and --limit come back, so the rest runs as the start
+    did: not past the plan, not to every remaining cluster at once."""
+    flags = ["--plan", "plan.json", "--limit", "paris-*", "--max-fail-percent", "5"]
+    flags += ["--waves", "1,10%,100%", "--pause-between-waves", "30", "--confirm-waves"]
+    lines = [{**RUN, "options": flags}, *interrupted_run()[1:]]
+    result = aggregate(lines)
+    text = summary_lines(result, report=Path("r.jsonl"))
+    expected = (
+        "bulkkm apply fleet.yaml --plan plan.json --limit 'paris-*' --max-fail-percent 5 "
+        "--waves 1,10%,100% --pause-between-waves 30 --confirm-waves "
+        "--report r-2.jsonl --resume r.jsonl"
+    )
+    assert f"to finish the job: {expected}" in text
+    assert summary_json(result)["options"] == flags
+
+
+def test_a_report_without_the_run_s_options_still_says_to_add_the_same_limit() -> None:
+    """A report from before the run line kept its flags: the command has none, and the hint
+    about --limit stays; with the flags (--limit among them) the hint is not needed."""
+    left = [*interrupted_run()[:-1], cluster("c9", "skipped", "limit"), interrupted_run()[-1]]
+    old = "\n".join(summary_lines(aggregate(left), report=Path("r.jsonl")))
+    assert "(add the same --limit to stay within this run's clusters)" in old
+    assert "to finish the job: bulkkm apply fleet.yaml --report r-2.jsonl --resume r.jsonl" in old
+    new = [{**RUN, "options": ["--limit", "c[0-8]"]}, *left[1:]]
+    text = "\n".join(summary_lines(aggregate(new), report=Path("r.jsonl")))
+    assert "--limit 'c[0-8]' --report r-2.jsonl --resume r.jsonl" in text
+    assert "add the same --limit" not in text

@@ -86,6 +86,9 @@ class Options:
     """Seconds in-flight requests get to finish after an interrupt."""
     skipped_clusters: tuple[str, ...] = ()
     """Clusters of the inventory left out of this run (``--limit``): one ``skipped`` line each."""
+    flags: tuple[str, ...] = ()
+    """The command-line options that shape the run (``RunRequest.flags``), for its run line:
+    the command that finishes the run repeats them."""
 
     @property
     def read_only(self) -> bool:

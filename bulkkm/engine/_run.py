@@ -223,6 +223,7 @@ class Run:
                 waves=tuple(str(w) for w in opts.waves) if opts.waves else None,
                 ignore_windows=opts.ignore_windows,
                 plan_id=opts.approved.plan_id if opts.approved else None,
+                options=opts.flags,
             )
         )
         for name in opts.skipped_clusters:

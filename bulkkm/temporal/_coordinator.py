@@ -149,6 +149,7 @@ async def start(
             temporal=TemporalRun(
                 address=address, namespace=namespace, workflow_id=workflow_id(run_id)
             ),
+            options=opts.flags,
         )
     )
     for name in opts.skipped_clusters:

@@ -138,6 +138,44 @@ async def test_progress_lines_come_every_5_seconds_without_a_terminal(tmp_path: 
     assert "cluster" not in last  # a run-wide line, not one cluster's
 
 
+async def test_the_command_that_finishes_an_approved_plan_stays_within_the_plan(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C between the waves of ``apply --plan``: the command printed to finish the job
+    executes the same plan, in waves; run as printed, it writes to no cluster the plan left
+    out (the inventory wants changes there too)."""
+    spec = fleet_spec(clusters=6, svms=2, seed=6, initial_servers=0, faults=Faults(latency=0.05))
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        plan = tmp_path / "plan.json"
+        limit = ("--limit", "sim-000[0-3]")
+        code, _, err = await bulkkm("plan", str(path), *limit, "--out", str(plan))
+        assert code == 0, err
+        plan_id = orjson.loads(plan.read_bytes())["plan_id"]
+        report = tmp_path / "r.jsonl"
+        process = await start(
+            "apply", "--plan", str(plan), "--waves", "1,100%", "--pause-between-waves", "60",
+            "--report", str(report),
+        )  # fmt: skip
+        await wait_for_lines(report, 2)  # the run line, then wave 1's first target
+        await asyncio.sleep(0.3)  # wave 1 done, the pause begun
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            out, stderr = await process.communicate()
+        assert process.returncode == 130, stderr
+        command = re.search(r"^to finish the job: (bulkkm apply .*)$", out.decode(), re.MULTILINE)
+        assert command is not None, out.decode()
+        argv = shlex.split(command.group(1))
+        assert argv[argv.index("--plan") + 1] == str(plan)
+        assert argv[argv.index("--waves") + 1] == "1,100%"
+        code, _, err = await bulkkm(*argv[1:], "--pause-between-waves", "0", "-q")
+        assert code == 0, err
+        run = read_report(Path(argv[argv.index("--report") + 1]))[0]
+        assert run["plan_id"] == plan_id
+    planned = {f"sim-000{n}" for n in range(4)}
+    assert {write.cluster for write in fleet.write_log} == planned
+
+
 async def test_interrupted_run_names_what_is_left_and_its_resume_command_finishes(
     tmp_path: Path,
 ) -> None:
@@ -161,9 +199,11 @@ async def test_interrupted_run_names_what_is_left_and_its_resume_command_finishe
         assert command is not None, text
         argv = shlex.split(command.group(1))
         assert argv[argv.index("--resume") + 1] == str(report)
+        assert argv[argv.index("--waves") + 1] == "2,100%"  # the rest goes in waves too
         code, _, err2 = await bulkkm(*argv[1:], "-q")
         assert code == 0, err2
         new = Path(argv[argv.index("--report") + 1])
+        assert read_report(new)[0]["waves"] == ["2", "100%"]
         check_invariants(
             inventory=load_inventory(path),
             before=before,
