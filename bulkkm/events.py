@@ -23,6 +23,7 @@ from bulkkm.plan import Decision, Operation
 from bulkkm.state import LiveKeyManager
 
 __all__ = [
+    "CHANGES",
     "NOT_EMITTED",
     "AsyncSubscriber",
     "ClusterDiscovered",
@@ -83,6 +84,10 @@ class Outcome(StrEnum):
     """``migrate``: the retired server was already gone."""
     WOULD_REMOVE = "would_remove"
     """``plan``, ``check``, ``--dry-run``: a retired server still there."""
+
+
+CHANGES: Final = frozenset({Outcome.ADDED, Outcome.REMOVED})
+"""The outcomes of a target whose cluster this run changed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

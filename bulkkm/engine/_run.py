@@ -26,6 +26,7 @@ from bulkkm.engine._admission import Admission, Ticket, default_max_connections
 from bulkkm.engine._cluster import ClusterRun
 from bulkkm.engine._options import Command, Options, RunControl
 from bulkkm.events import (
+    CHANGES,
     ClusterResult,
     Event,
     Outcome,
@@ -111,6 +112,8 @@ class Run:
         self.wave_counts: Counter[str] = Counter()
         self.wave_targets = 0
         self.wave_failures = 0
+        self.wave_changes = 0
+        """Targets the current wave added or removed (carried-over lines aside)."""
         self.waves = self._waves()
 
     def _waves(self) -> tuple[tuple[Cluster, ...], ...]:
@@ -138,6 +141,8 @@ class Run:
         if isinstance(event, TargetResult):
             self.counts[event.outcome.value] += 1
             self.wave_counts[event.outcome.value] += 1
+            if event.outcome in CHANGES and not event.carried_over:
+                self.wave_changes += 1
             if event.outcome is Outcome.FAILED:
                 self._failed()
         elif isinstance(event, ClusterResult) and event.outcome is Outcome.FAILED:
@@ -299,6 +304,7 @@ class Run:
         """One wave through admission; the rollout stops here if it failed too much."""
         self.wave = self._wave_of(number)
         self.wave_counts, self.wave_targets, self.wave_failures = Counter(), 0, 0
+        self.wave_changes = 0
         names = tuple(c.name for c in wave)
         if self.wave is not None:
             self.emit(WaveStarted(number=number, of=len(self.waves), clusters=names))
@@ -327,9 +333,16 @@ class Run:
             )
 
     async def _between_waves(self) -> None:
-        """The pause, then the operator's word, before the next wave."""
+        """The pause, then the operator's word, before the next wave.
+
+        No pause after a wave in which this run changed nothing and nothing failed (a
+        resumed rollout's waves done before): there is nothing to let settle. The operator
+        is still asked.
+        """
         opts = self.options
-        if opts.pause_between_waves > 0:
+        if opts.pause_between_waves > 0 and not (self.wave_changes or self.wave_failures):
+            log.info("pause_skipped", wave=self.wave, reason="the wave changed nothing")
+        elif opts.pause_between_waves > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(opts.pause_between_waves):
                     await self.control.interrupted.wait()

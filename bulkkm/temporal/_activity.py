@@ -23,7 +23,7 @@ from bulkkm import codec, engine
 from bulkkm.engine import RunControl
 from bulkkm.engine._run import Run
 from bulkkm.errors import BulkkmError
-from bulkkm.events import ClusterResult, Event, Outcome, TargetResult, Verified
+from bulkkm.events import CHANGES, ClusterResult, Event, Outcome, TargetResult, Verified
 from bulkkm.ontap import TlsContexts
 from bulkkm.request import RunRequest
 from bulkkm.temporal._claims import identify
@@ -180,11 +180,12 @@ class _Collect:
 
 def _done(task: ChunkTask, events: list[Event]) -> ChunkDone:
     """The activity's result: the events as packed codec JSON, what the thresholds count."""
-    targets = failures = 0
+    targets = failures = changes = 0
     for event in events:
         if isinstance(event, TargetResult):
             targets += 1
             failures += event.outcome is Outcome.FAILED
+            changes += event.outcome in CHANGES and not event.carried_over
         elif isinstance(event, ClusterResult) and event.outcome is Outcome.FAILED:
             targets += 1  # as in-process: a failed cluster counts as one failed target
             failures += 1
@@ -194,6 +195,7 @@ def _done(task: ChunkTask, events: list[Event]) -> ChunkDone:
         events=pack([codec.to_json(e) for e in events]),
         targets=targets,
         failures=failures,
+        changes=changes,
     )
 
 

@@ -181,6 +181,9 @@ class ChunkDone:
     """``pack`` of the events' codec JSON ("": none)."""
     targets: int = 0
     failures: int = 0
+    changes: int | None = None
+    """Targets the chunk added or removed (carried-over ones aside); None from a worker
+    that did not count them (then the pause after its wave is kept)."""
     skipped: str | None = None
     """The reason the clusters were not started (``max_failures``, ``rollout_stopped`` …)."""
     error: str | None = None

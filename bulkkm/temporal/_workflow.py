@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import timedelta
+from typing import Final
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -48,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = ["Rollout"]
 
+PAUSE_ONLY_AFTER_CHANGES: Final = "pause-only-after-a-wave-that-changed-something"
+"""The patch (``workflow.patched``) that skips the pause after a wave that did nothing."""
 _RETRIES = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -164,9 +167,14 @@ class Rollout:
         self._waves = len(waves) if spec.rolling else 0
         if spec.side_parts:
             await self._receive(spec)
+        acted = True
         for number, wave in enumerate(waves):
             if number and self._stop is None:
-                if spec.pause_between_waves > 0:
+                # As in-process: no pause after a wave that changed nothing and failed
+                # nothing (a resumed rollout's waves done before). A patch: workflows begun
+                # before it replay with their pause.
+                idle = not acted and workflow.patched(PAUSE_ONLY_AFTER_CHANGES)
+                if spec.pause_between_waves > 0 and not idle:
                     with contextlib.suppress(TimeoutError):  # a halt ends the pause
                         await workflow.wait_condition(
                             lambda: self._stop is not None, timeout=spec.pause_between_waves
@@ -176,7 +184,8 @@ class Rollout:
             if self._stop is not None:
                 self._skip(wave, self._stop)
                 continue
-            failures, targets = await self._wave(spec, wave)
+            failures, targets, changes = await self._wave(spec, wave)
+            acted = bool(failures) or changes != 0
             limit = spec.max_fail_percent or 0.0
             if spec.rolling and self._stop is None and 100 * failures / max(targets, 1) > limit:
                 self._stop = "rollout_stopped"
@@ -200,12 +209,16 @@ class Rollout:
             self._stop = "declined"
         self._asking = None
 
-    async def _wave(self, spec: RolloutInput, wave: list[ClusterJob]) -> tuple[int, int]:
-        """One wave in chunks, ``spec.parallel`` clusters at a time; its failures and targets."""
+    async def _wave(
+        self, spec: RolloutInput, wave: list[ClusterJob]
+    ) -> tuple[int, int, int | None]:
+        """One wave in chunks, ``spec.parallel`` clusters at a time; its failures, targets and
+        changes (None when a chunk did not count them)."""
         pending = deque(_chunks(wave, spec.chunk, spec.parallel))
         running: set[asyncio.Task[ChunkDone]] = set()
         in_flight = 0
         failures = targets = 0
+        changes: int | None = 0
         while pending or running:
             while (
                 pending
@@ -231,10 +244,12 @@ class Rollout:
                 self._done.append(done)
                 failures += done.failures
                 targets += done.targets
+                if changes is not None and not done.skipped:
+                    changes = None if done.changes is None else changes + done.changes
                 self._count(spec, done)
             if self._stop is not None:
                 self._drop_waiting()
-        return failures, targets
+        return failures, targets, changes
 
     def _count(self, spec: RolloutInput, done: ChunkDone) -> None:
         """Add a chunk's failures; stop starting clusters once a threshold is exceeded."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import structlog.testing
+
 from bulkkm import engine
 from bulkkm.events import Event, TargetResult
 from bulkkm.planfile import PlanWriter, read_plan
@@ -159,3 +161,33 @@ async def test_ignore_windows_changes_clusters_outside_and_says_so(tmp_path: Pat
         result = await run_rollout(fleet, inventory, tmp_path, clock=clock, ignore_windows=True)
     assert set(outcomes(result.lines)) == {"added"}
     assert result.lines[0]["ignore_windows"] is True
+
+
+async def test_a_resumed_rollout_pauses_only_after_waves_that_changed_something(
+    tmp_path: Path,
+) -> None:
+    """Resumed, wave 1 was done before (all carried over): no pause after it, it is said so;
+    wave 2 adds servers: the pause follows it as asked."""
+    pause = 1.0
+    async with SimulatedFleet(fleet_spec(clusters=3, svms=2, seed=5, initial_servers=0)) as fleet:
+        inventory = inventory_for(fleet, tmp_path)
+        first = await run_rollout(fleet, inventory.only(["sim-0000"]), tmp_path, name="r1.jsonl")
+        assert set(outcomes(first.lines)) == {"added"}
+        with structlog.testing.capture_logs() as logs:
+            second = await run_rollout(
+                fleet,
+                inventory,
+                tmp_path,
+                name="r2.jsonl",
+                resume=load_resume(tmp_path / "r1.jsonl"),
+                waves=parse_waves("1,2,100%"),
+                pause_between_waves=pause,
+            )
+    assert second.summary.exit_code == 0
+    waves = {(type(e).__name__, e.number): e.at for e in second.events if hasattr(e, "number")}
+    after_carried = waves["WaveStarted", 2] - waves["WaveFinished", 1]
+    after_changes = waves["WaveStarted", 3] - waves["WaveFinished", 2]
+    assert after_carried.total_seconds() < pause / 2, after_carried
+    assert after_changes.total_seconds() >= pause, after_changes
+    skipped = [entry for entry in logs if entry["event"] == "pause_skipped"]
+    assert [entry["wave"] for entry in skipped] == [1]
