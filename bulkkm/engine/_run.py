@@ -341,7 +341,7 @@ class Run:
         """
         opts = self.options
         if opts.pause_between_waves > 0 and not (self.wave_changes or self.wave_failures):
-            log.info("pause_skipped", wave=self.wave, reason="the wave changed nothing")
+            log.info("pause_skipped", wave=self.wave, reason="this run changed nothing in the wave")
         elif opts.pause_between_waves > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(opts.pause_between_waves):
