@@ -6,7 +6,7 @@ Names that come from servers (SVMs, messages) pass ``printable`` before they rea
 On a terminal with readable logs, a live display (targets and clusters) sits at the bottom
 of stderr and every log line prints above it, through the same rich console. With JSON logs,
 or without a terminal, there is no live display: a ``progress`` log line every 5 seconds
-instead, so that a JSON line never shares a line with bar text.
+(``BULKKM_PROGRESS_EVERY``) instead, so that a JSON line never shares a line with bar text.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
+import os
 import sys
 import time
 from collections import Counter
@@ -48,20 +50,51 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
 __all__ = [
+    "DEFAULT_PROGRESS_EVERY",
     "PROGRESS_EVERY",
+    "PROGRESS_EVERY_ENV",
     "EventLog",
     "LiveBar",
     "ProgressView",
     "RetryCount",
     "ask",
     "paused",
+    "progress_every",
     "render_summary",
     "restore_terminal",
     "window_lines",
 ]
 
 log = structlog.get_logger("bulkkm")
-PROGRESS_EVERY: Final = 5.0
+PROGRESS_EVERY_ENV: Final = "BULKKM_PROGRESS_EVERY"
+DEFAULT_PROGRESS_EVERY: Final = 5.0
+
+
+def progress_every(environ: Mapping[str, str] = os.environ) -> float:
+    """Seconds between progress log lines: ``BULKKM_PROGRESS_EVERY`` when set, else 5.
+
+    Read once, when bulkkm starts. A value that is not a number of seconds above zero is
+    named on stderr and the default kept: a typo in a tuning variable should not stop a run
+    (logging is not set up yet, so the line is plain text).
+    """
+    raw = environ.get(PROGRESS_EVERY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PROGRESS_EVERY
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if math.isfinite(seconds) and seconds > 0:
+        return seconds
+    print(
+        f"bulkkm: ignoring {PROGRESS_EVERY_ENV}={raw!r}: not a number of seconds above 0;"
+        f" progress lines every {DEFAULT_PROGRESS_EVERY:g} s",
+        file=sys.stderr,
+    )
+    return DEFAULT_PROGRESS_EVERY
+
+
+PROGRESS_EVERY: Final = progress_every()
 """Seconds between progress log lines when there is no live display."""
 DIGEST_FIRST: Final = 5
 """Warnings of one kind shown in full before the rest are folded into counts (without -v)."""
