@@ -518,7 +518,9 @@ def _fleet(args: argparse.Namespace) -> int:
         for line in window_lines(run.clusters, run.options.clock()):
             print(printable(line))
         if run.plan_writer is not None and run.plan_writer.written:
-            print(printable(f"plan: {args.out} (review with: bulkkm plan --show {args.out})"))
+            missing = len(run.plan_writer.not_discovered)
+            gap = f", incomplete: {missing} clusters not discovered" if missing else ""
+            print(printable(f"plan: {args.out}{gap} (review with: bulkkm plan --show {args.out})"))
     if run.plan_writer is not None and not run.plan_writer.written:
         print(f"bulkkm: error: the plan {args.out} could not be written", file=sys.stderr)
         return max(summary.exit_code, 1)

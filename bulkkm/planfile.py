@@ -17,7 +17,7 @@ from typing import BinaryIO, Final
 import orjson
 
 from bulkkm.errors import UsageError
-from bulkkm.events import ClusterDiscovered, ClusterResult, Event, Outcome, RunFinished
+from bulkkm.events import ClusterDiscovered, ClusterResult, Event, RunFinished
 from bulkkm.inventory import Inventory
 from bulkkm.outputs import open_output
 from bulkkm.plan import Action, ApprovedKeyManager, ApprovedPlan, Decision
@@ -106,6 +106,11 @@ class SavedPlan:
             f"{self.additions} additions and {self.removals} removals "
             f"on {len(self.changed_clusters)} clusters",
         ]
+        if self.not_discovered:
+            lines.append(
+                f"INCOMPLETE: {len(self.not_discovered)} clusters not discovered, nothing "
+                "planned for them (listed at the end)"
+            )
         for c in self.clusters:
             window = f", window {c.window} (next {c.next_window})" if c.window else ""
             lines.append(f"{c.name} (ONTAP {c.version}){window}")
@@ -154,7 +159,10 @@ class PlanWriter:
         match event:
             case ClusterDiscovered():
                 self.clusters.append(self._cluster(event))
-            case ClusterResult(outcome=Outcome.FAILED):
+            case ClusterResult(reason=reason) if reason != "limit":
+                # Failed, or never reached (an interrupt): nothing is planned for it, and
+                # the reviewer must see that the plan does not cover it. ``--limit``'s
+                # clusters are left out on purpose.
                 self.not_discovered.append(event.cluster)
             case RunFinished():
                 self._write()

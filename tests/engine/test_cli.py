@@ -216,6 +216,32 @@ async def test_saved_plan_is_shown_and_applied(tmp_path: Path) -> None:
     assert outcomes(read_report(report))["added"] == additions
 
 
+async def test_an_interrupted_plan_says_which_clusters_it_does_not_cover(tmp_path: Path) -> None:
+    """Ctrl-C during ``plan --out``: the plan written names every cluster it never discovered,
+    and says it is incomplete where a reviewer looks first (the closing line, ``--show``)."""
+    spec = fleet_spec(clusters=10, svms=1, seed=8, initial_servers=0, faults=Faults(latency=0.3))
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        plan = tmp_path / "plan.json"
+        process = await start("plan", str(path), "--out", str(plan), "--max-connections", "2")
+        async with asyncio.timeout(60):
+            while not fleet.request_log:  # noqa: ASYNC110 -- the fleet runs in this loop
+                await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            out, err = await process.communicate()
+        assert process.returncode == 130, err
+        body = orjson.loads(plan.read_bytes())
+        planned = {cluster["name"] for cluster in body["clusters"]}
+        missing = set(body["not_discovered"])
+        assert missing, "an interrupt this early leaves clusters undiscovered"
+        assert planned | missing == {c.name for c in load_inventory(path).clusters}
+        assert f"incomplete: {len(missing)} clusters not discovered" in out.decode()
+        code, shown, _ = await bulkkm("plan", "--show", str(plan))
+        assert code == 0
+        assert shown.splitlines()[3].startswith(f"INCOMPLETE: {len(missing)} clusters")
+
+
 async def test_a_saved_plan_lists_clusters_in_the_inventory_s_order(tmp_path: Path) -> None:
     """Discovery finishes in any order (answers jittered): the plan file keeps the fleet's."""
     spec = fleet_spec(clusters=12, svms=1, seed=8, initial_servers=0, faults=Faults(jitter=0.1))
