@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from bulkkm.errors import UsageError
 
-__all__ = ["open_output"]
+__all__ = ["being_written", "open_output"]
 
 
 def open_output(path: Path, *, what: str, overwrite: bool, inputs: Iterable[Path] = ()) -> BinaryIO:
@@ -54,6 +54,21 @@ def open_output(path: Path, *, what: str, overwrite: bool, inputs: Iterable[Path
     os.ftruncate(fd, 0)
     os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
     return os.fdopen(fd, "wb", buffering=0)
+
+
+def being_written(path: Path) -> bool:
+    """Whether a running bulkkm holds ``path`` open as its output (``open_output``'s lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # the reader says what is wrong with it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # a shared lock taken goes with the descriptor
+    return False
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -19,7 +19,7 @@ from bulkkm import codec
 from bulkkm.codec import CodecError, timestamp
 from bulkkm.errors import ReportError
 from bulkkm.events import Event, RunStarted, TargetKey, TargetResult, TargetsKnown
-from bulkkm.outputs import open_output
+from bulkkm.outputs import being_written, open_output
 from bulkkm.resume import DONE, Resume
 
 __all__ = [
@@ -141,6 +141,12 @@ def load_resume(path: Path) -> Resume:
     carried lines, a cluster it could not reach). A malformed line is refused here, before
     anything is sent.
     """
+    if being_written(path):
+        # Its run is still going: resuming now would race it on the same clusters.
+        raise ReportError(
+            f"{path} is still being written by a running bulkkm: resume from it once that "
+            "run has ended (Ctrl-C stops it and completes the report)"
+        )
     chain: list[tuple[dict[str, object], list[TargetResult]]] = []
     seen: set[tuple[int, int]] = set()
     current: Path | None = path

@@ -149,3 +149,37 @@ async def test_a_malformed_old_report_is_refused_before_anything_is_sent(tmp_pat
             assert "Traceback" not in result.err
             assert "broken.jsonl:2: malformed target line" in result.err
         assert len(fleet.request_log) == requests
+
+
+async def test_a_report_still_being_written_is_not_resumed_from(tmp_path: Path) -> None:
+    """--resume from the report of a run still going: exit 2, one line, nothing sent by the
+    second run (it would race the first on the same clusters); once the first has ended
+    (Ctrl-C completes its report), the resume goes ahead and writes nothing twice."""
+    async with SimulatedFleet(spec(clusters=2, svms=5, faults=Faults(latency=0.4))) as fleet:
+        inventory = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        first = tmp_path / "first.jsonl"  # 5 POSTs one after another a cluster: ~2.5 s
+        running = await start("apply", str(inventory), "--report", str(first), "-q")
+        await wait_for_lines(first, 1)  # the run line: the report is open, the run going
+        second = tmp_path / "second.jsonl"
+        refused = await bulkkm(
+            "apply", str(inventory), "--report", str(second), "--resume", str(first)
+        )
+        assert refused.code == 2, refused.err
+        assert "first.jsonl is still being written by a running bulkkm" in refused.err
+        assert len(refused.err.strip().splitlines()) == 1, refused.err
+        assert not second.exists()
+        running.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            await running.wait()
+        before = fleet.state()
+        resumed = await bulkkm(
+            "apply", str(inventory), "--report", str(second), "--resume", str(first), "-q"
+        )
+        assert resumed.code == 0, resumed.err
+        check_invariants(
+            inventory=load_inventory(inventory),
+            before=before,
+            after=fleet.state(),
+            writes=fleet.write_log,
+            report=read_report(second),
+        )
