@@ -213,6 +213,13 @@ def _prepare(
 ) -> PreparedRun:
     """``prepare``'s work."""
     saved = read_plan(Path(request.plan)) if request.plan is not None else None
+    if saved is not None and saved.not_discovered:
+        log.warning(
+            "plan_incomplete",
+            not_discovered=len(saved.not_discovered),
+            message="the plan does not cover clusters it could not discover when it was made "
+            "(plan --show lists them); nothing is done to them",
+        )
     path = _inventory_path(request, saved)
     with read_ahead(path) if parse_ahead else contextlib.nullcontext() as ahead:
         # Imported here, while a child parses the inventory (~0.2 s on a command line's

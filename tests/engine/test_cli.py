@@ -240,6 +240,12 @@ async def test_an_interrupted_plan_says_which_clusters_it_does_not_cover(tmp_pat
         code, shown, _ = await bulkkm("plan", "--show", str(plan))
         assert code == 0
         assert shown.splitlines()[3].startswith(f"INCOMPLETE: {len(missing)} clusters")
+        applied = await bulkkm("apply", "--plan", str(plan), "--report", str(tmp_path / "r.jsonl"))
+        assert applied.code == 0, applied.err
+        warning = [line for line in applied.err.splitlines() if "plan_incomplete" in line]
+        assert len(warning) == 1, applied.err
+        assert f'"not_discovered":{len(missing)}' in warning[0]
+    assert {write.cluster for write in fleet.write_log} == planned
 
 
 async def test_a_saved_plan_lists_clusters_in_the_inventory_s_order(tmp_path: Path) -> None:
