@@ -3,7 +3,8 @@
 An output is refused, in one line and before any request, when its folder is missing, when
 it is a folder, a symbolic link or one of the run's own inputs (the inventory, the report it
 resumes from, the plan it executes; compared by device and inode, so another name for the
-same file is caught), when it already exists and ``--overwrite`` was not given, and when
+same file is caught), when it already exists and ``--overwrite`` was not given, when it is
+not a regular file (a device, a pipe: a report is read back and updated in place), and when
 another bulkkm run holds its lock. It is created mode 0600, never through a symbolic link.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -31,7 +33,8 @@ def open_output(path: Path, *, what: str, overwrite: bool, inputs: Iterable[Path
     for source in inputs:
         if _same_file(path, source):
             raise UsageError(f"{what} {path} is the same file as {source}; it would be overwritten")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK: a named pipe without a reader would hold the open forever.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     if not overwrite:
         flags |= os.O_EXCL
     try:
@@ -44,7 +47,13 @@ def open_output(path: Path, *, what: str, overwrite: bool, inputs: Iterable[Path
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UsageError(f"{what} {path} is a symbolic link; refusing to follow it") from None
+        if exc.errno == errno.ENXIO:  # a named pipe nobody reads
+            raise UsageError(f"{what} {path} is not a regular file (a device or a pipe)") from None
         raise UsageError(f"{what} {path}: cannot write: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{what} {path} is not a regular file (a device or a pipe)")
+    os.set_blocking(fd, True)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

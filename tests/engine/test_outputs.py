@@ -40,7 +40,8 @@ async def test_existing_report_is_refused_and_kept(tmp_path: Path) -> None:
 async def test_outputs_that_cannot_be_written_are_refused_before_any_request(
     tmp_path: Path,
 ) -> None:
-    """A missing folder, a folder, a symlink, the inventory itself: one line, exit 2, no request."""
+    """A missing folder, a folder, a symlink, the inventory itself, a device or a pipe (even
+    with --overwrite): one line, exit 2, no request."""
     async with SimulatedFleet(fleet_spec(clusters=2, svms=2, initial_servers=0)) as fleet:
         inventory = fleet.write_inventory(tmp_path / "fleet.yaml")
         victim = tmp_path / "victim.txt"
@@ -50,12 +51,17 @@ async def test_outputs_that_cannot_be_written_are_refused_before_any_request(
         link.symlink_to(victim)
         alias = tmp_path / "alias.yaml"
         alias.hardlink_to(inventory)
+        pipe = tmp_path / "pipe.jsonl"
+        os.mkfifo(pipe)  # nobody reads it: opening it to write would wait forever
         cases = {
             str(tmp_path / "missing" / "r.jsonl"): "does not exist",
             str(tmp_path): "directory",
             str(link): "symbolic link",
             str(alias): "same file",
             str(inventory): "same file",
+            "/dev/null": "not a regular file",
+            "/dev/full": "not a regular file",
+            str(pipe): "not a regular file",
         }
         for path, reason in cases.items():
             result = await bulkkm("apply", str(inventory), "--report", path, "--overwrite")
