@@ -21,8 +21,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two pytest processes (pytest-xdist): most tests wait on sockets, timers and the bulkkm
+# processes they start, so two keep a 2-core machine busy (README: Dependencies).
+# `make unit TEST_WORKERS=0` runs them in this one process.
+TEST_WORKERS ?= 2
+
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test: lint typecheck unit
 
