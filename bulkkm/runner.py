@@ -34,7 +34,7 @@ from bulkkm.console import (
 )
 from bulkkm.events import RunFinished, Subscriber
 from bulkkm.inventory import Inventory
-from bulkkm.logs import log_setup, output, printable
+from bulkkm.logs import log_setup, output, printable, reader_gone
 from bulkkm.report import ReportWriter, read_lines
 from bulkkm.summary import Aggregator
 
@@ -171,7 +171,13 @@ async def _tick(
 async def _run_interruptible(
     inventory: Inventory, options: engine.Options, subscribers: list[Subscriber]
 ) -> RunFinished:
-    """The engine under SIGINT/SIGTERM handlers: the first stops new work, a second exits now."""
+    """The engine under SIGINT/SIGTERM handlers: the first stops new work, a second exits now.
+
+    SIGHUP (the terminal went away: a dropped SSH session) stops the run as SIGTERM does,
+    after pointing the streams that were that terminal at /dev/null: the report still gets
+    its summary line. Unless SIGHUP was ignored when bulkkm started (``nohup``): then the
+    run goes on.
+    """
     control = engine.RunControl()
     loop = asyncio.get_running_loop()
 
@@ -183,10 +189,24 @@ async def _run_interruptible(
             log.warning("interrupt", note="finishing in-flight work; Ctrl-C again to exit now")
         control.interrupt()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Which streams are the terminal, asked now: once it has hung up, isatty() says no.
+    terminals = [stream for stream in (sys.stdout, sys.stderr) if stream.isatty()]
+
+    def on_hangup() -> None:
+        for stream in terminals:
+            reader_gone(stream)  # writing to a hung-up terminal fails (EIO)
+        if not control.interrupted.is_set():
+            log.warning("hangup", note="the terminal went away: finishing in-flight work")
+            control.interrupt()
+
+    signals = [signal.SIGINT, signal.SIGTERM]
+    for sig in signals:
         loop.add_signal_handler(sig, on_signal)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        signals.append(signal.SIGHUP)
     try:
         return await engine.run(inventory, options, subscribers, control=control)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)

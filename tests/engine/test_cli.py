@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
 import signal
 from pathlib import Path
 from typing import Any
@@ -360,3 +362,41 @@ async def test_ctrl_c_finishes_in_flight_work_and_writes_the_summary(tmp_path: P
     assert cancelled  # batches not started when the signal came
     assert {line["reason"] for line in cancelled} == {"interrupted"}
     assert lines[0]["targets"] == sum(1 for line in lines if line["type"] == "target")
+
+
+async def test_a_terminal_that_hangs_up_stops_the_run_as_sigterm_does(tmp_path: Path) -> None:
+    """The SSH session drops mid-run: the terminal is gone (writing to it fails) and SIGHUP
+    comes. The run stops as on SIGTERM, without a traceback: exit 130, the report complete
+    with its summary line. Under ``nohup`` (SIGHUP ignored) the run goes on to its end."""
+    spec = fleet_spec(clusters=30, svms=2, seed=23, faults=Faults(latency=0.05), initial_servers=0)
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        report = tmp_path / "r.jsonl"
+        leader, follower = pty.openpty()
+        try:
+            args = ("apply", str(path), "--report", str(report), "--max-connections", "4")
+            process = await start(*args, stdin=follower, stdout=follower, stderr=follower)
+        finally:
+            os.close(follower)
+        await wait_for_lines(report, 4)
+        os.close(leader)  # the terminal is gone: what the run writes to it now fails (EIO)
+        process.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(60):
+            await process.wait()
+        assert process.returncode == 130
+        lines = read_report(report)
+        assert lines[-1]["type"] == "summary"
+        assert lines[-1]["stop_reason"] == "interrupted"
+        nohup = tmp_path / "nohup.jsonl"
+        ignoring = "import signal, runpy; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+        ignoring += "runpy.run_module('bulkkm', run_name='__main__')"
+        process = await start(
+            "apply", str(path), "--report", str(nohup), "--max-connections", "4", "-q",
+            entry=("-c", ignoring),
+        )  # fmt: skip
+        await wait_for_lines(nohup, 4)
+        process.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+        assert process.returncode == 0, err
+        assert read_report(nohup)[-1]["stop_reason"] is None
