@@ -8,7 +8,7 @@ then the removals one at a time (``migrate``), exactly the order the engine foll
 from __future__ import annotations
 
 from bulkkm.events import ClusterDiscovered, Event
-from bulkkm.plan import Batch, Operation, Remove, key_manager_plans
+from bulkkm.plan import Batch, Operation, Remove, Verify, key_manager_plans
 from bulkkm.state import ClusterState, OntapVersion
 
 __all__ = ["StepsView"]
@@ -28,16 +28,22 @@ class StepsView:
 
     def lines(self) -> list[str]:
         """One block per key manager with something to do, in discovery order."""
+        # Imported here: the engine is loaded by the time a plan ends, not when the CLI starts.
+        from bulkkm.engine._steps import removal_blocker  # noqa: PLC0415
+
         out: list[str] = []
         for cluster in self._clusters:
             state = ClusterState(
                 version=_version(cluster.version), key_managers=cluster.key_managers
             )
             migrate = any(d.operation is Operation.REMOVE for d in cluster.decisions)
+            # A cluster too old to verify keeps its retired servers: no verification is run.
+            verifies = removal_blocker(state.version, verify_keys=False) is None
             for plan in key_manager_plans(cluster.decisions, state, migrate=migrate):
                 where = f"svm {plan.svm}" if plan.svm is not None else "cluster scope"
                 out.append(f"{cluster.cluster} {where} (key manager {plan.key_manager_uuid}):")
-                for number, step in enumerate(plan.steps, 1):
+                steps = [s for s in plan.steps if verifies or not isinstance(s, Verify)]
+                for number, step in enumerate(steps, 1):
                     if isinstance(step, Batch):
                         what = "would_add " + ", ".join(d.server for d in step.decisions)
                     elif isinstance(step, Remove):
