@@ -42,7 +42,7 @@ from bulkkm.events import (
     WaveStarted,
 )
 from bulkkm.inventory import Inventory
-from bulkkm.logs import printable
+from bulkkm.logs import printable, reader_left
 from bulkkm.summary import Summary, summary_lines
 
 if TYPE_CHECKING:
@@ -496,11 +496,22 @@ def restore_terminal() -> None:
 
 
 async def ask(question: str) -> str:
-    """Ask on the terminal with the live display paused; the answer line (``""`` at EOF).
+    """Ask on the terminal with the live display paused; the answer line (``""`` at EOF, or
+    once the terminal has hung up: no answer is no).
 
     stdin is watched by the event loop rather than read in a thread, so that an interrupt
     while the question waits leaves no thread blocked on the terminal.
     """
+    try:
+        return await _ask(question)
+    except OSError as exc:
+        if not reader_left(exc):
+            raise
+        return ""
+
+
+async def _ask(question: str) -> str:
+    """``ask``'s work; OSError once the terminal has gone."""
     loop = asyncio.get_running_loop()
     with paused():
         sys.stderr.write(question)

@@ -8,6 +8,7 @@ control characters from server-supplied names cannot drive the terminal.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -23,7 +24,16 @@ from bulkkm.secret import redact
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["LogSetup", "configure_logging", "log_setup", "output", "printable", "scrub"]
+__all__ = [
+    "LogSetup",
+    "configure_logging",
+    "log_setup",
+    "output",
+    "printable",
+    "reader_gone",
+    "reader_left",
+    "scrub",
+]
 
 _SECRET_KEYS: Final = frozenset({"password", "authorization", "secret", "token", "passwd"})
 _MASK: Final = "********"
@@ -110,6 +120,12 @@ def reader_gone(stream: IO[str]) -> None:
     os.close(devnull)
 
 
+def reader_left(exc: OSError) -> bool:
+    """Whether a write failed because nobody reads the stream any more: a broken pipe
+    (``| head`` left), or a terminal that hung up (EIO: a dropped SSH session)."""
+    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPIPE, errno.EIO)
+
+
 def output(
     *,
     file: IO[str] | None = None,
@@ -139,6 +155,19 @@ def _output_class() -> type[Console]:
             self.quiet = True
             reader_gone(self.file)
 
+        def _check_buffer(self) -> None:
+            """rich's, with a terminal that hung up (EIO) taken as a broken pipe.
+
+            rich answers only ``BrokenPipeError`` with ``on_broken_pipe``; every write it
+            makes (prints, the live display, cursor controls) passes here.
+            """
+            try:
+                super()._check_buffer()
+            except OSError as exc:
+                if not reader_left(exc):
+                    raise
+                self.on_broken_pipe()
+
     return Output
 
 
@@ -157,7 +186,9 @@ class _PipeSafeLogger:
         try:
             self._stream.write(message + "\n")
             self._stream.flush()
-        except BrokenPipeError:
+        except OSError as exc:
+            if not reader_left(exc):
+                raise
             self._gone = True
             reader_gone(self._stream)
 

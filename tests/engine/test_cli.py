@@ -400,3 +400,40 @@ async def test_a_terminal_that_hangs_up_stops_the_run_as_sigterm_does(tmp_path: 
             _, err = await process.communicate()
         assert process.returncode == 0, err
         assert read_report(nohup)[-1]["stop_reason"] is None
+
+
+async def test_a_terminal_that_hangs_up_at_the_wave_prompt_ends_the_run_cleanly(
+    tmp_path: Path,
+) -> None:
+    """--confirm-waves asking when the terminal goes away: no answer is no, and nothing
+    written to the dead terminal (EIO) breaks the run: the later waves are skipped, the
+    report ends with its summary, exit 3."""
+    async with SimulatedFleet(fleet_spec(clusters=3, svms=1, seed=23, initial_servers=0)) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        report = tmp_path / "r.jsonl"
+        leader, follower = pty.openpty()
+        try:
+            args = ("apply", str(path), "--report", str(report), "--waves", "1,100%")
+            process = await start(
+                *args, "--confirm-waves", stdin=follower, stdout=follower, stderr=follower
+            )
+        finally:
+            os.close(follower)
+        screen = b""
+        async with asyncio.timeout(60):
+            while b"[y/N]" not in screen:
+                screen += await asyncio.to_thread(os.read, leader, 65536)
+        # The terminal hangs up while the question waits: reading it ends (EOF), writing
+        # to it fails (EIO) before any SIGHUP is handled (none comes here: the pty is not
+        # the run's controlling terminal).
+        os.close(leader)
+        async with asyncio.timeout(60):
+            await process.wait()
+        assert process.returncode == 3  # no answer is no: declined
+        lines = read_report(report)
+        assert lines[-1]["type"] == "summary"
+        assert {line["reason"] for line in lines if line["type"] == "cluster"} <= {
+            "declined",
+            "interrupted",
+        }
+        assert {write.cluster for write in fleet.write_log} == {"sim-0000"}  # wave 1 only
