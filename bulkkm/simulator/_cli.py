@@ -207,7 +207,8 @@ def _parser() -> _Parser:
         default=None,
         metavar="N",
         help="primaries every external key manager starts with, 0-4 (default: a seeded 0-4; "
-        "clean: 0 up to what leaves room for the inventory's servers)",
+        "clean: 0 up to what leaves room for the inventory's servers; with --clean, the "
+        "--retire-server among them make room, as migrate interleaves)",
     )
     fleet.add_argument(
         "--dead",
@@ -444,16 +445,25 @@ def _check_places(args: argparse.Namespace, names: Sequence[str]) -> None:
             raise _UsageError(f"--unreachable-server {entry}: no cluster or node {where!r}")
 
 
-def _spec(args: argparse.Namespace, *, clusters: int, most_desired: int) -> FleetSpec:
-    """The fleet the options describe."""
+def _spec(
+    args: argparse.Namespace, *, clusters: int, most_desired: int, leaving: int = 0
+) -> FleetSpec:
+    """The fleet the options describe.
+
+    ``leaving``: retired servers every key manager starts with; ``migrate`` removes them as
+    the new ones come (interleaving at 4 primaries), so they make room in the clean profile.
+    """
     if args.dead > clusters:
         raise _UsageError(f"--dead {args.dead} is more than the {clusters} clusters")
     clean = args.profile == "clean"
-    if clean and args.initial_servers is not None and args.initial_servers + most_desired > 4:
+    room = most_desired - leaving
+    if clean and args.initial_servers is not None and args.initial_servers + room > 4:
+        retiring = f" ({leaving} of them retired)" if leaving else ""
         raise _UsageError(
-            f"--initial-servers {args.initial_servers} leaves no room for {most_desired} "
-            "new servers (4 primaries at most) in the clean profile"
+            f"--initial-servers {args.initial_servers}{retiring} leaves no room for "
+            f"{most_desired} new servers (4 primaries at most) in the clean profile"
         )
+    headroom = most_desired if args.initial_servers is None else max(room, 0)
     faults = Faults(
         latency=args.latency,
         route_latency=_route_latencies(args),
@@ -478,7 +488,7 @@ def _spec(args: argparse.Namespace, *, clusters: int, most_desired: int) -> Flee
         job_delay=args.job_delay,
         host=args.host,
         initial_servers=args.initial_servers,
-        headroom=most_desired if clean else None,
+        headroom=headroom if clean else None,
         nodes=args.nodes,
         unreachable_servers=tuple(args.unreachable_server),
         unreplicated_servers=tuple(args.unreplicated_server),
@@ -556,12 +566,14 @@ def _setup(args: argparse.Namespace) -> _Setup:
         desired = _desired(args)
         clusters = 3 if args.clusters is None else args.clusters
         _check_places(args, [cluster_name(i) for i in range(clusters)])
-        spec = _spec(args, clusters=clusters, most_desired=len(desired))
         retire = tuple(args.retire_server or ())
         if len(set(retire)) != len(retire) or len(retire) > 4:
             raise _UsageError("--retire-server: at most 4 different servers")
         if set(retire) & {d.server for d in desired}:
             raise _UsageError("--retire-server: a server cannot be both asked for and retired")
+        initial = {_old_server(n) for n in range(1, (args.initial_servers or 0) + 1)}
+        leaving = len(initial & set(retire))
+        spec = _spec(args, clusters=clusters, most_desired=len(desired), leaving=leaving)
         return _Setup(
             spec=spec, layout=None, inventory=None, document=None, desired=desired, retire=retire
         )
@@ -593,11 +605,18 @@ def _setup(args: argparse.Namespace) -> _Setup:
     )
 
 
+def _old_server(number: int) -> str:
+    """The name of a key manager's ``number``-th server at start (``kms-old-N``), normalised."""
+    return normalize_server(f"kms-old-{number}.example.com")
+
+
 def _own_inventory(
-    fleet: SimulatedFleet, desired: tuple[DesiredServer, ...]
+    fleet: SimulatedFleet, desired: tuple[DesiredServer, ...], retire: tuple[str, ...]
 ) -> tuple[Cluster, ...]:
     """The clusters of the inventory the fleet writes of itself (``svms: all``, cluster scope)."""
-    everything = SvmSelector(kind=SelectorKind.ALL, pattern="all", key_servers=desired)
+    everything = SvmSelector(
+        kind=SelectorKind.ALL, pattern="all", key_servers=desired, retire_servers=retire
+    )
     return tuple(
         Cluster(
             name=c.name,
@@ -605,6 +624,7 @@ def _own_inventory(
             svms=(everything,),
             cluster_scope=True,
             key_servers=desired,
+            retire_servers=retire,
         )
         for c in fleet.clusters
     )
@@ -658,6 +678,12 @@ def _trouble_lines(trouble: Trouble, profile: str) -> list[str]:
         lines.append("  run with --clean for a fleet whose inventory applies with exit 0")
     elif not trouble:
         lines.append(f"profile {profile}: nothing seeded that blocks a target")
+    if trouble.interleaved:
+        lines.append(
+            f"  ({_count(trouble.interleaved, 'key manager')} fit the new servers only as "
+            "retired ones go: migrate interleaves; apply, which never removes, blocks them "
+            "too_many_servers)"
+        )
     return lines
 
 
@@ -736,7 +762,7 @@ async def _serve(args: argparse.Namespace, setup: _Setup) -> int:
         if args.inventory_out is not None:
             inventory = _write_inventory(fleet, setup, args.inventory_out)
             ca_file = inventory.with_name(f"{inventory.stem}-ca.pem")
-        wanted = setup.inventory or _own_inventory(fleet, setup.desired)
+        wanted = setup.inventory or _own_inventory(fleet, setup.desired, setup.retire)
         trouble = seeded_trouble(fleet.clusters, wanted)
         svms = sum(len(c.svms) for c in fleet.clusters)
         log.info(

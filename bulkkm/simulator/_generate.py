@@ -257,32 +257,41 @@ class Trouble:
     """SVMs ``all`` or a glob matches but skips: onboard key management, or none."""
     dead: tuple[str, ...]
     """Clusters whose port is closed: discovery fails, no targets."""
+    interleaved: int = 0
+    """Key managers whose new servers fit only as retired ones go: ``migrate`` interleaves,
+    ``apply`` (which never removes) blocks them (``too_many_servers``)."""
 
     def __bool__(self) -> bool:
         """Whether anything keeps ``apply`` from exit 0."""
         return bool(self.blocked or self.dead)
 
 
-_Unit = tuple[str | None, tuple[DesiredServer, ...], bool]
+_Unit = tuple[str | None, tuple[DesiredServer, ...], tuple[str, ...], bool]
 
 
 def _units(sim: SimCluster, cluster: Cluster) -> list[_Unit]:
-    """The key managers the inventory asks about: (SVM or None, desired servers, by name)."""
+    """The key managers the inventory asks about: (SVM or None, desired servers, retired
+    servers, by name)."""
     units: list[_Unit] = []
     if cluster.cluster_scope:
-        units.append((None, cluster.key_servers, True))
+        units.append((None, cluster.key_servers, cluster.retire_servers, True))
     named = {s.pattern for s in cluster.svms if s.kind is SelectorKind.NAME}
     for name in sorted({svm.name for svm in sim.svms} | named):
         selector = cluster.selector_for(name)
         if selector is not None:
-            units.append((name, selector.key_servers, selector.kind is SelectorKind.NAME))
+            by_name = selector.kind is SelectorKind.NAME
+            units.append((name, selector.key_servers, selector.retire_servers, by_name))
     return units
 
 
 def seeded_trouble(clusters: Sequence[SimCluster], inventory: Sequence[Cluster]) -> Trouble:
-    """Why targets of ``inventory`` (same names as ``clusters``) cannot be added as generated."""
+    """Why targets of ``inventory`` (same names as ``clusters``) cannot be added as generated.
+
+    As ``bulkkm plan`` sees it: the retired servers a key manager has make room for its new
+    ones (``migrate`` removes them as the new ones come).
+    """
     blocked: collections.Counter[str] = collections.Counter()
-    full = not_external = skipped = 0
+    full = not_external = skipped = interleaved = 0
     old: set[str] = set()
     dead: list[str] = []
     by_name = {sim.name: sim for sim in clusters}
@@ -294,7 +303,7 @@ def seeded_trouble(clusters: Sequence[SimCluster], inventory: Sequence[Cluster])
             dead.append(sim.name)
             continue
         names = {s.name for s in sim.svms}
-        for svm, desired, named in _units(sim, cluster):
+        for svm, desired, retire, named in _units(sim, cluster):
             km = sim.key_manager_of(svm)
             external = km is not None and km.mode is Mode.EXTERNAL
             if not named and not external:
@@ -314,8 +323,12 @@ def seeded_trouble(clusters: Sequence[SimCluster], inventory: Sequence[Cluster])
                 old.add(sim.name)
                 blocked["ontap_too_old"] += len(missing)
             elif len(km.servers) + len(missing) > _MAX_PRIMARIES:
-                full += 1
-                blocked["too_many_servers"] += len(missing)
+                leaving = sum(1 for server in retire if server in km.servers)
+                if len(km.servers) + len(missing) - leaving > _MAX_PRIMARIES:
+                    full += 1
+                    blocked["too_many_servers"] += len(missing)
+                else:
+                    interleaved += 1
     return Trouble(
         blocked=dict(blocked),
         full_key_managers=full,
@@ -323,4 +336,5 @@ def seeded_trouble(clusters: Sequence[SimCluster], inventory: Sequence[Cluster])
         old_clusters=len(old),
         skipped_svms=skipped,
         dead=tuple(dead),
+        interleaved=interleaved,
     )

@@ -7,11 +7,12 @@ report's lines and what the clusters hold afterwards.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 from bulkkm.simulator import FleetSpec, SimulatedFleet
-from tests.cli import bulkkm, read_report
+from tests.cli import bulkkm, read_report, running
 from tests.invariants import check_migration, check_report, key_managers, servers_of
 
 NEW = ("kms-new-1.example.com", "kms-new-2.example.com")
@@ -110,3 +111,50 @@ async def test_a_cluster_too_old_to_verify_keeps_its_servers_without_a_failed_ve
     assert "verify_failed" not in out96
     for where, km in key_managers(after96).items():
         assert servers_of(km) == NEW_NORMALIZED | OLD_NORMALIZED, where
+
+
+async def test_a_clean_fleet_of_three_old_servers_interleaves_two_new_in(tmp_path: Path) -> None:
+    """simulate --clean --initial-servers 3 with two new servers and two of the old retired:
+    served (migrate interleaves; it was refused as "no room"), apply is said to block there,
+    and migrate ends exit 0 with the new servers and the old one kept, check 0 after."""
+    inventory = tmp_path / "f.yaml"
+    ready = tmp_path / "ready.json"
+    args = ["--clean", "--clusters", "2", "--svms", "1", "--initial-servers", "3"]
+    for server in NEW:
+        args += ["--key-server", server]
+    for server in OLD:
+        args += ["--retire-server", server]
+    # 4 old servers, 2 new, only 1 retired: 5 primaries at one moment, still refused.
+    refused = await bulkkm(
+        "simulate", "--clean", "--initial-servers", "4", "--key-server", NEW[0],
+        "--key-server", NEW[1], "--retire-server", OLD[0], "--inventory-out", str(inventory),
+    )  # fmt: skip
+    assert refused.code == 2
+    assert "no room for 2 new servers" in refused.err
+    args += ["--inventory-out", str(inventory), "--ready-file", str(ready)]
+    async with asyncio.timeout(60), running("simulate", *args) as simulator:
+        assert simulator.stdout is not None
+        banner = ""
+        while "serving" not in banner:
+            line = await simulator.stdout.readline()
+            assert line, f"the simulator ended: {banner}"
+            banner += line.decode()
+        assert "nothing seeded that blocks a target" in banner
+        assert "4 key managers fit the new servers only as retired ones go" in banner
+        assert "apply, which never removes, blocks them too_many_servers" in banner
+        while not ready.exists():  # noqa: ASYNC110 -- the simulator writes it when serving
+            await asyncio.sleep(0.05)
+        assert json.loads(ready.read_text())["blocked"] == {}
+        plan = await bulkkm("plan", str(inventory), "-q", "--report", str(tmp_path / "p.jsonl"))
+        assert plan.code == 0, plan.err
+        done = await bulkkm("migrate", str(inventory), "--report", str(tmp_path / "m.jsonl"))
+        assert done.code == 0, done.err
+        assert "added 8, removed 8" in done.out
+        check = await bulkkm("check", str(inventory), "--report", str(tmp_path / "c.jsonl"))
+        assert check.code == 0, check.out
+    present = {
+        (t["cluster"], t["svm"], t["server"])
+        for t in read_report(tmp_path / "c.jsonl")
+        if t["type"] == "target" and t["outcome"] == "present"
+    }
+    assert {server for _, _, server in present} == NEW_NORMALIZED
