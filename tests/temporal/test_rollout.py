@@ -153,6 +153,23 @@ def wave_one_written(report: Path) -> bool:
     return report.exists() and any(line["type"] == "target" for line in read_report(report))
 
 
+async def interrupted_between_waves(
+    temporal_server: str, inventory: Path, report: Path
+) -> tuple[int | None, str, str]:
+    """``apply --temporal --waves 1,100%`` with a long pause, Ctrl-C once wave 1 is written:
+    the coordinator's exit code, stdout and stderr."""
+    coordinator = await start(
+        "apply", str(inventory), "--temporal", temporal_server, "--report", str(report),
+        "--waves", "1,100%", "--pause-between-waves", "600",
+    )  # fmt: skip
+    async with asyncio.timeout(DEADLINE):
+        while not wave_one_written(report):  # noqa: ASYNC110 -- a file another process writes
+            await asyncio.sleep(0.1)
+        coordinator.send_signal(signal.SIGINT)
+        out, err = await coordinator.communicate()
+    return coordinator.returncode, out.decode(), err.decode()
+
+
 async def test_ctrl_c_stops_new_clusters_and_writes_the_whole_report(
     temporal_server: str, tmp_path: Path
 ) -> None:
@@ -162,17 +179,9 @@ async def test_ctrl_c_stops_new_clusters_and_writes_the_whole_report(
         regional_workers(temporal_server, inventory, tmp_path),
     ):
         report = tmp_path / "report.jsonl"
-        coordinator = await start(
-            "apply", str(inventory), "--temporal", temporal_server, "--report", str(report),
-            "--waves", "1,100%", "--pause-between-waves", "600",
-        )  # fmt: skip
-        async with asyncio.timeout(DEADLINE):
-            while not wave_one_written(report):  # noqa: ASYNC110 -- a file another process writes
-                await asyncio.sleep(0.1)
-            coordinator.send_signal(signal.SIGINT)
-            _, err = await coordinator.communicate()
-        assert coordinator.returncode == 130, err.decode()
-        assert "--attach bulkkm-run-" in err.decode()
+        code, _, err = await interrupted_between_waves(temporal_server, inventory, report)
+        assert code == 130, err
+        assert "--attach bulkkm-run-" in err
         lines = read_report(report)
         check_report(lines)
         assert lines[-1]["stop_reason"] == "interrupted"
@@ -196,21 +205,11 @@ async def test_the_command_to_finish_an_interrupted_rollout_runs_on_the_regional
         regional_workers(temporal_server, inventory, tmp_path),
     ):
         report = tmp_path / "report.jsonl"
-        coordinator = await start(
-            "apply", str(inventory), "--temporal", temporal_server, "--report", str(report),
-            "--waves", "1,100%", "--pause-between-waves", "600",
-        )  # fmt: skip
-        async with asyncio.timeout(DEADLINE):
-            while not wave_one_written(report):  # noqa: ASYNC110 -- a file another process writes
-                await asyncio.sleep(0.1)
-            coordinator.send_signal(signal.SIGINT)
-            out, err = await coordinator.communicate()
-        assert coordinator.returncode == 130, err.decode()
+        code, out, err = await interrupted_between_waves(temporal_server, inventory, report)
+        assert code == 130, err
         prefix = "to finish the job: "
         (command,) = [
-            line.removeprefix(prefix)
-            for line in out.decode().splitlines()
-            if line.startswith(prefix)
+            line.removeprefix(prefix) for line in out.splitlines() if line.startswith(prefix)
         ]
         summarized = await bulkkm("report", "summarize", str(report))
         assert prefix + command in summarized.out.splitlines()
