@@ -647,6 +647,8 @@ class RunManager:
         else:
             state = _STATE_OF_EXIT.get(summary.exit_code, RunState.FAILED)
             changes["exit_code"] = summary.exit_code
+            if record.needs_approval:
+                state = _with_what_the_plan_left(record, state, changes)
             if written:
                 changes["plan_hash"] = hashlib.sha256(files.plan.read_bytes()).hexdigest()
         await self._end(record, state, **changes)
@@ -731,6 +733,39 @@ _STATE_OF_EXIT: Final = {
     1: RunState.FAILED,
     3: RunState.STOPPED,
 }
+
+
+def _with_what_the_plan_left(
+    record: RunRecord, state: RunState, changes: dict[str, object]
+) -> RunState:
+    """An approved execution's state, counting what its plan left out (``changes`` updated).
+
+    The execution does exactly the plan, so the plan's blocked targets and the clusters it
+    could not discover never reach its report; ``record`` still holds the plan's counts. The
+    run as a whole did not do the job then: failed, exit 1, as ``bulkkm apply`` would end.
+    """
+    blocked = record.counts.get("blocked", 0)
+    unreached = record.clusters_failed
+    if not blocked and not unreached:
+        return state
+    counts = Counter(cast("dict[str, int]", changes["counts"]))
+    counts["blocked"] += blocked
+    changes["counts"] = dict(counts)
+    changes["clusters_failed"] = cast(int, changes["clusters_failed"]) + unreached
+    left = []
+    if unreached:
+        left.append(f"{unreached} cluster(s) it could not discover")
+    if blocked:
+        left.append(f"{blocked} target(s) it blocked")
+    note = (
+        f"the plan left {' and '.join(left)}: the approved change did not touch them "
+        f"(see the plan's report: GET /api/v1/runs/{record.id}/report?phase=plan)"
+    )
+    if state is not RunState.SUCCEEDED:
+        changes["error"] = note
+        return state
+    changes |= {"exit_code": 1, "error": note}
+    return RunState.FAILED
 
 
 def _options(options: Mapping[str, object]) -> dict[str, object]:
