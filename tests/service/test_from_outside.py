@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bulkkm.simulator import Faults
 from tests.engine.conftest import fleet_spec
 from tests.service.conftest import DONE, harness
@@ -41,3 +43,40 @@ async def test_an_apply_whose_plan_left_clusters_and_targets_out_does_not_end_su
         assert f"{blocked} target" in done["message"]
         listed = (await h.clients["read"].get("/api/v1/runs?state=failed")).body["runs"]
         assert [r["id"] for r in listed] == [run["id"]]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium")
+async def test_the_approve_screen_says_which_clusters_the_plan_does_not_cover(
+    tmp_path: Path,
+) -> None:
+    """A plan with an undiscovered cluster: the change board reads so before it approves."""
+    driver = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+    async with harness(tmp_path, fleet_spec(clusters=3, svms=1, initial_servers=0)) as h:
+        h.fleet.set_faults("sim-0001", Faults(dead=True))
+        run = await h.clients["operate"].start("apply")
+        await h.admin.until(run["id"], "awaiting_approval")
+        async with driver.async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=FLAGS
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(h.service.url + "/")
+                await page.get_by_label("API token").fill(h.tokens["approve"])
+                await page.get_by_role("button", name="Sign in").click()
+                runs = page.get_by_role("heading", name="Runs", exact=True)
+                await driver.expect(runs).to_be_visible()
+                await page.goto(f"{h.service.url}/#/runs/{run['id']}")
+                await driver.expect(page.locator("#plan-hash")).to_be_visible(timeout=10_000)
+                warning = page.locator("#plan-incomplete")
+                await driver.expect(warning).to_contain_text("1 cluster(s) could not be discovered")
+                await driver.expect(warning).to_contain_text("sim-0001")
+                await driver.expect(page.locator(".approve")).to_contain_text(
+                    "4 key managers change on 2 clusters"
+                )
+            finally:
+                await browser.close()

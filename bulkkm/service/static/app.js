@@ -443,11 +443,21 @@ async function runScreen(id) {
       }
     }
     const shown = changes.slice(0, 500);
+    const changing = changes.filter(([, , add, remove]) => add.length || remove.length);
+    const blocked = changes.filter(([, km]) => (km.blocked || []).length).length;
+    // Clusters the plan could not discover are in no row: an approval leaves them untouched,
+    // and the board must know before it approves (the run then ends failed).
+    const missing = plan.not_discovered || [];
     const comment = h("input", { type: "text", id: "comment", maxlength: 2000, placeholder: "change ticket, reason" });
     return h("section", { class: "panel approve", "aria-labelledby": "approve-title" },
       h("h2", { id: "approve-title" }, "Approve this plan"),
-      h("p", {}, `${changes.length} key managers change on ${new Set(changes.map((c) => c[0])).size} clusters. `,
+      h("p", {}, `${changing.length} key managers change on ${new Set(changing.map((c) => c[0])).size} clusters. `,
         "Approving executes exactly this plan; a key manager that changed since is skipped."),
+      missing.length || blocked ? h("p", { class: "error", id: "plan-incomplete" },
+        "This plan is incomplete: ",
+        [missing.length ? `${missing.length} cluster(s) could not be discovered (${missing.slice(0, 10).join(", ")}${missing.length > 10 ? ", …" : ""})` : "",
+          blocked ? `${blocked} key manager(s) have blocked targets` : ""].filter(Boolean).join("; "),
+        ". Approving leaves them untouched, and the run ends failed.") : "",
       h("p", {}, "Plan hash (sha256): ", h("code", { class: "hash", id: "plan-hash" }, current.plan_hash)),
       h("p", { class: "meta" }, "Expires ", when(current.plan_expires_at)),
       h("div", { class: "row" },
