@@ -244,7 +244,8 @@ class Scheduler:
             run_id=run_id,
             error=error,
         )
-        await self._db.add_fire(fire)
+        # The schedule first, then its fire: whoever reads a fire with its run reads the
+        # schedule naming that run too (the other way round, last_run_id lagged behind).
         await self._db.save_schedule(
             dataclasses.replace(
                 record,
@@ -256,6 +257,7 @@ class Scheduler:
                 last_error=error,
             )
         )
+        await self._db.add_fire(fire)
         self._metrics.fires.labels("true" if missed else "false").inc()
         log.info(
             "schedule_fired",

@@ -3,7 +3,9 @@ simulator over real sockets, what a person reading the API or the page would che
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +82,31 @@ async def test_the_approve_screen_says_which_clusters_the_plan_does_not_cover(
                 )
             finally:
                 await browser.close()
+
+
+async def test_a_fire_is_shown_only_once_its_schedule_names_the_run(tmp_path: Path) -> None:
+    """GET /schedules/{id} never lists a fire with a run while last_run_id is still empty."""
+    async with harness(tmp_path, fleet_spec(clusters=1, svms=1, initial_servers=0)) as h:
+        created = await h.clients["operate"].post(
+            "/api/v1/schedules",
+            {"inventory": "fleet.yaml", "command": "check", "cron": "0 3 * * *"},
+        )
+        assert created.status == 201, created.body
+        schedule = created.body
+        seen: list[tuple[object, object]] = []
+        db = h.service.scheduler._db  # the API read at the moment the fire is written
+        add_fire = db.add_fire
+
+        async def add_fire_seen(fire: Any) -> None:
+            await add_fire(fire)
+            shown = (await h.clients["read"].get(f"/api/v1/schedules/{schedule['id']}")).body
+            seen.append((shown["fires"][0]["run_id"], shown["last_run_id"]))
+
+        db.add_fire = add_fire_seen  # type: ignore[method-assign]
+        due = datetime.fromisoformat(schedule["next_fires"][0])
+        h.clock.offset += due - h.clock() + timedelta(seconds=1)
+        fired = await h.service.scheduler.run_due()
+        assert len(fired) == 1
+        assert fired[0].run_id is not None
+        assert seen == [(fired[0].run_id, fired[0].run_id)]
+        await h.admin.until(fired[0].run_id, *DONE)
