@@ -229,7 +229,8 @@ class Api:
         """``POST /runs {inventory, command, options}``: 201 and the run."""
         assert who is not None
         body = await _body(request, {"inventory", "command", "options"})
-        options = body.get("options") or {}
+        options = body.get("options")
+        options = {} if options is None else options  # [], "" or 0 is no object: refused
         if not isinstance(options, dict):
             raise BadRequest("options: an object is needed")
         record = await self._manager.create(

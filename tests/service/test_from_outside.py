@@ -110,3 +110,16 @@ async def test_a_fire_is_shown_only_once_its_schedule_names_the_run(tmp_path: Pa
         assert fired[0].run_id is not None
         assert seen == [(fired[0].run_id, fired[0].run_id)]
         await h.admin.until(fired[0].run_id, *DONE)
+
+
+async def test_options_that_are_not_an_object_are_refused(tmp_path: Path) -> None:
+    """``"options": []`` (or "" or 0) is a 400 naming options, not a run started without them."""
+    async with harness(tmp_path, fleet_spec(clusters=1, svms=1, initial_servers=0)) as h:
+        wrongs: tuple[object, ...] = ([], "", 0, False)
+        for wrong in wrongs:
+            answer = await h.clients["operate"].post(
+                "/api/v1/runs", {"inventory": "fleet.yaml", "command": "check", "options": wrong}
+            )
+            assert answer.status == 400, (wrong, answer.body)
+            assert answer.body["error"].startswith("options:")
+        assert (await h.admin.get("/api/v1/runs")).body["runs"] == []
