@@ -2,8 +2,9 @@
 
 The closing summary of ``apply``/``plan``/``check`` and ``bulkkm report summarize`` are the
 same thing: ``Aggregator`` reads report lines (the dicts the report writer wrote), ``Summary``
-holds the result, ``summary_lines`` renders it as text and ``summary_json`` as JSON. Pure:
-nothing here reads a file except ``summarize``, which feeds a report's lines in.
+holds the result, ``summary_lines`` renders it as text and ``summary_json`` as JSON. Nothing
+here reads a file but ``summarize``, which feeds a report's lines in, and the closing lines,
+which look beside the report for the one that resumed it (``resumed_by``: first lines only).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from bulkkm.codec import CodecError, loads_line
 from bulkkm.events import TemporalRun
 from bulkkm.report import read_lines
 
@@ -28,6 +30,7 @@ __all__ = [
     "aggregate",
     "next_report_name",
     "resume_command",
+    "resumed_by",
     "summarize",
     "summary_json",
     "summary_lines",
@@ -360,6 +363,26 @@ def next_report_name(report: Path, exists: Mapping[Path, bool] | None = None) ->
     return report.with_name(f"{base}-resumed{report.suffix}")
 
 
+def resumed_by(report: Path) -> Path | None:
+    """The report of a run that resumed ``report``, among the names ``next_report_name``
+    gives (``r-2.jsonl`` for ``r.jsonl``): its run line names ``report`` as it started from."""
+    stem, dash, number = report.stem.rpartition("-")
+    base, start = (stem, int(number) + 1) if dash and number.isdigit() else (report.stem, 2)
+    wanted = str(report.resolve())
+    for n in range(start, start + 1000):
+        candidate = report.with_name(f"{base}-{n}{report.suffix}")
+        try:
+            with candidate.open("rb") as lines:
+                run = loads_line(lines.readline())
+        except FileNotFoundError:
+            return None  # the names are taken in order: none further
+        except (OSError, CodecError):
+            continue
+        if run.get("resumed_from_report") == wanted:
+            return candidate
+    return None
+
+
 def resume_command(result: Summary, report: Path) -> str | None:
     """``bulkkm apply INVENTORY --report NEW --resume REPORT`` when something is left to do.
 
@@ -492,7 +515,11 @@ def _ending(result: Summary, report: Path | None) -> list[str]:
         lines.append(f"finished{seconds}, exit code {result.exit_code}{stop}")
     if report is not None:
         command = resume_command(result, report)
-        if command is not None:
+        later = resumed_by(report) if command is not None else None
+        if later is not None:
+            # `report summarize` of an older report: the job went on in a newer one.
+            lines.append(f"already resumed: bulkkm report summarize {later}")
+        elif command is not None:
             lines.append(f"to finish the job: {command}")
             if result.temporal is not None and not result.complete:
                 lines.append(

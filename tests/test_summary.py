@@ -388,3 +388,18 @@ def test_a_report_without_the_run_s_options_still_says_to_add_the_same_limit() -
     text = "\n".join(summary_lines(aggregate(new), report=Path("r.jsonl")))
     assert "--limit 'c[0-8]' --report r-2.jsonl --resume r.jsonl" in text
     assert "add the same --limit" not in text
+
+
+def test_a_report_already_resumed_points_to_the_newer_one(tmp_path: Path) -> None:
+    """``report summarize`` of a report a later run resumed: no command to finish the job
+    again (it went on there), but the report to read; a report beside it that resumed
+    another one does not count."""
+    report = tmp_path / "rollout.jsonl"
+    newer = tmp_path / "rollout-2.jsonl"
+    newer.write_bytes(orjson.dumps({**RUN, "resumed_from_report": str(tmp_path / "x.jsonl")}))
+    text = summary_lines(aggregate(interrupted_run()), report=report)
+    assert any(line.startswith("to finish the job: ") for line in text)
+    newer.write_bytes(orjson.dumps({**RUN, "resumed_from_report": str(report.resolve())}))
+    text = summary_lines(aggregate(interrupted_run()), report=report)
+    assert f"already resumed: bulkkm report summarize {newer}" in text
+    assert not any(line.startswith("to finish the job: ") for line in text)
