@@ -179,9 +179,10 @@ class ClusterRun:
         drifted: tuple[Decision, ...] = ()
         if (approved := self.parent.options.approved) is not None:
             migrate = self.parent.options.command is Command.MIGRATE
-            decisions, drifted = approved_only(
+            planned, drifted = approved_only(
                 self.cluster.name, decisions, state, approved, removals=migrate
             )
+            decisions = planned + self._carried_beside(decisions, (*planned, *drifted))
         self.unreported = {d.target: d for d in (*decisions, *drifted)}
         self.parent.settle_cluster(len(self.unreported), cluster=self.cluster.name)
         self.parent.emit(
@@ -276,6 +277,19 @@ class ClusterRun:
             )
         )
         self.parent.settle_cluster(0, cluster=self.cluster.name)
+
+    def _carried_beside(
+        self, decisions: tuple[Decision, ...], planned: tuple[Decision, ...]
+    ) -> tuple[Decision, ...]:
+        """With a plan and ``--resume``: the targets the plan leaves alone that the resumed
+        report shows done and the cluster confirms (an earlier run added them), so that
+        their lines are carried and the newest report of a chain still holds every target's
+        last outcome. Nothing is sent for them: done, they need no write."""
+        resume = self.parent.options.resume
+        if resume is None:
+            return ()
+        kept = {d.target for d in planned}
+        return tuple(d for d in decisions if d.target not in kept and resume.carried(d))
 
     def _settle_without_writes(self, decisions: tuple[Decision, ...]) -> list[Decision]:
         """Report what needs no write (present, blocked, resumed, read-only); return the rest."""

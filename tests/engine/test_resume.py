@@ -183,3 +183,38 @@ async def test_a_report_still_being_written_is_not_resumed_from(tmp_path: Path) 
             writes=fleet.write_log,
             report=read_report(second),
         )
+
+
+async def test_a_plan_made_after_an_interrupt_resumed_keeps_every_target_in_the_newest_report(
+    tmp_path: Path,
+) -> None:
+    """apply --plan P1 interrupted; plan P2 of what is left; apply --plan P2 --resume: the
+    targets P1's run added, which P2 leaves alone on the same clusters, are carried, so the
+    newest report holds every target of the fleet; nothing is written twice."""
+    async with SimulatedFleet(spec(clusters=2, svms=6, faults=Faults(latency=0.2))) as fleet:
+        inventory = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        p1, p2 = tmp_path / "p1.json", tmp_path / "p2.json"
+        assert (await bulkkm("plan", str(inventory), "--out", str(p1), "-q")).code == 0
+        first = tmp_path / "first.jsonl"
+        running = await start("apply", "--plan", str(p1), "--report", str(first), "-q")
+        await wait_for_lines(first, 5)  # the run line and a few targets per cluster
+        running.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            await running.wait()
+        done = [t for t in targets(read_report(first)) if t["outcome"] == "added"]
+        added = {(t["cluster"], t["svm"]) for t in done}
+        assert added
+        assert (await bulkkm("plan", str(inventory), "--out", str(p2), "-q")).code == 0
+        second = tmp_path / "second.jsonl"
+        resumed = await bulkkm(
+            "apply", "--plan", str(p2), "--resume", str(first), "--report", str(second), "-q"
+        )
+        assert resumed.code == 0, resumed.err
+        check = await bulkkm("check", str(inventory), "--report", str(tmp_path / "c.jsonl"), "-q")
+        assert check.code == 0, check.err
+    lines = targets(read_report(second))
+    every = {(t["cluster"], t["svm"]) for t in targets(read_report(tmp_path / "c.jsonl"))}
+    assert {(t["cluster"], t["svm"]) for t in lines} == every
+    carried = {(t["cluster"], t["svm"]) for t in lines if t.get("carried_over")}
+    assert carried == {key for key in added if key in every}
+    assert len(fleet.write_log) == len(every)  # each server written once, over both runs
