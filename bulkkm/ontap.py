@@ -65,13 +65,11 @@ from bulkkm.retry import (
 )
 from bulkkm.secret import redact, remember
 from bulkkm.servers import normalize_server
-from bulkkm.state import LiveKeyManager, OntapVersion
+from bulkkm.state import CONNECTIVITY_SINCE, LiveKeyManager, OntapVersion
 
 __all__ = [
     "CLUSTER_NODE",
-    "CONNECTIVITY_SINCE",
     "NODE_STATES_SINCE",
-    "RESTORE_SINCE",
     "USER_AGENT",
     "Connectivity",
     "Gate",
@@ -95,12 +93,8 @@ JOB_POLL_MAX: Final = 2.0
 MAX_UUID: Final = 128
 RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 """The answers whose ``Retry-After`` says when to try again."""
-CONNECTIVITY_SINCE: Final = OntapVersion(9, 7)
-"""Key servers show ``connectivity.cluster_availability`` (and the nodes not available)."""
 NODE_STATES_SINCE: Final = OntapVersion(9, 13)
 """Key servers show ``connectivity.node_states``: every node's state, by name and uuid."""
-RESTORE_SINCE: Final = OntapVersion(9, 13)
-"""``POST .../restore`` (and the keys per node, from 9.11, with ``restored``)."""
 CLUSTER_NODE: Final = "cluster"
 """The node a state is given for when the release names none (9.7 to 9.12)."""
 AVAILABLE: Final = "available"

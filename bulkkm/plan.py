@@ -12,7 +12,13 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 from bulkkm.inventory import Cluster, DesiredServer, SelectorKind
-from bulkkm.state import ClusterState, LiveKeyManager, OntapVersion
+from bulkkm.state import (
+    CONNECTIVITY_SINCE,
+    RESTORE_SINCE,
+    ClusterState,
+    LiveKeyManager,
+    OntapVersion,
+)
 
 __all__ = [
     "MAX_PRIMARIES",
@@ -32,6 +38,7 @@ __all__ = [
     "keep_retired",
     "key_manager_plans",
     "plan_cluster",
+    "removal_blocker",
 ]
 
 MAX_PRIMARIES = 4
@@ -41,6 +48,22 @@ SECONDARIES_SINCE = OntapVersion(9, 8)
 # The records[] body is documented without a release; 9.8, with secondaries, is an inference.
 RECORDS_SINCE = OntapVersion(9, 8)
 MULTITENANT_SINCE = OntapVersion(9, 6)
+
+
+def removal_blocker(version: OntapVersion, *, verify_keys: bool) -> tuple[str, str] | None:
+    """Why a cluster's retired servers may not be removed at all (token, sentence), or None.
+
+    Removing needs a verification first: connectivity from 9.7, restoring keys from 9.13.
+    """
+    if version < CONNECTIVITY_SINCE:
+        return "ontap_too_old", (
+            f"verifying key servers needs ONTAP {CONNECTIVITY_SINCE} (cluster runs {version})"
+        )
+    if verify_keys and version < RESTORE_SINCE:
+        return "ontap_too_old", (
+            f"--verify-keys needs ONTAP {RESTORE_SINCE} (cluster runs {version})"
+        )
+    return None
 
 
 class Operation(StrEnum):

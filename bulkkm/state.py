@@ -6,8 +6,15 @@ Neutral ground between the two, so that neither imports the other.
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
-__all__ = ["ClusterState", "LiveKeyManager", "OntapVersion"]
+__all__ = [
+    "CONNECTIVITY_SINCE",
+    "RESTORE_SINCE",
+    "ClusterState",
+    "LiveKeyManager",
+    "OntapVersion",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)
@@ -21,6 +28,12 @@ class OntapVersion:
     def __str__(self) -> str:
         """``9.13.1``."""
         return f"{self.generation}.{self.major}.{self.minor}"
+
+
+CONNECTIVITY_SINCE: Final = OntapVersion(9, 7)
+"""Key servers show ``connectivity.cluster_availability`` (and the nodes not available)."""
+RESTORE_SINCE: Final = OntapVersion(9, 13)
+"""``POST .../restore`` (and the keys per node, from 9.11, with ``restored``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

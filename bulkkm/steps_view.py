@@ -8,7 +8,7 @@ then the removals one at a time (``migrate``), exactly the order the engine foll
 from __future__ import annotations
 
 from bulkkm.events import ClusterDiscovered, Event
-from bulkkm.plan import Batch, Operation, Remove, Verify, key_manager_plans
+from bulkkm.plan import Batch, Operation, Remove, Verify, key_manager_plans, removal_blocker
 from bulkkm.state import ClusterState, OntapVersion
 
 __all__ = ["StepsView"]
@@ -28,9 +28,6 @@ class StepsView:
 
     def lines(self) -> list[str]:
         """One block per key manager with something to do, in discovery order."""
-        # Imported here: the engine is loaded by the time a plan ends, not when the CLI starts.
-        from bulkkm.engine._steps import removal_blocker  # noqa: PLC0415
-
         out: list[str] = []
         for cluster in self._clusters:
             state = ClusterState(

@@ -34,7 +34,7 @@ from bulkkm.engine._breaker import Breaker, Stopped
 from bulkkm.engine._gate import Gate
 from bulkkm.engine._options import Command, Options
 from bulkkm.engine._retrying import Predicate, Reporter, retrying
-from bulkkm.engine._steps import KeyManagerSteps, removal_blocker
+from bulkkm.engine._steps import KeyManagerSteps
 from bulkkm.errors import ErrorCategory, OntapError
 from bulkkm.events import (
     ClusterDiscovered,
@@ -58,6 +58,7 @@ from bulkkm.plan import (
     keep_retired,
     key_manager_plans,
     plan_cluster,
+    removal_blocker,
 )
 from bulkkm.retry import RetryOn
 from bulkkm.state import ClusterState

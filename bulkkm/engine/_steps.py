@@ -41,18 +41,21 @@ from bulkkm.engine._options import Options
 from bulkkm.engine._retrying import Predicate, Reporter, retrying
 from bulkkm.errors import ApiError, ErrorCategory, OntapError
 from bulkkm.events import ErrorInfo, Event, Outcome, Verified
-from bulkkm.ontap import (
-    CONNECTIVITY_SINCE,
-    RESTORE_SINCE,
-    Connectivity,
-    OntapClient,
-    Removal,
+from bulkkm.ontap import Connectivity, OntapClient, Removal
+from bulkkm.plan import (
+    Batch,
+    Decision,
+    KeyManagerPlan,
+    Remove,
+    Step,
+    TargetId,
+    Verify,
+    removal_blocker,
 )
-from bulkkm.plan import Batch, Decision, KeyManagerPlan, Remove, Step, TargetId, Verify
 from bulkkm.retry import KEYS_IN_USE, RetryOn, RetryPolicy
 from bulkkm.state import OntapVersion
 
-__all__ = ["KeyManagerSteps", "StepHost", "removal_blocker"]
+__all__ = ["KeyManagerSteps", "StepHost"]
 
 T = TypeVar("T")
 
@@ -60,22 +63,6 @@ POLL_INITIAL: Final = 0.25
 """Seconds before the second read of a verification; doubled after each read."""
 POLL_MAX: Final = 5.0
 DONE: Final = frozenset({Outcome.ADDED, Outcome.PRESENT})
-
-
-def removal_blocker(version: OntapVersion, *, verify_keys: bool) -> tuple[str, str] | None:
-    """Why a cluster's retired servers may not be removed at all (token, sentence), or None.
-
-    Removing needs a verification first: connectivity from 9.7, restoring keys from 9.13.
-    """
-    if version < CONNECTIVITY_SINCE:
-        return "ontap_too_old", (
-            f"verifying key servers needs ONTAP {CONNECTIVITY_SINCE} (cluster runs {version})"
-        )
-    if verify_keys and version < RESTORE_SINCE:
-        return "ontap_too_old", (
-            f"--verify-keys needs ONTAP {RESTORE_SINCE} (cluster runs {version})"
-        )
-    return None
 
 
 class StepHost(Protocol):
