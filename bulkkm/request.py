@@ -143,10 +143,18 @@ def _field(name: str, value: object) -> object:
         return float(value)
     wrong_bool = isinstance(value, bool) and expected is not bool
     if value is not None and (wrong_bool or not isinstance(value, expected)):
-        raise UsageError(f"run request: {name} must be {expected.__name__}")
+        raise UsageError(f"run request: {name} must be {_KINDS[expected]}")
     return value
 
 
+_KINDS: Final[dict[type, str]] = {
+    str: "a string",
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    tuple: "a list of strings",
+}
+"""How an error names each type a request field takes (not Python's names)."""
 _TYPES: Final[dict[str, type]] = {
     "command": str,
     "inventory": str,
