@@ -17,6 +17,7 @@ import fcntl
 import itertools
 import os
 import signal
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -50,6 +51,7 @@ from bulkkm.events import (
     WaveFinished,
 )
 from bulkkm.fanout import Fanout
+from bulkkm.logs import reader_gone
 from bulkkm.plan import ApprovedPlan, Operation
 from bulkkm.report import ReportWriter, load_resume, read_lines
 from bulkkm.request import ConfirmWave, PreparedRun, RunRequest, prepare
@@ -486,7 +488,13 @@ def _publish(fanout: Fanout, tally: _Tally, events: list[Event]) -> None:
 
 @contextlib.contextmanager
 def _interrupts(interrupted: asyncio.Event, workflow: str) -> Iterator[None]:
-    """SIGINT and SIGTERM handled while the coordinator follows the workflow."""
+    """SIGINT and SIGTERM handled while the coordinator follows the workflow.
+
+    SIGHUP (the terminal went away: a dropped SSH session) stops the rollout as SIGTERM
+    does, as in-process, after pointing the streams that were that terminal at /dev/null:
+    the report still gets every cluster's line and its summary. Unless SIGHUP was ignored
+    when bulkkm started (``nohup``): then the coordinator follows the rollout to its end.
+    """
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
@@ -506,12 +514,30 @@ def _interrupts(interrupted: asyncio.Event, workflow: str) -> Iterator[None]:
             attach=f"--attach {workflow} continues the report if you leave",
         )
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Which streams are the terminal, asked now: once it has hung up, isatty() says no.
+    terminals = [stream for stream in (sys.stdout, sys.stderr) if stream.isatty()]
+
+    def on_hangup() -> None:
+        for stream in terminals:
+            reader_gone(stream)  # writing to a hung-up terminal fails (EIO)
+        if not interrupted.is_set():
+            interrupted.set()
+            log.warning(
+                "hangup",
+                note="the terminal went away: no new cluster starts; waiting for those in flight",
+                attach=f"--attach {workflow} continues the report if this coordinator is killed",
+            )
+
+    signals = [signal.SIGINT, signal.SIGTERM]
+    for sig in signals:
         loop.add_signal_handler(sig, on_signal)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        signals.append(signal.SIGHUP)
     try:
         yield
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
             # The report is whole by now; an interrupt while the summary prints just leaves.
             signal.signal(sig, _leave_on_signal)
