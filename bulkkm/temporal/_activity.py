@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -20,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from bulkkm import codec, engine
+from bulkkm.console import RetryCount
 from bulkkm.engine import RunControl
 from bulkkm.engine._run import Run
 from bulkkm.errors import BulkkmError
@@ -108,7 +110,8 @@ class ClusterActivity:
             )
         if found.failed:
             clusters = loaded.only(tuple(n for n in task.clusters if n not in found.failed))
-        the_run = Run(clusters, options, [collect], RunControl())
+        retries = RetryCount()
+        the_run = Run(clusters, options, [collect, retries], RunControl())
         the_run.tls = tls
         if found.uuids:
             firsts: dict[str, str] = await handle.execute_update(
@@ -120,7 +123,7 @@ class ClusterActivity:
                 await the_run.main()
             finally:
                 await the_run.fanout.drain()
-        return _done(task, events)
+        return _done(task, events, retries.retried)
 
 
 def _options(request: RunRequest, approved: engine.ApprovedPlan | None) -> engine.Options:
@@ -178,8 +181,9 @@ class _Collect:
             self.events.append(dataclasses.replace(event, wave=self.wave))
 
 
-def _done(task: ChunkTask, events: list[Event]) -> ChunkDone:
-    """The activity's result: the events as packed codec JSON, what the thresholds count."""
+def _done(task: ChunkTask, events: list[Event], retried: Mapping[str, int]) -> ChunkDone:
+    """The activity's result: the events as packed codec JSON, what the thresholds count,
+    the retries."""
     targets = failures = changes = 0
     for event in events:
         if isinstance(event, TargetResult):
@@ -196,6 +200,7 @@ def _done(task: ChunkTask, events: list[Event]) -> ChunkDone:
         targets=targets,
         failures=failures,
         changes=changes,
+        retried=dict(retried),
     )
 
 

@@ -189,7 +189,7 @@ async def start(
             code = await _follow(handle, fanout, tally, started, confirm=confirm, display=display)
     finally:
         report.close()
-    display.summary(Path(request.report))
+    display.summary(Path(request.report), retried=tally.retried)
     return code
 
 
@@ -293,7 +293,7 @@ async def attach(
             )
     finally:
         file.close()
-    display.summary(report_path)
+    display.summary(report_path, retried=tally.retried)
     return code
 
 
@@ -315,6 +315,8 @@ class _Tally:
     written: set[tuple[object, ...]] = dataclasses.field(default_factory=set)
     waves: dict[int, Counter[str]] = dataclasses.field(default_factory=dict)
     """Outcome counts per wave (for ``--confirm-waves``); ``failed`` counts failed clusters."""
+    retried: Counter[str] = dataclasses.field(default_factory=Counter)
+    """Requests the workers retried, by ``category code`` (every chunk's, attached or not)."""
 
     def count_line(self, line: Mapping[str, object]) -> None:
         """Count one report line (read back on attach, or just written)."""
@@ -412,6 +414,7 @@ async def _follow(
                 await handle.signal(HALT, "interrupted")
             page = await _progress(handle, at)
             for done in page.done:
+                tally.retried.update(done.retried)
                 _publish(fanout, tally, _events(done))
             at += len(page.done)
             if page.finished:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Final, NoReturn
@@ -94,8 +94,9 @@ class Display:
                 self.view.log_line()
             self.events.tick()
 
-    def summary(self, report: Path) -> None:
-        """The closing summary, read back from the report (as ``report summarize`` says it)."""
+    def summary(self, report: Path, *, retried: Mapping[str, int] | None = None) -> None:
+        """The closing summary, read back from the report (as ``report summarize`` says it),
+        with the retries the workers counted (as in-process)."""
         if self.quiet:
             return
         aggregate = Aggregator()
@@ -103,7 +104,7 @@ class Display:
             aggregate(line)
         out = output(soft_wrap=True, highlight=False)
         more = f" (bulkkm report summarize {report} --all)"
-        render_summary(out, aggregate.result(), report=report, more=more)
+        render_summary(out, aggregate.result(), report=report, retried=retried, more=more)
 
 
 def leave(code: int) -> NoReturn:

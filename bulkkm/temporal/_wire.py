@@ -188,6 +188,9 @@ class ChunkDone:
     """The reason the clusters were not started (``max_failures``, ``rollout_stopped`` …)."""
     error: str | None = None
     """Why the activity itself failed (a worker's inventory differs, retries ran out)."""
+    retried: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Requests retried by the chunk's engine, by ``category code`` (the closing summary's
+    "retried attempts": the one count the report does not hold)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,8 @@ import pty
 import signal
 from pathlib import Path
 
-from tests.cli import read_report, start
+from bulkkm.simulator import Faults
+from tests.cli import bulkkm, read_report, start
 from tests.invariants import check_report
 from tests.temporal.conftest import regional_workers, two_regions
 
@@ -56,3 +57,25 @@ async def test_a_coordinator_whose_terminal_hangs_up_stops_the_rollout_as_sigter
         assert len(skipped) == 3
         written = sum(len(fleet.write_log) for fleet in fleets.values())
         assert written == sum(1 for t in lines if t["type"] == "target")
+
+
+async def test_the_closing_summary_counts_the_retries_the_workers_made(
+    temporal_server: str, tmp_path: Path
+) -> None:
+    """Connections dropped on every cluster: the workers retry, and the closing summary's
+    "retried attempts" column says how often, as in-process (it said 0 for every error)."""
+    async with (
+        two_regions(tmp_path, clusters=2, svms=2, faults=Faults(reset_rate=0.3)) as (_, inventory),
+        regional_workers(temporal_server, inventory, tmp_path),
+    ):
+        report = tmp_path / "report.jsonl"
+        result = await bulkkm(
+            "apply", str(inventory), "--temporal", temporal_server, "--report", str(report),
+            deadline=DEADLINE,
+        )  # fmt: skip
+        assert result.code in (0, 1), result.err
+        check_report(read_report(report))
+        lines = result.out.splitlines()
+        assert "errors (final targets and clusters; retried attempts):" in lines, result.out
+        (transport,) = [line.split() for line in lines if line.startswith("  transport ")]
+        assert int(transport[2]) > 0, result.out
