@@ -260,11 +260,14 @@ class Aggregator:
             carried_over=dict(self._carried.most_common()),
             reasons=dict(self._reasons.most_common()),
             errors=dict(self._errors.most_common()),
+            # Names in order, not in the order clusters happened to end: a reader looks one up.
             clusters_not_done={
-                reason: tuple(names)
+                reason: tuple(sorted(names))
                 for reason, names in sorted(self._clusters.items(), key=lambda kv: -len(kv[1]))
             },
-            clusters_with_targets_left=dict(self._left.most_common()),
+            clusters_with_targets_left=dict(
+                sorted(self._left.items(), key=lambda item: (-item[1], item[0]))
+            ),
             problems=tuple(self._problems),
             waves={n: dict(c.most_common()) for n, c in sorted(self._waves.items())},
             slowest=_slowest(self._span) if changes else (),
@@ -483,18 +486,30 @@ def summary_lines(
 
 
 def _cluster_lines(result: Summary, every: bool, hint: str) -> list[str]:
-    """Clusters not done, by reason, named where few; clusters with targets left."""
+    """Clusters not done, by reason, named where few; clusters with targets left.
+
+    A few names fit on the line that counts them; ``every`` (``--all``) lists more than that
+    one per line, as the other lists are, rather than as one line thousands of names long.
+    """
     lines: list[str] = []
     if result.clusters_not_done:
         total = sum(len(names) for names in result.clusters_not_done.values())
         lines.append(f"clusters not done: {total}")
         for reason, names in result.clusters_not_done.items():
-            shown = names if every or len(names) <= _NAMED else names[:3]
+            if every and len(names) > _NAMED:
+                lines.append(f"  {reason}: {len(names)}")
+                lines += [f"    {name}" for name in names]
+                continue
+            shown = names if len(names) <= _NAMED else names[:3]
             more = "" if len(shown) == len(names) else f", ... and {len(names) - len(shown)} more"
             lines.append(f"  {reason}: {len(names)} ({', '.join(shown)}{more})")
     if result.clusters_with_targets_left:
         left = list(result.clusters_with_targets_left.items())
-        few = left if every else left[:_NAMED]
+        if every and len(left) > _NAMED:
+            lines.append(f"clusters with targets left: {len(left)} (targets  cluster)")
+            lines += [f"  {n:>7}  {cluster}" for cluster, n in left]
+            return lines
+        few = left[:_NAMED]
         more = "" if len(few) == len(left) else f", ... and {len(left) - len(few)} more"
         counts = ", ".join(f"{cluster} {n}" for cluster, n in few)
         lines.append(f"clusters with targets left: {len(left)} ({counts}{more})")
