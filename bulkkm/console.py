@@ -278,11 +278,18 @@ class ProgressView:
         """Whether every cluster has been discovered (``known`` is the run's total)."""
         self.clusters = 0
         self.clusters_discovered = 0
-        self.clusters_started = 0
         self.clusters_done = 0
         self.clusters_skipped = 0
+        self._started: set[str] = set()
+        """Clusters seen at work: discovered, retrying their discovery, or failed."""
         self._open: dict[str, int] = {}
-        self._started = time.monotonic()
+        self._clusters_failed = 0
+        self._began = time.monotonic()
+
+    @property
+    def clusters_started(self) -> int:
+        """Clusters seen at work so far, those still discovering (retrying) included."""
+        return len(self._started)
 
     def __call__(self, event: Event) -> None:
         """Count one event."""
@@ -293,12 +300,16 @@ class ProgressView:
                     event.command,
                     event.clusters,
                 )
-                self._started = time.monotonic()
+                self._began = time.monotonic()
+            case Retrying():
+                # A cluster whose discovery is retried (a dead one, for half a minute) is at
+                # work: without this the display showed nothing in progress meanwhile.
+                self._started.add(event.cluster)
             case ClusterDiscovered():
                 if not self.final:  # the last cluster's TargetsKnown comes before this event
                     self.known += event.targets
                 self.clusters_discovered += 1
-                self.clusters_started += 1
+                self._started.add(event.cluster)
                 self._open[event.cluster] = event.targets
                 self._close_if_done(event.cluster)
             case TargetsKnown():
@@ -313,7 +324,8 @@ class ProgressView:
                     self._close_if_done(event.cluster)
             case ClusterResult(outcome=Outcome.FAILED):
                 self.failed += 1
-                self.clusters_started += 1
+                self._started.add(event.cluster)
+                self._clusters_failed += 1
                 self.clusters_done += 1
             case ClusterResult():
                 self.clusters_skipped += 1
@@ -329,7 +341,7 @@ class ProgressView:
     @property
     def elapsed(self) -> float:
         """Seconds since the run started."""
-        return time.monotonic() - self._started
+        return time.monotonic() - self._began
 
     @property
     def rate(self) -> float:
@@ -342,7 +354,9 @@ class ProgressView:
             return self.known
         if not self.clusters_discovered:
             return None
-        waiting = self.clusters - self.clusters_started - self.clusters_skipped
+        # Clusters still discovering (retrying) count as waiting: their targets are not known.
+        ended = self.clusters_discovered + self._clusters_failed + self.clusters_skipped
+        waiting = self.clusters - ended
         per_cluster = self.known / self.clusters_discovered
         return self.known + round(per_cluster * max(waiting, 0))
 

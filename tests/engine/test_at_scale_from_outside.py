@@ -7,11 +7,16 @@ against the simulator and reads what a person reads.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 from pathlib import Path
 
+import orjson
+
+from bulkkm.console import PROGRESS_EVERY_ENV
 from bulkkm.simulator import Faults, FleetSpec, SimulatedFleet
-from tests.cli import bulkkm
+from tests.cli import bulkkm, start
 from tests.engine.conftest import inventory_for, run_rollout
 
 DEAD = 12
@@ -61,3 +66,42 @@ async def test_summarize_all_lists_many_clusters_one_per_line_in_name_order(
     code, out, _ = await bulkkm("report", "summarize", str(report))
     shown = ", ".join(dead[:3])
     assert re.search(rf"^  unreachable: {DEAD} \({shown}, \.\.\. and {DEAD - 3} more\)$", out, re.M)
+
+
+async def test_progress_counts_a_cluster_retrying_its_discovery_as_started(
+    tmp_path: Path,
+) -> None:
+    """While a dead cluster's discovery is retried, progress says one cluster is still at work.
+
+    The live clusters done, the dead one retrying for half a minute: every progress line
+    said ``clusters_done`` = ``clusters_started``, nothing under way, as if the run hung.
+    """
+    spec = FleetSpec(
+        clusters=3,
+        svms=1,
+        seed=5,
+        headroom=1,
+        cluster_external_ratio=1.0,
+        cluster_faults={"sim-0000": Faults(dead=True)},
+    )
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml")
+        process = await start(
+            "apply",
+            str(path),
+            "--report",
+            str(tmp_path / "r.jsonl"),
+            env={PROGRESS_EVERY_ENV: "0.2"},
+        )
+        assert process.stderr is not None
+        try:
+            async with asyncio.timeout(15):  # the dead cluster is given up after ~20 s
+                while True:
+                    line = orjson.loads(await process.stderr.readline())
+                    if line["event"] == "progress" and line["clusters_done"] == 2:
+                        break
+        finally:
+            process.send_signal(signal.SIGINT)
+            await process.communicate()
+    assert line["clusters_started"] == 3, line
+    assert line["done"] < line["total_estimated"], line
