@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -100,6 +100,10 @@ DIGEST_FIRST: Final = 5
 """Warnings of one kind shown in full before the rest are folded into counts (without -v)."""
 DIGEST_EVERY: Final = 30.0
 """Seconds between the counts of folded warnings."""
+RATE_WINDOW: Final = 30.0
+"""Seconds of recent work the rate (and so the ETA) is measured over."""
+_RATE_STEP: Final = 0.25
+"""Seconds of completions one sample of the rate holds: a few hundred samples per window."""
 _SHOW_CURSOR: Final = "\x1b[?25h"
 
 
@@ -285,6 +289,9 @@ class ProgressView:
         self._open: dict[str, int] = {}
         self._clusters_failed = 0
         self._began = time.monotonic()
+        self._samples: deque[tuple[float, int]] = deque()
+        """(when, targets this run had finished before then), one per ``_RATE_STEP`` with
+        completions, over the last ``RATE_WINDOW``."""
 
     @property
     def clusters_started(self) -> int:
@@ -315,7 +322,13 @@ class ProgressView:
             case TargetsKnown():
                 self.final = True
                 self.known = event.targets
+            case WaveStarted():
+                # The pause before a wave, and the waves a resumed run found done, are not
+                # work: the rate starts again with the wave's first completion.
+                self._samples.clear()
             case TargetResult():
+                if not event.carried_over:
+                    self._sample()
                 self.done += 1
                 self.carried += event.carried_over
                 self.failed += event.outcome is Outcome.FAILED
@@ -343,10 +356,33 @@ class ProgressView:
         """Seconds since the run started."""
         return time.monotonic() - self._began
 
+    def _sample(self) -> None:
+        """Note a completion's time, for the rate."""
+        now = time.monotonic()
+        if not self._samples or now - self._samples[-1][0] >= _RATE_STEP:
+            self._samples.append((now, self.done - self.carried))
+
     @property
     def rate(self) -> float:
-        """Targets finished per second by this run (carried-over ones are instant)."""
-        return (self.done - self.carried) / max(self.elapsed, 1e-9)
+        """Targets this run finished per second over the last ``RATE_WINDOW`` seconds of work.
+
+        Measured from the first completion in the window (and in the current wave), not
+        from the start of the run: a pause between waves, or waves a resumed run found done,
+        made the average since the start read a fraction of the speed (an ETA of 2.5 h for a
+        wave that took a minute). Carried-over targets are instant and not counted. 0 when
+        nothing finished lately.
+        """
+        now = time.monotonic()
+        while self._samples and now - self._samples[0][0] > RATE_WINDOW:
+            self._samples.popleft()
+        if not self._samples:
+            return 0.0
+        since, before = self._samples[0]
+        if len(self._samples) > 1:
+            # What finished after the first step, over the time since it began: targets end
+            # in bursts (a POST for several), and the first burst took no time of the window.
+            before = self._samples[1][1]
+        return (self.done - self.carried - before) / max(now - since, 1.0)
 
     def estimated_total(self) -> int | None:
         """The run's targets: exact once every cluster is discovered, else extrapolated."""
@@ -361,12 +397,14 @@ class ProgressView:
         return self.known + round(per_cluster * max(waiting, 0))
 
     def eta(self) -> float | None:
-        """Seconds left at the current rate; None until that can be estimated."""
+        """Seconds left at the current rate; None until that can be estimated (two steps of
+        completions in the wave), or while nothing has finished for ``RATE_WINDOW`` seconds."""
         total = self.estimated_total()
         new = self.done - self.carried
-        if total is None or new < 1 or self.elapsed < 1.0:
+        rate = self.rate
+        if total is None or new < 1 or self.elapsed < 1.0 or len(self._samples) < 2:
             return None
-        return max(total - self.done, 0) / max(self.rate, 1e-9)
+        return max(total - self.done, 0) / rate
 
     def fields(self) -> dict[str, object]:
         """The ``progress`` line's fields."""

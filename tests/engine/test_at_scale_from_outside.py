@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -105,3 +106,58 @@ async def test_progress_counts_a_cluster_retrying_its_discovery_as_started(
             await process.communicate()
     assert line["clusters_started"] == 3, line
     assert line["done"] < line["total_estimated"], line
+
+
+def _stamp(line: dict[str, object]) -> datetime:
+    """A log line's time."""
+    return datetime.fromisoformat(str(line["timestamp"]))
+
+
+async def test_eta_after_a_pause_between_waves_is_that_of_the_wave_running(
+    tmp_path: Path,
+) -> None:
+    """The ETA of a wave after a pause comes from the wave's own speed, not the run's average.
+
+    The rate was the run's average since its start, pauses and waves found done included:
+    at 3,000 clusters, resumed with --pause-between-waves 30, the last wave began at an
+    ETA of 9,028 s and ended a minute later.
+    """
+    pause = 6
+    spec = FleetSpec(
+        clusters=8,
+        svms=8,
+        seed=5,
+        headroom=1,
+        cluster_external_ratio=1.0,
+        faults=Faults(latency=0.4),
+    )
+    async with SimulatedFleet(spec) as fleet:
+        path = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
+        code, _, err = await bulkkm(
+            "apply",
+            str(path),
+            "--report",
+            str(tmp_path / "r.jsonl"),
+            "--waves",
+            "1,100%",
+            "--pause-between-waves",
+            str(pause),
+            env={PROGRESS_EVERY_ENV: "0.5"},
+        )
+    assert code == 0, err
+    lines = [orjson.loads(line) for line in err.splitlines()]
+    wave_2 = next(_stamp(e) for e in lines if e["event"] == "wave_started" and e["wave"] == 2)
+    end = next(_stamp(e) for e in lines if e["event"] == "run_finished")
+    assert (end - wave_2).total_seconds() < pause, "the wave is shorter than the pause before it"
+    during = [
+        e
+        for e in lines
+        if e["event"] == "progress"
+        and e["eta_s"] is not None
+        and e["done"] < e["total_estimated"]
+        and (_stamp(e) - wave_2).total_seconds() >= 1.5
+    ]
+    assert during, lines
+    etas = [(line["eta_s"], round((end - _stamp(line)).total_seconds(), 1)) for line in during]
+    for eta, left in etas:
+        assert eta <= 2 * left + 1, etas
