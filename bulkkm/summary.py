@@ -230,7 +230,9 @@ class Aggregator:
             self._errors[_error_key(error)] += 1
         self._wave(line, f"cluster {line.get('outcome')}")
         reason = str(line.get("reason") or line.get("outcome"))
-        if line.get("outcome") == "failed":
+        if line.get("outcome") == "failed" and line.get("reason") in (None, "discovery_failed"):
+            # A failed discovery, by what failed; other reasons (duplicate_cluster, a
+            # regional worker that failed) name themselves.
             category = error.get("category") if isinstance(error, Mapping) else None
             reason = "unreachable" if category in _UNREACHABLE else f"discovery failed ({category})"
         self._clusters.setdefault(reason, []).append(str(line.get("cluster")))

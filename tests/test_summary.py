@@ -403,3 +403,22 @@ def test_a_report_already_resumed_points_to_the_newer_one(tmp_path: Path) -> Non
     text = summary_lines(aggregate(interrupted_run()), report=report)
     assert f"already resumed: bulkkm report summarize {newer}" in text
     assert not any(line.startswith("to finish the job: ") for line in text)
+
+
+def test_a_cluster_that_failed_for_another_reason_than_discovery_is_listed_by_it() -> None:
+    """duplicate_cluster, or a regional worker that failed: named by their reason, not as a
+    failed discovery; failed discoveries by what failed."""
+    lines = [
+        RUN,
+        cluster("c1", "failed", "duplicate_cluster", category="precondition"),
+        cluster("c2", "failed", "worker_failed", category="transport"),
+        cluster("c3", "failed", "discovery_failed", category="transport"),
+        cluster("c4", "failed", "discovery_failed", category="auth"),
+        SUMMARY,
+    ]
+    assert aggregate(lines).clusters_not_done == {
+        "duplicate_cluster": ("c1",),
+        "worker_failed": ("c2",),
+        "unreachable": ("c3",),
+        "discovery failed (auth)": ("c4",),
+    }
