@@ -121,7 +121,8 @@ class SavedPlan:
                 lines += [f"  - {where}: {server}   (migrate only)" for server in km.remove]
                 lines += [f"  ! {where}: {server} blocked: {why}" for server, why in km.blocked]
         if self.not_discovered:
-            lines.append(f"not discovered, nothing planned: {', '.join(self.not_discovered)}")
+            lines.append(f"not discovered, nothing planned ({len(self.not_discovered)}):")
+            lines += [f"  {name}" for name in self.not_discovered]
         return lines
 
 

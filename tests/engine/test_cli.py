@@ -242,6 +242,8 @@ async def test_an_interrupted_plan_says_which_clusters_it_does_not_cover(tmp_pat
         code, shown, _ = await bulkkm("plan", "--show", str(plan))
         assert code == 0
         assert shown.splitlines()[3].startswith(f"INCOMPLETE: {len(missing)} clusters")
+        listed = shown.splitlines()[-len(missing) :]  # at the end, one a line
+        assert sorted(line.strip() for line in listed) == sorted(missing)
         applied = await bulkkm("apply", "--plan", str(plan), "--report", str(tmp_path / "r.jsonl"))
         assert applied.code == 0, applied.err
         warning = [line for line in applied.err.splitlines() if "plan_incomplete" in line]
