@@ -471,6 +471,12 @@ class RunManager:
         """Set at the run's next event or state change."""
         return self._changes.setdefault(run_id, _Changes()).current
 
+    def finished_with(self, run_id: str) -> None:
+        """A watcher leaves a run that has ended: nothing wakes it any more, so the entry
+        ``waiter`` made for it goes (the runs' end drops it too, but a stream opened on a
+        finished run would leave one behind each)."""
+        self._changes.pop(run_id, None)
+
     # --- inside ----------------------------------------------------------------------
 
     async def _save(self, record: RunRecord, now: datetime) -> None:

@@ -50,12 +50,14 @@ async def stream_events(
     )
     await response.prepare(request)
     reader = JournalReader(path)
+    ended = False
     try:
         while not manager.closing:
             woken = manager.waiter(run_id)
             await _send(response, reader, last, cluster)
             record = await manager.get(run_id)
             if record.state in TERMINAL:
+                ended = True
                 await _send(response, reader, last, cluster)  # what came before the end
                 end = {"state": record.state.value, "exit_code": record.exit_code}
                 await response.write(b"event: end\ndata: " + orjson.dumps(end) + b"\n\n")
@@ -68,6 +70,8 @@ async def stream_events(
         pass  # the client left
     finally:
         reader.close()
+        if ended:
+            manager.finished_with(run_id)
     return response
 
 

@@ -273,3 +273,14 @@ async def test_bad_requests_name_what_is_wrong(tmp_path: Path) -> None:
         missing = await h.admin.get("/api/v1/runs/no-such-run")
         assert missing.status == 404
         assert (await h.admin.get("/api/v1/runs?state=bogus")).status == 400
+
+
+async def test_streams_of_a_finished_run_leave_nothing_behind(tmp_path: Path) -> None:
+    """Each event stream opened on a run that has ended replays it and ends; the service
+    keeps nothing for it afterwards (a page left open on finished runs for months)."""
+    async with harness(tmp_path, fleet_spec(clusters=1, svms=1, initial_servers=0)) as h:
+        run = await h.admin.until((await h.clients["operate"].start("check"))["id"], *DONE)
+        for _ in range(3):
+            events = await h.clients["read"].events(run["id"])
+            assert events[-1]["event"] == "end", events
+        assert run["id"] not in h.service.manager._changes  # what a leak would hold
