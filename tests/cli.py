@@ -14,6 +14,7 @@ import fcntl
 import os
 import pty
 import resource
+import signal
 import struct
 import sys
 import termios
@@ -96,9 +97,10 @@ async def start(
     """Start ``python -m bulkkm ARGS`` with piped output; the caller waits for it.
 
     ``entry`` replaces ``-m bulkkm``: ``("-m", "bulkkm.simulator")`` for another entry point,
-    ``("-c", CODE)`` for the CLI with something patched in.
+    ``("-c", CODE)`` for the CLI with something patched in. One still running when its test
+    ends (a test that failed half-way) is killed then (``stop_leftovers``).
     """
-    return await asyncio.create_subprocess_exec(
+    process = await asyncio.create_subprocess_exec(
         sys.executable,
         *entry,
         *args,
@@ -108,6 +110,29 @@ async def start(
         env=_environment(env),
         preexec_fn=None if max_file_size is None else _limit_file_size(max_file_size),
     )
+    _STARTED.append(process.pid)
+    return process
+
+
+_STARTED: list[int] = []
+"""Pids of the processes ``start`` began during the current test."""
+
+
+def stop_leftovers() -> None:
+    """Kill what ``start`` began and is still running: a test that failed before waiting for
+    its processes would leave them (a coordinator waiting on a pause of 600 s, say), holding
+    CPU and ports while the next tests run."""
+    while _STARTED:
+        pid = _STARTED.pop()
+        try:
+            running = os.waitpid(pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            continue  # ended, and reaped already: the pid may be another process's now
+        if running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 @contextlib.asynccontextmanager
