@@ -26,6 +26,13 @@ _SCALAR_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp")
 )
 """Tags whose safe constructors take a scalar node and return its value directly."""
+_KINDS = {
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
+"""What a typed scalar is meant to be, for the message when its text is not one."""
 
 
 class _Lines:
@@ -126,14 +133,42 @@ class _LineLoader(_BaseLoader):
             if tag == _STR_TAG:
                 return node.value
             if tag in _SCALAR_TAGS:
-                return self.yaml_constructors[tag](self, node)
+                return self._scalar(node)
         elif node in self._built:
             return self._built[node]
         elif type(node) is MappingNode and tag == _MAP_TAG:
             return self._build_mapping(node)
         elif type(node) is SequenceNode and tag == _SEQ_TAG:
             return self._build_sequence(node)
-        return self.construct_object(node, deep=True)
+        try:
+            return self.construct_object(node, deep=True)
+        except (ValueError, TypeError, AttributeError, LookupError, OverflowError):
+            raise _unbuildable(node) from None
+
+    def _scalar(self, node: ScalarNode) -> object:
+        """A typed scalar's value; a text its type cannot take (``2024-02-30``) is an error.
+
+        PyYAML's constructors raise ``ValueError`` (or worse) there, with the text in the
+        message: it could be a password, so the error names only the line and the type.
+        """
+        try:
+            return self.yaml_constructors[node.tag](self, node)
+        except (ValueError, TypeError, AttributeError, LookupError, OverflowError):
+            raise _unbuildable(node) from None
+
+    def _undefined(self, node: Node) -> object:
+        """A tag no inventory uses (``!Ref``, ``!!python/...``): refused without naming it.
+
+        An unquoted password that starts with ``!`` is read as a tag; PyYAML's message
+        would quote it.
+        """
+        raise ConstructorError(
+            None,
+            None,
+            "could not determine a constructor for this tag (a value starting with '!' "
+            "is a YAML tag, none of which an inventory uses); quote the value if it is text",
+            node.start_mark,
+        )
 
     def _build_mapping(self, node: MappingNode) -> dict[object, object]:
         """A dict, noting key lines, keys written twice, and merging ``<<`` keys first."""
@@ -187,6 +222,18 @@ class _LineLoader(_BaseLoader):
         item_lines = [child.start_mark.line + 1 for child in node.value]
         self.lines.sequences[id(data)] = (data, item_lines, node.start_mark.line + 1)
         return data
+
+
+_LineLoader.add_constructor(None, _LineLoader._undefined)
+
+
+def _unbuildable(node: Node) -> ConstructorError:
+    """The error for a typed value whose text is not of its type (the text left out)."""
+    kind = _KINDS.get(node.tag)
+    written = f"written as {kind} that is not one" if kind else "that YAML cannot build as written"
+    return ConstructorError(
+        None, None, f"a value {written}; quote it if it is text", node.start_mark
+    )
 
 
 class YamlDocument:
