@@ -440,7 +440,7 @@ class OntapClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise self._protocol("GET /api/cluster: no usable version") from exc
         uuid = _mapping(body).get("uuid")
-        return version, uuid[:MAX_UUID] if isinstance(uuid, str) and uuid else None
+        return version, redact(uuid)[:MAX_UUID] if isinstance(uuid, str) and uuid else None
 
     async def key_managers(self) -> tuple[LiveKeyManager, ...]:
         """Every key manager of the cluster, following ``_links.next``."""
@@ -945,18 +945,21 @@ def _record(server: DesiredServer) -> Json:
 
 def _key_manager(record: Json) -> LiveKeyManager:
     """A key-manager record as discovery keeps it."""
+    # Names and ids are the server's words: a hostile one may spell a credential in them,
+    # and they reach the plan file, `plan --show-steps` and the report. Masked here, once,
+    # so every output and the plan's fingerprint see the same value.
     scope = record.get("scope", "svm")
-    svm = None if scope == "cluster" else str(_mapping(record["svm"])["name"])
+    svm = None if scope == "cluster" else redact(str(_mapping(record["svm"])["name"]))
     external = record.get("external")
     servers: tuple[str, ...] = ()
     if isinstance(external, dict):
         raw = external.get("servers") or []
         if not isinstance(raw, list):
             raise TypeError("external.servers is not a list")
-        servers = tuple(_normalized(str(_mapping(s)["server"])) for s in raw)
+        servers = tuple(_normalized(redact(str(_mapping(s)["server"]))) for s in raw)
     onboard = _mapping(record.get("onboard") or {}).get("enabled") is True
     return LiveKeyManager(
-        uuid=str(record["uuid"]),
+        uuid=redact(str(record["uuid"])),
         svm=svm,
         external=isinstance(external, dict) and not onboard,
         servers=servers,
