@@ -20,7 +20,8 @@ _HOSTNAME: Final = re.compile(
 def split_host_port(text: str, default_port: int) -> tuple[str, int]:
     """Split ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; raise ValueError if malformed.
 
-    The host comes back lower-cased, IPv6 without brackets, IPv4 and IPv6 in canonical form.
+    The host comes back lower-cased and without a trailing dot, IPv6 without brackets, IPv4
+    and IPv6 in canonical form.
     """
     text = text.strip()
     if not text:
@@ -55,6 +56,9 @@ def split_host_port(text: str, default_port: int) -> tuple[str, int]:
         except ValueError:
             if not _HOSTNAME.match(host) or host.replace(".", "").isdigit():
                 raise ValueError(f"{text!r}: {host!r} is not a valid host name") from None
+            # The trailing dot of a fully qualified name names the same host: without it
+            # one server could be both kept and retired, or listed twice.
+            host = host.removesuffix(".")
     port = default_port
     if port_text is not None:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:

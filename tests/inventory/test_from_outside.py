@@ -62,3 +62,48 @@ def test_an_unknown_tag_is_refused_without_showing_it(write: Write, value: str) 
     assert [p.line for p in problems] == [5]
     assert SECRET not in problems[0].message
     assert "tag" in problems[0].message
+
+
+def test_a_key_server_with_a_trailing_dot_is_the_same_server(write: Write) -> None:
+    """``kms.example.com.`` (the FQDN) is ``kms.example.com``: kept and retired is refused."""
+    path = write(
+        """\
+        version: 1
+        defaults:
+          username: admin
+          password: env:ONTAP_PASSWORD
+          key_servers: [KMS1.Example.COM.]
+          retire_servers: [kms1.example.com]   # <-
+        clusters:
+          - {name: c1, address: 10.0.0.1, cluster_scope: true}
+          - name: c2
+            address: 10.0.0.2
+            cluster_scope: true
+            key_servers: [kms2.example.com, "kms2.example.com.:5696"]
+            retire_servers: []
+        """
+    )
+    problems = problems_of(path)
+    assert [(p.line, p.key_path) for p in problems] == [
+        (6, "defaults.retire_servers[0]"),
+        (12, "clusters[1].key_servers[1]"),
+    ]
+    assert "both retired and desired" in problems[0].message
+    assert "listed twice" in problems[1].message
+
+
+def test_a_cluster_address_with_a_trailing_dot_is_the_same_address(write: Write) -> None:
+    """``host.example.com.`` and ``host.example.com`` are one cluster listed twice."""
+    path = write(
+        """\
+        version: 1
+        defaults:
+          username: admin
+          password: env:ONTAP_PASSWORD
+          key_servers: [kms1.example.com]
+        clusters:
+          - {name: c1, address: host.example.com, svms: all}
+          - {name: c2, address: HOST.example.com., svms: all}
+        """
+    )
+    assert [(p.line, p.key_path) for p in problems_of(path)] == [(8, "clusters[1].address")]
