@@ -353,6 +353,12 @@ def _error(error: ErrorInfo | None) -> Json:
     }
 
 
+def _server_text(text: str | None) -> str | None:
+    """A name or id a server gave, masked again: ``ontap`` masked it, but ``report
+    summarize`` and ``plan --show`` run in a process that knows no secret."""
+    return None if text is None else redact(text)
+
+
 def _verify_outcome(event: Verified) -> str:
     """A ``verify`` line's outcome: ``passed``, ``failed``, or how a stop ended it first."""
     if event.passed:
@@ -396,7 +402,7 @@ def report_line(event: Event) -> dict[str, Json] | None:
                 "cluster": event.cluster,
                 # An SVM name as discovered: a hostile server may name one after a secret.
                 "svm": None if event.svm is None else redact(event.svm),
-                "key_manager_uuid": event.key_manager_uuid,
+                "key_manager_uuid": _server_text(event.key_manager_uuid),
                 "server": event.server,
                 **({} if event.action is None else {"action": event.action.value}),
                 "outcome": event.outcome.value,
@@ -417,7 +423,7 @@ def report_line(event: Event) -> dict[str, Json] | None:
                 "run_id": event.run_id,
                 "cluster": event.cluster,
                 "svm": None if event.svm is None else redact(event.svm),
-                "key_manager_uuid": event.key_manager_uuid,
+                "key_manager_uuid": _server_text(event.key_manager_uuid),
                 "servers": {server: dict(nodes) for server, nodes in event.servers.items()},
                 "outcome": _verify_outcome(event),
                 "reason": event.reason,

@@ -22,6 +22,7 @@ from bulkkm.inventory import Inventory
 from bulkkm.outputs import open_output
 from bulkkm.plan import Action, ApprovedKeyManager, ApprovedPlan, Decision
 from bulkkm.report import timestamp
+from bulkkm.secret import redact
 
 __all__ = ["PlanWriter", "PlannedCluster", "PlannedKeyManager", "SavedPlan", "read_plan"]
 
@@ -214,10 +215,24 @@ class PlanWriter:
             clusters=tuple(sorted(self.clusters, key=lambda c: self._place(c.name))),
             not_discovered=tuple(sorted(self.not_discovered, key=self._place)),
         )
-        body = {"format": FORMAT, **dataclasses.asdict(plan), "inventory": str(plan.inventory)}
+        body = _masked(
+            {"format": FORMAT, **dataclasses.asdict(plan), "inventory": str(plan.inventory)}
+        )
         with self.file:
             self.file.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
         self.written = True
+
+
+def _masked(value: object) -> object:
+    """``value`` with every string in it redacted: key-manager ids, SVM and server names are
+    a server's words, and ``plan --show`` runs in a process that knows no secret to mask."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
 
 
 def read_plan(path: Path) -> SavedPlan:

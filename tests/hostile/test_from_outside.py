@@ -4,8 +4,18 @@ and searches every output for the credentials in every form a server can echo th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
+from bulkkm import codec
+from bulkkm.events import ClusterDiscovered, Outcome, RunFinished, TargetResult, Verified
+from bulkkm.inventory import DesiredServer, load_inventory
+from bulkkm.plan import Action, Decision
+from bulkkm.planfile import PlanWriter
+from bulkkm.secret import Secret
+from bulkkm.state import LiveKeyManager
 from tests.cli import bulkkm
 from tests.hostile._server import CLUSTER_KM, HostileServer, Pki
 from tests.hostile.test_secrets import ECHO_CLUSTER, ECHO_ENV, ECHO_KMIP, assert_no_echoed_secret
@@ -71,3 +81,53 @@ async def test_names_and_ids_a_server_makes_of_a_secret_reach_no_plan_or_report(
         code, out, err = await bulkkm(*args)
         assert code == 0, err
         assert_no_echoed_secret(out + err, " ".join(args[:2]))
+
+
+def test_report_lines_mask_a_key_manager_id_that_quotes_a_secret() -> None:
+    """The report's last line of defence masks ``key_manager_uuid`` of target and verify
+    lines, as it does SVM names: ``report summarize`` runs in a process that knows no secret."""
+    Secret(ECHO_KMIP, source="env:BULKKM_E_KMIP")
+    now = datetime.now(UTC)
+    target = TargetResult(
+        cluster="c", svm=None, key_manager_uuid=f"km-{ECHO_KMIP}", server="kms:5696",
+        outcome=Outcome.WOULD_ADD, started_at=now, finished_at=now,
+    )  # fmt: skip
+    verify = Verified(
+        cluster="c", svm="s", key_manager_uuid=ECHO_KMIP, servers={}, passed=True, duration_ms=1
+    )
+    for event in (target, verify):
+        line = codec.report_line(event)
+        assert line is not None
+        assert "********" in str(line["key_manager_uuid"])
+        assert_no_echoed_secret(codec.dumps_line(line).decode(), type(event).__name__)
+
+
+def test_a_plan_file_masks_what_discovery_named_after_a_secret(tmp_path: Path) -> None:
+    """Whatever reaches the plan writer (a key manager's id, its SVM, its servers, a blocked
+    server's why) is written masked: ``plan --show`` cannot mask what it does not know."""
+    (tmp_path / "fleet.yaml").write_text(
+        "version: 1\nallow_plaintext_secrets: true\n"
+        "defaults: {username: admin, password: x, key_servers: [kms.example.com]}\n"
+        "clusters:\n  - {name: c, address: 10.0.0.1, svms: all}\n"
+    )
+    inventory = load_inventory(tmp_path / "fleet.yaml")
+    Secret(ECHO_CLUSTER, source="env:BULKKM_E_CLUSTER")
+    path = tmp_path / "p.json"
+    writer = PlanWriter.create(path, inventory, datetime.now(UTC))
+    live = LiveKeyManager(
+        uuid=ECHO_CLUSTER, svm=f"svm {ECHO_CLUSTER}", external=True, servers=(ECHO_CLUSTER,)
+    )
+    decisions = tuple(
+        Decision(
+            cluster="c", svm=live.svm, key_manager_uuid=live.uuid,
+            desired=DesiredServer(server=server), action=action, detail=f"why {ECHO_CLUSTER}",
+        )
+        for server, action in (("kms.example.com:5696", Action.ADD), ("b:5696", Action.BLOCKED))
+    )  # fmt: skip
+    writer(ClusterDiscovered(cluster="c", version="9.14.1", targets=2, key_managers=(live,),
+                             decisions=decisions))  # fmt: skip
+    writer(RunFinished(finished_at=datetime.now(UTC), duration_ms=1, counts={},
+                       clusters_failed=0, exit_code=0, aborted=False))  # fmt: skip
+    written = path.read_text()
+    assert orjson.loads(written)["clusters"][0]["key_managers"][0]["add"]
+    assert_no_echoed_secret(written, "the plan file")
