@@ -21,6 +21,8 @@ __all__ = ["SecretRef", "SecretResolver", "parse_secret"]
 
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIRST_LINE_LIMIT: Final = 64 * 1024
+_NEAR_REFERENCE: Final = re.compile(r"\s*(env|file)\s*:", re.IGNORECASE)
+"""``ENV:NAME``, `` env:NAME``, ``file :PATH``: a reference mistyped (exact forms match first)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +58,15 @@ def parse_secret(
         return SecretRef(kind="file", target=value[5:])
     if not value:
         issues.add(path, "the password is empty")
+        return None
+    typo = _NEAR_REFERENCE.match(value)
+    if typo:
+        # Taken as a literal, `ENV:NAME` would be sent as the password itself.
+        issues.add(
+            path,
+            f"looks like a secret reference but is not one: write {typo[1].lower()}: "
+            "in lower case, with no space before or after it",
+        )
         return None
     if not allow_plaintext:
         issues.add(

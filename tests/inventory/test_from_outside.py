@@ -107,3 +107,20 @@ def test_a_cluster_address_with_a_trailing_dot_is_the_same_address(write: Write)
         """
     )
     assert [(p.line, p.key_path) for p in problems_of(path)] == [(8, "clusters[1].address")]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param('"ENV:ONTAP_PASSWORD"', id="upper-case-env"),
+        pytest.param('"Env:ONTAP_PASSWORD"', id="capitalised-env"),
+        pytest.param('" env:ONTAP_PASSWORD"', id="leading-space"),
+        pytest.param('"env :ONTAP_PASSWORD"', id="space-before-colon"),
+        pytest.param('"FILE:secrets/ontap.txt"', id="upper-case-file"),
+    ],
+)
+def test_a_mistyped_reference_is_not_taken_as_a_literal_password(write: Write, value: str) -> None:
+    """With plaintext allowed, ``ENV:NAME`` is a typo, not the password ``ENV:NAME``."""
+    problems = problems_of(write(_with_password(value)))
+    assert [(p.line, p.key_path) for p in problems] == [(5, "defaults.password")]
+    assert "reference" in problems[0].message
