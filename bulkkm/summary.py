@@ -136,6 +136,9 @@ class Summary:
     options: tuple[str, ...] | None = None
     """The flags that shaped the run (``--plan P --waves 1,10%``), from the run line; None
     in a report written before the run line had them."""
+    clusters_to_change: dict[str, int] = dataclasses.field(default_factory=dict)
+    """``plan``, ``check``, ``--dry-run``: cluster -> targets it would change (``would_add``,
+    ``would_remove``), most first: where the fleet is not as the inventory wants it."""
 
     @property
     def outcomes(self) -> dict[str, int]:
@@ -172,6 +175,7 @@ class Aggregator:
         self._errors: Counter[str] = Counter()
         self._clusters: dict[str, list[str]] = {}
         self._left: Counter[str] = Counter()
+        self._to_change: Counter[str] = Counter()
         self._problems: list[ProblemTarget] = []
         self._waves: dict[int, Counter[str]] = {}
         self._span: dict[str, tuple[str, str]] = {}
@@ -211,7 +215,9 @@ class Aggregator:
         error = line.get("error")
         if isinstance(error, Mapping):
             self._errors[_error_key(error)] += 1
-        if outcome not in _DONE and outcome not in ("would_add", "would_remove"):
+        if outcome in ("would_add", "would_remove"):
+            self._to_change[cluster] += 1
+        elif outcome not in _DONE:
             self._left[cluster] += 1
             self._reasons[f"{outcome} {line.get('reason') or _code(error) or ''}".strip()] += 1
         if outcome in _PROBLEMS:
@@ -280,6 +286,9 @@ class Aggregator:
             verify_failures=tuple(self._verify_failures),
             temporal=_temporal(run.get("temporal")),
             options=_options(run.get("options")),
+            clusters_to_change=dict(
+                sorted(self._to_change.items(), key=lambda item: (-item[1], item[0]))
+            ),
         )
 
 
@@ -488,7 +497,8 @@ def summary_lines(
 
 
 def _cluster_lines(result: Summary, every: bool, hint: str) -> list[str]:
-    """Clusters not done, by reason, named where few; clusters with targets left.
+    """Clusters not done, by reason, named where few; clusters to change (what ``plan`` and
+    ``check`` found not as the inventory wants it); clusters with targets left.
 
     A few names fit on the line that counts them; ``every`` (``--all``) lists more than that
     one per line, as the other lists are, rather than as one line thousands of names long.
@@ -505,17 +515,26 @@ def _cluster_lines(result: Summary, every: bool, hint: str) -> list[str]:
             shown = names if len(names) <= _NAMED else names[:3]
             more = "" if len(shown) == len(names) else f", ... and {len(names) - len(shown)} more"
             lines.append(f"  {reason}: {len(names)} ({', '.join(shown)}{more})")
-    if result.clusters_with_targets_left:
-        left = list(result.clusters_with_targets_left.items())
-        if every and len(left) > _NAMED:
-            lines.append(f"clusters with targets left: {len(left)} (targets  cluster)")
-            lines += [f"  {n:>7}  {cluster}" for cluster, n in left]
-            return lines
-        few = left[:_NAMED]
-        more = "" if len(few) == len(left) else f", ... and {len(left) - len(few)} more"
-        counts = ", ".join(f"{cluster} {n}" for cluster, n in few)
-        lines.append(f"clusters with targets left: {len(left)} ({counts}{more})")
+    for title, clusters in (
+        ("clusters to change", result.clusters_to_change),
+        ("clusters with targets left", result.clusters_with_targets_left),
+    ):
+        lines += _per_cluster(title, list(clusters.items()), every=every)
     return lines
+
+
+def _per_cluster(title: str, rows: list[tuple[str, int]], *, every: bool) -> list[str]:
+    """``title: N (cluster count, ...)``, or with ``every`` and many, one cluster a line."""
+    if not rows:
+        return []
+    if every and len(rows) > _NAMED:
+        return [f"{title}: {len(rows)} (targets  cluster)"] + [
+            f"  {n:>7}  {cluster}" for cluster, n in rows
+        ]
+    few = rows[:_NAMED]
+    more = "" if len(few) == len(rows) else f", ... and {len(rows) - len(few)} more"
+    counts = ", ".join(f"{cluster} {n}" for cluster, n in few)
+    return [f"{title}: {len(rows)} ({counts}{more})"]
 
 
 def _ending(result: Summary, report: Path | None) -> list[str]:
@@ -569,6 +588,7 @@ def summary_json(result: Summary) -> dict[str, object]:
         "errors": result.errors,
         "clusters_not_done": {k: list(v) for k, v in result.clusters_not_done.items()},
         "clusters_with_targets_left": result.clusters_with_targets_left,
+        "clusters_to_change": result.clusters_to_change,
         "problems": [
             {**dataclasses.asdict(p), "description": ONTAP_CODES.get(p.code or "")}
             for p in result.problems

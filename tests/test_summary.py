@@ -422,3 +422,22 @@ def test_a_cluster_that_failed_for_another_reason_than_discovery_is_listed_by_it
         "unreachable": ("c3",),
         "discovery failed (auth)": ("c4",),
     }
+
+
+def test_a_check_names_the_clusters_that_are_not_as_the_inventory_wants() -> None:
+    """check (or plan): the clusters with targets it would change, most first, apart from
+    those with targets left (blocked): an auditor sees which clusters drift."""
+    lines = [
+        {**RUN, "command": "check"},
+        target("c1", "s1", "would_add"),
+        target("c1", "s2", "would_add"),
+        target("c2", "s1", "would_add"),
+        target("c3", "s1", "present"),
+        target("c4", "s1", "blocked", reason="too_many_servers"),
+        SUMMARY,
+    ]
+    result = aggregate(lines)
+    text = summary_lines(result, report=None)
+    assert "clusters to change: 2 (c1 2, c2 1)" in text
+    assert "clusters with targets left: 1 (c4 1)" in text
+    assert summary_json(result)["clusters_to_change"] == {"c1": 2, "c2": 1}
