@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal
@@ -134,10 +135,19 @@ class SecretResolver:
     def _file(written: str, file: Path) -> Secret | str:
         """The first line of the file, or why it cannot be had."""
         try:
+            # Looked at before it is opened: opening a named pipe nobody writes would wait
+            # forever, and a device (/dev/zero) has no first line worth the name.
+            if not stat.S_ISREG(file.stat().st_mode):
+                return f"the password file {written!r} is not a regular file"
             with file.open("rb") as stream:
-                first = stream.readline(_FIRST_LINE_LIMIT)
+                first = stream.readline(_FIRST_LINE_LIMIT + 2)  # and its \r\n
         except OSError as exc:
             return f"cannot read the password file {written!r}: {exc.strerror or exc}"
+        if len(first.rstrip(b"\r\n")) > _FIRST_LINE_LIMIT:
+            return (
+                f"the password file {written!r} has a first line longer than "
+                f"{_FIRST_LINE_LIMIT // 1024} KiB: is it the password file?"
+            )
         try:
             value = first.decode("utf-8-sig").rstrip("\r\n")
         except UnicodeDecodeError:

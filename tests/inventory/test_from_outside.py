@@ -7,9 +7,12 @@ no secret in the message.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from tests.inventory.conftest import Write, problems_of
+from tests.inventory.conftest import Write, load, problems_of
 
 SECRET = "Lit3ral-pw-0009"
 
@@ -124,3 +127,48 @@ def test_a_mistyped_reference_is_not_taken_as_a_literal_password(write: Write, v
     problems = problems_of(write(_with_password(value)))
     assert [(p.line, p.key_path) for p in problems] == [(5, "defaults.password")]
     assert "reference" in problems[0].message
+
+
+def _password_file_problems(write: Write, name: str) -> list[tuple[int | None, str]]:
+    """The problems of an inventory whose password is ``file:NAME``."""
+    path = write(_with_password(f"file:{name}").replace("allow_plaintext_secrets: true\n", ""))
+    return [(p.line, p.message) for p in problems_of(path)]
+
+
+@pytest.mark.timeout(20)
+def test_a_password_file_that_is_a_named_pipe_is_refused_without_waiting(
+    write: Write, tmp_path: Path
+) -> None:
+    """``file:`` naming a FIFO nobody writes is an error at once (it hung ``validate``)."""
+    os.mkfifo(tmp_path / "pw.fifo")
+    problems = _password_file_problems(write, "pw.fifo")
+    assert len(problems) == 1
+    assert problems[0][0] == 4
+    assert "not a regular file" in problems[0][1]
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "/dev/null"])
+def test_a_password_file_that_is_a_device_is_refused(write: Write, name: str) -> None:
+    """``file:/dev/zero`` is not 64 KiB of NUL characters for a password."""
+    problems = _password_file_problems(write, name)
+    assert len(problems) == 1
+    assert "not a regular file" in problems[0][1]
+
+
+def test_a_password_file_whose_first_line_is_too_long_is_refused(
+    write: Write, tmp_path: Path
+) -> None:
+    """A first line over 64 KiB is not cut to a password silently (a wrong file, surely)."""
+    (tmp_path / "pw.txt").write_bytes(b"x" * (64 * 1024 + 10) + b"\n")
+    problems = _password_file_problems(write, "pw.txt")
+    assert len(problems) == 1
+    assert "longer than 64 KiB" in problems[0][1]
+
+
+def test_a_password_file_of_exactly_its_limit_and_a_newline_is_read(
+    write: Write, tmp_path: Path
+) -> None:
+    """The limit is on the line, not the file: 64 KiB and a newline, then more, loads."""
+    (tmp_path / "pw.txt").write_bytes(b"x" * (64 * 1024) + b"\nsecond line\n")
+    inventory = load(write(_with_password("file:pw.txt")))
+    assert inventory.clusters[0].password is not None
