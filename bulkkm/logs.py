@@ -252,5 +252,33 @@ def configure_logging(*, fmt: str | None, verbosity: int, stream: TextIO | None 
         logger_factory=lambda *_: logger,
         cache_logger_on_first_use=False,
     )
+    _bridge_standard_logging(logging.INFO if verbosity >= 2 else logging.WARNING)
     _setup = LogSetup(console=console, readable=readable, verbosity=verbosity, terminal=terminal)
     return _setup
+
+
+class _ToStructlog(logging.Handler):
+    """Records of the standard library's logging (asyncio's, the Temporal SDK's, aiohttp's)
+    as bulkkm's own lines: in the same format, through the same scrubbing of secrets.
+
+    Without it they went to Python's last-resort handler: plain text in the middle of JSON
+    lines (a log shipper's parse error), and past ``scrub``.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """One record, as a structlog event named after its logger."""
+        try:
+            fields: dict[str, object] = {"message": record.getMessage()}
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger("bulkkm").log(record.levelno, record.name, **fields)
+        except Exception:  # logging must never end the program
+            self.handleError(record)
+
+
+def _bridge_standard_logging(level: int) -> None:
+    """Route the standard library's root logger, from ``level`` up, to structlog (once)."""
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _ToStructlog)]
+    root.addHandler(_ToStructlog())
+    root.setLevel(level)
