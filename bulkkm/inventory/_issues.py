@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 from bulkkm.errors import Problem
@@ -48,7 +49,10 @@ def describe_type(value: object) -> str:
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
-        return "a boolean"
+        # `svms: [no]` (Norway), `name: on`: YAML 1.1 reads these words unquoted as booleans.
+        return "a boolean (yes, no, on, off, true and false unquoted are one: quote a name)"
+    if isinstance(value, datetime.date):  # a datetime is a date
+        return "a date (quote it if it is a name)"
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):

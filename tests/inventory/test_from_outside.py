@@ -172,3 +172,27 @@ def test_a_password_file_of_exactly_its_limit_and_a_newline_is_read(
     (tmp_path / "pw.txt").write_bytes(b"x" * (64 * 1024) + b"\nsecond line\n")
     inventory = load(write(_with_password("file:pw.txt")))
     assert inventory.clusters[0].password is not None
+
+
+def test_a_yaml_boolean_or_date_where_a_name_belongs_says_to_quote_it(write: Write) -> None:
+    """``svms: [no]`` (Norway) and ``name: on`` read as booleans: the message says why."""
+    path = write(
+        """\
+        version: 1
+        defaults:
+          username: admin
+          password: env:ONTAP_PASSWORD
+          key_servers: [kms1.example.com]
+        clusters:
+          - name: on                  # <-
+            address: 10.0.0.1
+            svms: [no, 2024-01-01]
+        """
+    )
+    problems = problems_of(path)
+    assert [(p.line, p.key_path) for p in problems] == [
+        (7, "clusters[0].name"),
+        (9, "clusters[0].svms[0]"),
+        (9, "clusters[0].svms[1]"),
+    ]
+    assert all("quote" in p.message for p in problems), problems
