@@ -35,6 +35,9 @@ _KINDS = {
 """What a typed scalar is meant to be, for the message when its text is not one."""
 
 
+_NOT_FOUND = object()
+
+
 class _Lines:
     """Lines of keys and items, by the identity of the dict or list that holds them."""
 
@@ -63,12 +66,13 @@ class _Lines:
             if isinstance(node, dict) and isinstance(step, str) and id(node) in self.mappings:
                 key_lines = self.mappings[id(node)][1]
                 # A key that is not a string (``1:``, ``yes:``) is named by its str().
+                # ``null:`` is a key too: a sentinel says "not found".
                 key = (
                     step
                     if step in key_lines
-                    else next((k for k in key_lines if str(k) == step), None)
+                    else next((k for k in key_lines if str(k) == step), _NOT_FOUND)
                 )
-                if key is None:
+                if key is _NOT_FOUND:
                     break
                 line, node = key_lines[key], node[key]
             elif (

@@ -196,3 +196,22 @@ def test_a_yaml_boolean_or_date_where_a_name_belongs_says_to_quote_it(write: Wri
         (9, "clusters[0].svms[1]"),
     ]
     assert all("quote" in p.message for p in problems), problems
+
+
+def test_a_null_key_is_reported_at_its_own_line(write: Write) -> None:
+    """``null:`` (or ``~:``) as a key is located at its line, not at its mapping's."""
+    path = write(
+        """\
+        version: 1
+        defaults:
+          username: admin
+          password: env:ONTAP_PASSWORD
+          key_servers: [kms1.example.com]
+        clusters:
+          - name: c1
+            address: 10.0.0.1
+            svms: all
+            ~: 3                      # <-
+        """
+    )
+    assert [(p.line, p.key_path) for p in problems_of(path)] == [(10, "clusters[0].None")]
