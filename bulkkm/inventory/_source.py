@@ -106,6 +106,9 @@ def _yaml(text: str, fail: _Fail) -> _Parsed:
         # could show a password.
         mark = exc.problem_mark or exc.context_mark
         message = "invalid YAML: " + ", ".join(p for p in (exc.context, exc.problem) if p)
+        if mark is not None and text[mark.index : mark.index + 1] == "\t":
+            # libyaml says only "found character that cannot start any token".
+            message += " (a tab: YAML indents with spaces only)"
         # libyaml puts the end of the stream on the line after the last one.
         line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark else None
         raise fail(message, line) from None

@@ -215,3 +215,19 @@ def test_a_null_key_is_reported_at_its_own_line(write: Write) -> None:
         """
     )
     assert [(p.line, p.key_path) for p in problems_of(path)] == [(10, "clusters[0].None")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("version: 1\ndefaults:\n\tusername: admin\n", id="tab-indent"),
+        pytest.param("version: 1\n# café € 😀\nclusters:\n\t- name: c1\n", id="after-non-ascii"),
+    ],
+)
+def test_a_tab_that_breaks_the_yaml_is_named(write: Write, text: str) -> None:
+    """libyaml's "character that cannot start any token" is a tab: the message says so."""
+    path = write("")
+    path.write_text(text, encoding="utf-8")
+    problems = problems_of(path)
+    assert [p.line for p in problems] == [text.count("\n", 0, text.index("\t")) + 1]
+    assert "a tab" in problems[0].message
