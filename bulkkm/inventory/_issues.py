@@ -50,7 +50,7 @@ def describe_type(value: object) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         # `svms: [no]` (Norway), `name: on`: YAML 1.1 reads these words unquoted as booleans.
-        return "a boolean (yes, no, on, off, true and false unquoted are one: quote a name)"
+        return "a boolean (YAML reads yes, no, on, off, true, false unquoted as one: quote a name)"
     if isinstance(value, datetime.date):  # a datetime is a date
         return "a date (quote it if it is a name)"
     if isinstance(value, int):
