@@ -813,9 +813,22 @@ class _Parser:
         items = self._list(value, path, "SVM names or globs")
         if items is None:
             return INVALID
-        patterns = [self._pattern(item, (*path, index)) for index, item in enumerate(items)]
+        patterns = [self._exclude(item, (*path, index)) for index, item in enumerate(items)]
         valid = [p for p in patterns if p is not None]
         return At(tuple(valid), path) if len(valid) == len(patterns) else INVALID
+
+    def _exclude(self, value: object, path: KeyPath) -> str | None:
+        """One entry of ``exclude_svms``; ``all`` is refused there as in ``svms`` lists."""
+        if value == "all":
+            # Read as the name of an SVM it would exclude one called "all"; whoever wrote it
+            # more likely meant every SVM. The schema refuses it too.
+            self._add(
+                path,
+                "'all' is not an SVM name here: to select no SVM, drop svms: "
+                "(an SVM named all: write the glob '[a]ll')",
+            )
+            return None
+        return self._pattern(value, path)
 
     # -- rollout: windows, waves ----------------------------------------------------------
 

@@ -15,7 +15,8 @@ __all__ = ["inventory_schema"]
 _SIMPLE_NAME = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 _REGION = f"^{REGION_RE.pattern}$"
 _SVM_PATTERN = r"^[A-Za-z0-9_.\-*?\[\]!]+$"
-_NO_SCHEME = "^(?!.*://)[^\\s]+$"
+_NO_SCHEME = "^(?!.*://)\\s*[^\\s]+\\s*$"
+"""One word, no scheme; blanks around it are allowed, as the loader strips them."""
 # JSON Schema patterns have no case-insensitive flag: each letter is a class ([sS][aA][tT]).
 _DAY_PATTERN = "^(" + "|".join("".join(f"[{c}{c.upper()}]" for c in day) for day in DAYS) + ")$"
 _TIME_PATTERN = f"^{TIME_RE.pattern}$"

@@ -11,7 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bulkkm.errors import InventoryError
+from bulkkm.inventory import inventory_schema
 from tests.inventory.conftest import Write, load, problems_of
 
 SECRET = "Lit3ral-pw-0009"
@@ -231,3 +234,44 @@ def test_a_tab_that_breaks_the_yaml_is_named(write: Write, text: str) -> None:
     problems = problems_of(path)
     assert [p.line for p in problems] == [text.count("\n", 0, text.index("\t")) + 1]
     assert "a tab" in problems[0].message
+
+
+def _schema_and_loader(write: Write, data: dict[str, object]) -> tuple[bool, bool]:
+    """Whether ``bulkkm schema`` accepts ``data``, and whether the loader does."""
+    jsonschema = pytest.importorskip("jsonschema")
+    path = write(yaml.safe_dump(data))
+    schema_ok = jsonschema.Draft202012Validator(inventory_schema()).is_valid(data)
+    try:
+        load(path)
+    except InventoryError:
+        return schema_ok, False
+    return schema_ok, True
+
+
+def _one_cluster(**cluster: object) -> dict[str, object]:
+    """A valid inventory of one cluster, its keys replaced by ``cluster``."""
+    return {
+        "version": 1,
+        "defaults": {
+            "username": "admin",
+            "password": "env:ONTAP_PASSWORD",
+            "key_servers": ["kms1.example.com"],
+        },
+        "clusters": [{"name": "c1", "address": "10.0.0.1", "svms": "all", **cluster}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("cluster", "accepted"),
+    [
+        pytest.param({"exclude_svms": ["all"]}, False, id="exclude-all"),
+        pytest.param({"exclude_svms": ["[a]ll"]}, True, id="exclude-an-svm-named-all"),
+        pytest.param({"address": " 10.0.0.1 "}, True, id="address-with-blanks"),
+        pytest.param({"key_servers": [" kms2.example.com"]}, True, id="server-with-blanks"),
+    ],
+)
+def test_the_schema_and_the_loader_agree(
+    write: Write, cluster: dict[str, object], accepted: bool
+) -> None:
+    """An editor's schema check and ``validate`` give one answer for these files."""
+    assert _schema_and_loader(write, _one_cluster(**cluster)) == (accepted, accepted)
