@@ -191,10 +191,17 @@ class _Redactor:
         return "".join(parts)
 
 
+FINDER_DEPTH: Final = 24
+"""Characters of each form the finder looks for: where it stops, a secret's own patterns
+decide. A prefix keeps the trie (and the recursion that renders it) shallow whatever the
+length of a secret: a 64 KiB password file once made every redaction fail."""
+
+
 def _insert(trie: _Trie, atoms: list[list[str]]) -> None:
-    """Add one form to the trie: its first character once per alternative (so that every
-    branch of the finder starts with a literal), each other character as one group."""
-    rest = [_group(alternatives) for alternatives in atoms[1:]]
+    """Add the start of one form to the trie: its first character once per alternative (so
+    that every branch of the finder starts with a literal), each other character, up to
+    ``FINDER_DEPTH``, as one group."""
+    rest = [_group(alternatives) for alternatives in atoms[1:FINDER_DEPTH]]
     for alternative in atoms[0]:
         node = trie
         for key in (alternative, *rest):

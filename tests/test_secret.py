@@ -104,3 +104,14 @@ def test_no_encoded_form_survives_redaction(password: str, before: str, after: s
             continue  # the form would not be the only one in the text
         out = redact(f"{before}{separator}{form}{separator}{after}")
         assert form not in out
+
+
+def test_a_very_long_secret_is_masked_and_masking_goes_on() -> None:
+    """A password file of 64 KiB (a token, a key pasted by mistake): masked wherever it
+    appears, in every form, and the other secrets with it. Its length once made every
+    redaction of the process fail (a recursion as deep as the secret was long)."""
+    long = "k" * 30_000 + "-tail-" + "q" * 35_536
+    remember(long)
+    remember("hunter2-not-a-real-one")
+    text = f"a {long} b {base64.b64encode(long.encode()).decode()} c hunter2-not-a-real-one d"
+    assert redact(text) == f"a {MASK} b {MASK} c {MASK} d"
