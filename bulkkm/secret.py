@@ -157,7 +157,7 @@ class _Redactor:
         trie: _Trie = {}
         by_first: dict[str, list[_Forms]] = {}
         for value in sorted(known, key=len, reverse=True):
-            forms = _Forms(value)
+            forms = _FORMS.get(value) or _FORMS.setdefault(value, _Forms(value))
             for atoms in forms.atoms:
                 _insert(trie, atoms)
                 for alternative in atoms[0]:
@@ -232,6 +232,9 @@ def _group(alternatives: list[str]) -> str:
     return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
 
 
+_FORMS: dict[str, _Forms] = {}
+"""Each secret's compiled forms, kept across the redactor's rebuilds: a rebuild (a secret
+added) compiles only the new one (a 64 KiB secret takes ~0.8 s to compile)."""
 _cache: list[_Redactor] = [_Redactor(_KNOWN)]
 
 
