@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from bulkkm import engine
+from bulkkm import engine, interrupts
 from bulkkm.console import (
     PROGRESS_EVERY,
     EventLog,
@@ -34,7 +33,7 @@ from bulkkm.console import (
 )
 from bulkkm.events import RunFinished, Subscriber
 from bulkkm.inventory import Inventory
-from bulkkm.logs import log_setup, output, printable, reader_gone
+from bulkkm.logs import log_setup, output, printable
 from bulkkm.report import ReportWriter, read_lines
 from bulkkm.summary import Aggregator
 
@@ -179,7 +178,6 @@ async def _run_interruptible(
     run goes on.
     """
     control = engine.RunControl()
-    loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if control.interrupted.is_set():
@@ -189,24 +187,10 @@ async def _run_interruptible(
             log.warning("interrupt", note="finishing in-flight work; Ctrl-C again to exit now")
         control.interrupt()
 
-    # Which streams are the terminal, asked now: once it has hung up, isatty() says no.
-    terminals = [stream for stream in (sys.stdout, sys.stderr) if stream.isatty()]
-
     def on_hangup() -> None:
-        for stream in terminals:
-            reader_gone(stream)  # writing to a hung-up terminal fails (EIO)
         if not control.interrupted.is_set():
             log.warning("hangup", note="the terminal went away: finishing in-flight work")
             control.interrupt()
 
-    signals = [signal.SIGINT, signal.SIGTERM]
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        loop.add_signal_handler(signal.SIGHUP, on_hangup)
-        signals.append(signal.SIGHUP)
-    try:
+    with interrupts.handled(on_signal, on_hangup):
         return await engine.run(inventory, options, subscribers, control=control)
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)

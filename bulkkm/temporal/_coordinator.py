@@ -17,7 +17,6 @@ import fcntl
 import itertools
 import os
 import signal
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -34,7 +33,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from bulkkm import codec, engine
+from bulkkm import codec, engine, interrupts
 from bulkkm.engine._run import VERSION
 from bulkkm.errors import ErrorCategory, UsageError
 from bulkkm.events import (
@@ -51,7 +50,6 @@ from bulkkm.events import (
     WaveFinished,
 )
 from bulkkm.fanout import Fanout
-from bulkkm.logs import reader_gone
 from bulkkm.plan import ApprovedPlan, Operation
 from bulkkm.report import ReportWriter, load_resume, read_lines
 from bulkkm.request import ConfirmWave, PreparedRun, RunRequest, prepare
@@ -498,7 +496,6 @@ def _interrupts(interrupted: asyncio.Event, workflow: str) -> Iterator[None]:
     the report still gets every cluster's line and its summary. Unless SIGHUP was ignored
     when bulkkm started (``nohup``): then the coordinator follows the rollout to its end.
     """
-    loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         # Logged, not printed: the live bar keeps log lines whole above it.
@@ -517,12 +514,7 @@ def _interrupts(interrupted: asyncio.Event, workflow: str) -> Iterator[None]:
             attach=f"--attach {workflow} continues the report if you leave",
         )
 
-    # Which streams are the terminal, asked now: once it has hung up, isatty() says no.
-    terminals = [stream for stream in (sys.stdout, sys.stderr) if stream.isatty()]
-
     def on_hangup() -> None:
-        for stream in terminals:
-            reader_gone(stream)  # writing to a hung-up terminal fails (EIO)
         if not interrupted.is_set():
             interrupted.set()
             log.warning(
@@ -531,17 +523,12 @@ def _interrupts(interrupted: asyncio.Event, workflow: str) -> Iterator[None]:
                 attach=f"--attach {workflow} continues the report if this coordinator is killed",
             )
 
-    signals = [signal.SIGINT, signal.SIGTERM]
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        loop.add_signal_handler(signal.SIGHUP, on_hangup)
-        signals.append(signal.SIGHUP)
+    signals: tuple[signal.Signals, ...] = ()
     try:
-        yield
+        with interrupts.handled(on_signal, on_hangup) as signals:
+            yield
     finally:
         for sig in signals:
-            loop.remove_signal_handler(sig)
             # The report is whole by now; an interrupt while the summary prints just leaves.
             signal.signal(sig, _leave_on_signal)
 
