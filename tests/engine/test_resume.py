@@ -155,9 +155,9 @@ async def test_a_report_still_being_written_is_not_resumed_from(tmp_path: Path) 
     """--resume from the report of a run still going: exit 2, one line, nothing sent by the
     second run (it would race the first on the same clusters); once the first has ended
     (Ctrl-C completes its report), the resume goes ahead and writes nothing twice."""
-    async with SimulatedFleet(spec(clusters=2, svms=5, faults=Faults(latency=0.4))) as fleet:
+    async with SimulatedFleet(spec(clusters=2, svms=5, faults=Faults(latency=0.8))) as fleet:
         inventory = fleet.write_inventory(tmp_path / "fleet.yaml", concurrency=1)
-        first = tmp_path / "first.jsonl"  # 5 POSTs one after another a cluster: ~2.5 s
+        first = tmp_path / "first.jsonl"  # 5 POSTs one after another a cluster: ~5 s
         running = await start("apply", str(inventory), "--report", str(first), "-q")
         await wait_for_lines(first, 1)  # the run line: the report is open, the run going
         second = tmp_path / "second.jsonl"
