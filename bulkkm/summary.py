@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -365,26 +365,30 @@ def summarize(path: Path) -> Summary:
     return aggregate.result()
 
 
-def next_report_name(report: Path, exists: Mapping[Path, bool] | None = None) -> Path:
-    """A fresh name beside ``report`` for the run that resumes it: ``r.jsonl`` -> ``r-2.jsonl``."""
+def _later_names(report: Path) -> Iterator[Path]:
+    """The names beside ``report`` for the runs that resume it, in order: ``r.jsonl`` ->
+    ``r-2.jsonl``, ``r-3.jsonl`` ... (``r-2.jsonl`` -> ``r-3.jsonl`` ...), a thousand of them."""
     stem, dash, number = report.stem.rpartition("-")
     base, start = (stem, int(number) + 1) if dash and number.isdigit() else (report.stem, 2)
     for n in range(start, start + 1000):
-        candidate = report.with_name(f"{base}-{n}{report.suffix}")
+        yield report.with_name(f"{base}-{n}{report.suffix}")
+
+
+def next_report_name(report: Path, exists: Mapping[Path, bool] | None = None) -> Path:
+    """A fresh name beside ``report`` for the run that resumes it: ``r.jsonl`` -> ``r-2.jsonl``."""
+    for candidate in _later_names(report):
         taken = exists.get(candidate, False) if exists is not None else candidate.exists()
         if not taken:
             return candidate
+    base = candidate.stem.rpartition("-")[0]  # every name taken: the last one's stem
     return report.with_name(f"{base}-resumed{report.suffix}")
 
 
 def resumed_by(report: Path) -> Path | None:
     """The report of a run that resumed ``report``, among the names ``next_report_name``
     gives (``r-2.jsonl`` for ``r.jsonl``): its run line names ``report`` as it started from."""
-    stem, dash, number = report.stem.rpartition("-")
-    base, start = (stem, int(number) + 1) if dash and number.isdigit() else (report.stem, 2)
     wanted = str(report.resolve())
-    for n in range(start, start + 1000):
-        candidate = report.with_name(f"{base}-{n}{report.suffix}")
+    for candidate in _later_names(report):
         try:
             with candidate.open("rb") as lines:
                 run = loads_line(lines.readline())
